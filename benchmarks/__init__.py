@@ -1,0 +1,1 @@
+"""Latency, speed and quality measurements that write JSON, Markdown and plots."""

@@ -1,0 +1,1 @@
+"""One module per ``stemstream`` subcommand: ``register(subparsers)`` and ``run(args)``."""

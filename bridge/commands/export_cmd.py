@@ -1,0 +1,16 @@
+"""`stemstream export`: not built yet (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+from realtime.errors import StemstreamError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="(not available yet)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise StemstreamError("'stemstream export' is not available in this version yet")

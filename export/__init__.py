@@ -1,0 +1,1 @@
+"""From data to deployable artifacts: synthesis, loaders, training, pruning, distillation, export."""

@@ -1,0 +1,36 @@
+"""The one in-memory form of a multitrack song that every loader yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Track:
+    """A song with its true stems.
+
+    Attributes:
+        name: a human-readable identifier (folder name).
+        sample_rate: in Hz.
+        stems: stem name -> audio ``(channels, samples)`` float32; all the same shape.
+        mixture: ``(channels, samples)``; the sum of ``stems`` unless the dataset says otherwise.
+        meta: anything the dataset knows (programs, tempo, source path...).
+    """
+
+    name: str
+    sample_rate: int
+    stems: dict[str, np.ndarray]
+    mixture: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.mixture.shape[-1])
+
+    def stack(self, names: tuple[str, ...]) -> np.ndarray:
+        """Stems in the order ``names`` as ``(len(names), channels, samples)``; a stem the
+        track lacks is silence."""
+        zeros = np.zeros_like(self.mixture)
+        return np.stack([self.stems.get(n, zeros) for n in names])
