@@ -1,16 +1,69 @@
-"""`stemstream models`: not built yet (placeholder until its issue lands)."""
+"""`stemstream models`: list the shipped models (name, stems, rate, latency, size, cost)."""
 
 from __future__ import annotations
 
 import argparse
-
-from realtime.errors import StemstreamError
+import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "models",
+        help="list the shipped models",
+        description="List the shipped separation models with latency, parameters and MACs per second of audio.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
+def _trained_on(record: dict) -> str:
+    data = record.get("data", {})
+    train = record.get("train", {})
+    if not data:
+        return "-"
+    return f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
+
+
 def run(args: argparse.Namespace) -> int:
-    raise StemstreamError("'stemstream models' is not available in this version yet")
+    from realtime.models.registry import list_models
+
+    cards = list_models()
+    diffusion = []
+    try:  # diffusion models register themselves elsewhere (issue 7); list them if present
+        from realtime.diffusion import registry as dreg  # type: ignore[attr-defined]
+
+        diffusion = list(dreg.list_models())
+    except Exception:
+        diffusion = []
+    if args.json:
+        rows = [
+            {
+                "name": c.name, "stems": list(c.stems), "sample_rate": c.sample_rate,
+                "hop_samples": c.hop_samples, "latency_samples": c.latency_samples,
+                "latency_ms": round(c.latency_ms, 2), "total_latency_ms": round(c.total_latency_ms, 2),
+                "params": c.params, "macs_per_second": c.macs_per_second, "path": c.path,
+                "final_scores": c.run_record.get("final_scores", c.run_record.get("final_valid", {})),
+            }
+            for c in cards
+        ]
+        for d in diffusion:
+            rows.append({"name": getattr(d, "name", str(d))})
+        print(json.dumps(rows, indent=1))
+        return 0
+    header = ("name", "stems", "rate", "latency ms (+hop)", "params", "GMAC/s", "trained on")
+    rows = [
+        (
+            c.name, ",".join(c.stems), f"{c.sample_rate}", f"{c.latency_ms:.1f} ({c.total_latency_ms:.1f})",
+            f"{c.params / 1e6:.2f}M", f"{c.macs_per_second / 1e9:.2f}", _trained_on(c.run_record),
+        )
+        for c in cards
+    ]
+    for d in diffusion:
+        rows.append((getattr(d, "name", str(d)), ",".join(getattr(d, "stems", ())), "", "", "", "", ""))
+    if not rows:
+        print("no models shipped in this build")
+        return 0
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, *rows):
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    return 0

@@ -1,16 +1,37 @@
-"""`stemstream train`: not built yet (placeholder until its issue lands)."""
+"""`stemstream train --config NAME`: train a shipped model on the synthetic data.
+
+Configs: ``live``, ``quality`` (starts from ``live``), ``live-pruned`` (prunes ``live`` then
+fine-tunes), ``tiny`` (smoke test); ``diffusion*`` go to ``export.train.diffusion``.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from realtime.errors import StemstreamError
+import importlib
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (live, quality, live-pruned, diffusion*)",
+        description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
+    )
+    parser.add_argument("--config", required=True, help="live | quality | live-pruned | tiny | diffusion*")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
+    parser.add_argument("--data", default="data/synth", help="data root with train/ and valid/ (default data/synth)")
+    parser.add_argument("--runs", default="runs", help="where earlier runs are found for init_from (default runs)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise StemstreamError("'stemstream train' is not available in this version yet")
+    if str(args.config).startswith("diffusion"):
+        diffusion = importlib.import_module("export.train.diffusion")
+        return int(diffusion.run_training(args.config, args) or 0)
+    from export.train.run import run_training
+
+    return run_training(args.config, args, log=lambda s: print(s, flush=True))

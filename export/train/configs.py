@@ -1,0 +1,88 @@
+"""Named training configurations: the model config plus how to train it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from realtime.errors import bad_value
+from realtime.models.live import LiveConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one shipped model is trained.
+
+    Attributes:
+        name: config / model name (``live``, ``quality``, ``live-pruned``).
+        model: the model config.
+        steps: optimiser steps (the schedule's length).
+        time_budget_s: wall-clock budget; the LR schedule follows whichever of steps / time
+            runs out first, so a slow shared CPU still ends with a decayed LR (0: steps only).
+        batch: excerpts per step.
+        excerpt_seconds: excerpt length in seconds.
+        lr: peak Adam learning rate (cosine decay to ``lr * 0.05``).
+        valid_every: steps between validations (an "epoch").
+        init_from: name of a shipped/trained model to start from (``quality``: ``live``).
+        prune_macs: for ``live-pruned``: fraction of ``init_from``'s MACs to remove.
+        seed: RNG seed (init, data order).
+        threads: torch intra-op threads.
+    """
+
+    name: str
+    model: LiveConfig
+    steps: int = 2000
+    time_budget_s: float = 3600.0
+    batch: int = 8
+    excerpt_seconds: float = 2.0
+    lr: float = 1e-3
+    valid_every: int = 100
+    init_from: str | None = None
+    prune_macs: float = 0.0
+    seed: int = 1234
+    threads: int = 2
+    extra: dict = field(default_factory=dict)
+
+
+def _configs() -> dict[str, TrainConfig]:
+    live = LiveConfig()
+    return {
+        "live": TrainConfig(name="live", model=live, steps=2400, time_budget_s=3900.0),
+        "quality": TrainConfig(
+            name="quality",
+            model=LiveConfig(synthesis_samples=1024, lookahead_frames=12),
+            steps=700,
+            time_budget_s=1500.0,
+            lr=4e-4,
+            init_from="live",
+        ),
+        "live-pruned": TrainConfig(
+            name="live-pruned",
+            model=live,  # replaced by the pruned config at run time
+            steps=500,
+            time_budget_s=900.0,
+            lr=3e-4,
+            init_from="live",
+            prune_macs=0.45,
+        ),
+        "tiny": TrainConfig(
+            name="tiny",
+            model=LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=64),
+            steps=4,
+            time_budget_s=0.0,
+            batch=2,
+            excerpt_seconds=0.25,
+            valid_every=2,
+            threads=1,
+        ),
+    }
+
+
+CONFIG_NAMES: tuple[str, ...] = tuple(_configs())
+
+
+def get_config(name: str) -> TrainConfig:
+    """The named training config, or an error listing the known names."""
+    configs = _configs()
+    if name not in configs:
+        raise bad_value("config", name, f"one of {', '.join(configs)} (or diffusion*)")
+    return configs[name]

@@ -1,0 +1,147 @@
+"""Training data for the live separator: in-memory synthetic songs, remixed excerpts.
+
+Reads the synthetic folder layout ``DIR/<song>/{bass,drums,guitar,piano}.wav`` (44.1 kHz,
+stereo) into memory once, then draws seeded random excerpts: with probability ``remix``
+each stem comes from a different random song (the usual remixing augmentation), with a
+random gain and a random left/right swap; the mixture is the sum of the stems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.errors import AudioInputError, bad_value
+from realtime.stems import MODEL_SAMPLE_RATE, STEMS
+
+
+@dataclass
+class SongSet:
+    """Songs held in memory: ``audio[i]`` is ``(stems, channels, samples)`` float32."""
+
+    names: list[str]
+    audio: list[np.ndarray]
+    root: str
+
+    def fingerprint(self) -> str:
+        """Short hash of the song names and lengths (goes in the run record)."""
+        h = hashlib.sha256()
+        for name, a in zip(self.names, self.audio):
+            h.update(f"{name}:{a.shape[-1]};".encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def seconds(self) -> float:
+        return sum(a.shape[-1] for a in self.audio) / MODEL_SAMPLE_RATE
+
+
+def load_songs(root: str | Path, stems: tuple[str, ...] = STEMS, limit: int | None = None) -> SongSet:
+    """Load every song folder under ``root`` that has all ``stems`` as WAV files."""
+    import soundfile as sf
+
+    root = Path(root)
+    if not root.is_dir():
+        raise bad_value("data root", str(root), "an existing folder of song folders")
+    names, audio = [], []
+    for song in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = [song / f"{s}.wav" for s in stems]
+        if not all(f.exists() for f in files):
+            continue
+        parts = []
+        for f in files:
+            data, sr = sf.read(str(f), dtype="float32", always_2d=True)
+            if sr != MODEL_SAMPLE_RATE:
+                raise AudioInputError(f"{f}: sample rate {sr}, expected {MODEL_SAMPLE_RATE}")
+            if data.shape[1] == 1:
+                data = np.repeat(data, 2, axis=1)
+            parts.append(data.T[:2])
+        n = min(p.shape[-1] for p in parts)
+        audio.append(np.stack([p[:, :n] for p in parts]))
+        names.append(song.name)
+        if limit is not None and len(names) >= limit:
+            break
+    if not names:
+        raise bad_value("data root", str(root), f"song folders containing {', '.join(stems)} .wav files")
+    return SongSet(names, audio, str(root))
+
+
+class RemixSampler:
+    """Seeded batches of remixed excerpts: ``(mixture (B, C, T), stems (B, S, C, T))``."""
+
+    def __init__(
+        self,
+        songs: SongSet,
+        excerpt_samples: int,
+        seed: int,
+        remix: float = 0.5,
+        gain_db: float = 6.0,
+    ) -> None:
+        self.songs = songs
+        self.excerpt = excerpt_samples
+        self.rng = np.random.default_rng(seed)
+        self.remix = remix
+        self.gain_db = gain_db
+        long_enough = [i for i, a in enumerate(songs.audio) if a.shape[-1] > excerpt_samples]
+        if not long_enough:
+            raise bad_value("excerpt_samples", excerpt_samples, "shorter than the songs")
+        self.pool = long_enough
+
+    def _excerpt(self, song: int, stem: int) -> np.ndarray:
+        a = self.songs.audio[song]
+        start = int(self.rng.integers(0, a.shape[-1] - self.excerpt))
+        return a[stem, :, start : start + self.excerpt]
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of ``size`` excerpts."""
+        n_stems = self.songs.audio[0].shape[0]
+        out = np.empty((size, n_stems, 2, self.excerpt), dtype=np.float32)
+        for b in range(size):
+            base = int(self.rng.choice(self.pool))
+            a = self.songs.audio[base]
+            start = int(self.rng.integers(0, a.shape[-1] - self.excerpt))
+            remix = self.rng.random() < self.remix
+            for s in range(n_stems):
+                if remix:
+                    x = self._excerpt(int(self.rng.choice(self.pool)), s)
+                else:
+                    x = a[s, :, start : start + self.excerpt]
+                gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
+                if self.rng.random() < 0.5:
+                    x = x[::-1]
+                out[b, s] = gain * x
+        stems = torch.from_numpy(out)
+        return stems.sum(dim=1), stems
+
+
+def valid_excerpts(
+    songs: SongSet, seconds: float, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed validation excerpts: the first ``seconds`` after 1 s of up to ``count`` songs."""
+    n = int(seconds * MODEL_SAMPLE_RATE)
+    start = MODEL_SAMPLE_RATE
+    mixes, stems = [], []
+    for a in songs.audio[:count]:
+        if a.shape[-1] < start + n:
+            continue
+        s = torch.from_numpy(np.ascontiguousarray(a[..., start : start + n]))
+        stems.append(s)
+        mixes.append(s.sum(0))
+    if not mixes:
+        raise bad_value("valid seconds", seconds, "shorter than the validation songs")
+    return torch.stack(mixes), torch.stack(stems)
+
+
+def dataset_info(root: str | Path) -> dict:
+    """``DIR/dataset.json`` if the data set has one, else ``{}``."""
+    p = Path(root) / "dataset.json"
+    if p.exists():
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            return {}
+    return {}

@@ -1,0 +1,121 @@
+"""``stemstream train --config NAME``: build (or prune / transfer) the model, train, ship.
+
+* ``live``: from scratch.
+* ``quality``: same architecture with a longer synthesis window and look-ahead, started from
+  ``live``'s weights (the extra look-ahead half of the mask heads starts at zero, so step 0
+  equals ``live`` with a longer synthesis window).
+* ``live-pruned``: structured pruning of ``live`` (``export.prune``), then fine-tuning.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from export.train.configs import TrainConfig, get_config
+from export.train.loop import load_data, train
+from realtime.errors import ConfigError
+from realtime.models.live import LiveConfig, LiveSeparator
+from realtime.models.registry import WEIGHTS_DIR
+from realtime.models.weights import read_weights
+
+
+def find_weights(name: str, runs_dir: Path) -> Path:
+    """Freshest weights of ``name``: ``runs/<name>/<name>.safetensors``, else the shipped file."""
+    for p in (runs_dir / name / f"{name}.safetensors", WEIGHTS_DIR / f"{name}.safetensors"):
+        if p.exists():
+            return p
+    raise ConfigError(f"init_from={name!r}: no weights found (train it first: stemstream train --config {name})")
+
+
+def load_separator(path: Path) -> LiveSeparator:
+    """A :class:`LiveSeparator` from a weight file."""
+    tensors, meta = read_weights(path)
+    model = LiveSeparator(LiveConfig.from_dict(json.loads(meta["config"])))
+    model.load_state_dict(tensors)
+    return model
+
+
+def transfer(source: LiveSeparator, config: LiveConfig) -> LiveSeparator:
+    """A model of ``config`` initialised from ``source`` (same sizes; heads may double for look-ahead)."""
+    target = LiveSeparator(config)
+    src = source.state_dict()
+    with torch.no_grad():
+        for key, value in target.state_dict().items():
+            if key not in src:
+                raise ConfigError(f"init_from: source has no tensor {key!r}")
+            old = src[key]
+            if old.shape == value.shape:
+                value.copy_(old)
+            elif key.endswith("head.weight") and old.shape[0] == value.shape[0] and 2 * old.shape[1] == value.shape[1]:
+                value.zero_()
+                value[:, : old.shape[1]] = old  # mask of frame j from h_j, as in live
+            else:
+                raise ConfigError(f"init_from: {key} shape {tuple(old.shape)} cannot seed {tuple(value.shape)}")
+    return target
+
+
+def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable[[str], None]) -> LiveSeparator:
+    """The model to train for ``cfg`` (fresh, transferred, or pruned)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.init_from is None:
+        return LiveSeparator(cfg.model)
+    source = load_separator(find_weights(cfg.init_from, runs_dir))
+    if cfg.prune_macs > 0:
+        from export.prune import prune
+        from export.train.data import RemixSampler, load_songs
+        from realtime.models.live import macs_per_hop
+
+        songs = load_songs(data_root / "train", limit=64)
+        mixes, _ = RemixSampler(songs, 4 * 44100, seed=cfg.seed).batch(16)
+        model = prune(source, mixes, cfg.prune_macs)
+        log(
+            f"pruned {cfg.init_from}: MACs/hop {macs_per_hop(source.config)} -> {macs_per_hop(model.config)}, "
+            f"bins {source.config.bins}->{model.config.bins}, width {source.config.width}->{model.config.width}, "
+            f"encoder {source.config.encoder_channels}->{model.config.encoder_channels}"
+        )
+        return model
+    return transfer(source, cfg.model)
+
+
+def run_training(config_name: str, args: Any, log: Callable[[str], None] = print) -> int:
+    """Entry point of ``stemstream train`` for the non-diffusion configs; returns an exit code."""
+    cfg = get_config(config_name)
+    data_root = Path(getattr(args, "data", None) or "data/synth")
+    runs_dir = Path(getattr(args, "runs", None) or "runs")
+    out_dir = Path(getattr(args, "out", None) or runs_dir / config_name)
+    steps = getattr(args, "steps", None)
+    if steps is not None and steps < 1:
+        raise ConfigError(f"steps={steps!r}: expected a positive integer")
+    torch.set_num_threads(getattr(args, "threads", None) or cfg.threads)
+    if not (data_root / "train").is_dir():
+        raise ConfigError(f"data={str(data_root)!r}: expected a folder with train/ and valid/ (stemstream data synth)")
+    t0 = time.time()
+    ckpt = out_dir / "checkpoint.pt"
+    if getattr(args, "resume", False) and ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model = LiveSeparator(LiveConfig.from_dict(json.loads(saved["config"])))
+        log(f"resuming {config_name} from {ckpt}")
+    else:
+        model = build_model(cfg, runs_dir, data_root, log)
+    train_songs, valid_songs = load_data(data_root, limit=getattr(args, "limit_songs", None))
+    log(
+        f"{config_name}: {len(train_songs.names)} train songs ({train_songs.seconds / 60:.1f} min), "
+        f"{len(valid_songs.names)} valid songs; out={out_dir}"
+    )
+    record = train(
+        cfg, model, train_songs, valid_songs, out_dir, steps=steps,
+        resume=getattr(args, "resume", False), progress=not getattr(args, "quiet", False), log=log,
+    )
+    log(f"done in {time.time() - t0:.0f} s: final valid {json.dumps(record['final_valid'])}")
+    if getattr(args, "ship", False):
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out_dir / f"{config_name}.safetensors", WEIGHTS_DIR / f"{config_name}.safetensors")
+        shutil.copy(out_dir / "run_record.json", WEIGHTS_DIR / f"{config_name}.run_record.json")
+        log(f"shipped to {WEIGHTS_DIR / (config_name + '.safetensors')}")
+    return 0

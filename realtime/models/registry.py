@@ -1,0 +1,186 @@
+"""The shipped models, by name: cards for listing, loaders for PyTorch and the engine.
+
+Names: ``live`` (5.8 ms), ``live-pruned`` (pruned + fine-tuned ``live``), ``quality``
+(same architecture, longer synthesis window and look-ahead). Weights live in
+``realtime/weights/<name>.safetensors``; a path to a ``.safetensors`` file also works as a name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from realtime.errors import ConfigError
+from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator, macs_per_hop
+from realtime.models.weights import WeightFileError, read_weights
+from realtime.protocol import ModelInfo, State
+
+#: Folder holding the shipped weight files.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+#: Shipped model names, in the order they are listed.
+SHIPPED: tuple[str, ...] = ("live", "live-pruned", "quality")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What ``stemstream models`` lists about one model.
+
+    Attributes:
+        name: registry name.
+        stems: stem names in output order.
+        sample_rate: model rate in Hz.
+        channels: audio channels.
+        hop_samples: samples per hop (smallest block the model can take).
+        latency_samples: algorithmic latency (output ``t`` = separation of input ``t - latency``).
+        params: number of parameters.
+        macs_per_second: multiply-accumulates per second of audio.
+        architecture: architecture identifier.
+        path: weight file.
+        run_record: the training run record stored in the weight file.
+    """
+
+    name: str
+    stems: tuple[str, ...]
+    sample_rate: int
+    channels: int
+    hop_samples: int
+    latency_samples: int
+    params: int
+    macs_per_second: int
+    architecture: str
+    path: str
+    run_record: dict[str, Any]
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency in ms (excluding the host's block buffering)."""
+        return 1000.0 * self.latency_samples / self.sample_rate
+
+    @property
+    def total_latency_ms(self) -> float:
+        """Latency in ms including one hop of input buffering (the lowest possible in use)."""
+        return 1000.0 * (self.latency_samples + self.hop_samples) / self.sample_rate
+
+
+def _weights_path(name: str) -> Path:
+    if name.endswith(".safetensors"):
+        return Path(name)
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def available_models() -> list[str]:
+    """Names of shipped models whose weight file is present."""
+    return [n for n in SHIPPED if _weights_path(n).exists()]
+
+
+def _unknown(name: str) -> ConfigError:
+    names = available_models()
+    listed = ", ".join(names) if names else "(none shipped)"
+    return ConfigError(f"model={name!r}: unknown model; available: {listed}")
+
+
+def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
+    if not isinstance(name, str) or (name not in SHIPPED and not name.endswith(".safetensors")):
+        raise _unknown(name)
+    path = _weights_path(name)
+    if not path.exists():
+        if name in SHIPPED:
+            raise ConfigError(f"model={name!r}: weights {str(path)!r} are not shipped in this build")
+        raise _unknown(name)
+    tensors, meta = read_weights(path)
+    if meta["architecture"] != ARCHITECTURE:
+        raise WeightFileError(
+            f"weights={str(path)!r}: architecture {meta['architecture']!r}, this code has {ARCHITECTURE!r}"
+        )
+    return tensors, meta, path
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of model ``name``."""
+    tensors, meta, path = _read(name)
+    cfg = LiveConfig.from_dict(json.loads(meta["config"]))
+    params = int(sum(t.numel() for t in tensors.values()))
+    card_name = path.stem if name.endswith(".safetensors") else name
+    return ModelCard(
+        name=card_name,
+        stems=cfg.stems,
+        sample_rate=cfg.sample_rate,
+        channels=cfg.channels,
+        hop_samples=cfg.hop_samples,
+        latency_samples=cfg.latency_samples,
+        params=params,
+        macs_per_second=int(round(macs_per_hop(cfg) * cfg.sample_rate / cfg.hop_samples)),
+        architecture=meta["architecture"],
+        path=str(path),
+        run_record=json.loads(meta.get("run_record", "{}") or "{}"),
+    )
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of every shipped model present, in ``SHIPPED`` order."""
+    return [model_card(n) for n in available_models()]
+
+
+def load_torch_model(name: str) -> LiveSeparator:
+    """The PyTorch module of model ``name`` (eval mode, CPU)."""
+    tensors, meta, _ = _read(name)
+    cfg = LiveConfig.from_dict(json.loads(meta["config"]))
+    model = LiveSeparator(cfg)
+    expected = model.state_dict()
+    if set(expected) != set(tensors) or any(expected[k].shape != tensors[k].shape for k in expected):
+        raise WeightFileError(f"model={name!r}: tensors do not match the config's layer shapes")
+    model.load_state_dict(tensors)
+    return model.eval()
+
+
+class LocalHopModel:
+    """Minimal ``HopModel`` adapter over a torch hop module (fallback when the engine's
+    ``realtime.backends`` is unavailable). Arrays are float32 numpy; see ``realtime.protocol``."""
+
+    kind = "hop"
+
+    def __init__(self, module: LiveSeparator, name: str) -> None:
+        cfg = module.config
+        self.module = module.eval()
+        self.info = ModelInfo(name, tuple(cfg.stems), cfg.sample_rate, cfg.channels, cfg.latency_samples)
+        self.hop_samples = cfg.hop_samples
+        self.max_hops_per_call = 1 << 16
+
+    def init_state(self) -> State:
+        return {k: v.numpy().copy() for k, v in self.module.init_state(1).items()}
+
+    @torch.inference_mode()
+    def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        if audio.ndim != 2 or audio.shape[0] != self.info.channels or audio.shape[1] % self.hop_samples:
+            raise ConfigError(
+                f"audio.shape={audio.shape!r}: expected ({self.info.channels}, n * {self.hop_samples})"
+            )
+        tstate = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in state.items()}
+        out, new = self.module(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None], tstate)
+        return out[0].numpy(), {k: v.numpy() for k, v in new.items()}
+
+
+def load_model(name: str, backend: str = "torch") -> Any:
+    """Model ``name`` as a ``realtime.protocol.HopModel`` through ``backend``.
+
+    Uses ``realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
+    ``onnx-cuda``, ``tensorrt``, ``auto``) when present; without it only ``torch`` works,
+    through :class:`LocalHopModel`.
+    """
+    module = load_torch_model(name)
+    card_name = Path(name).stem if name.endswith(".safetensors") else name
+    try:
+        from realtime.backends import open_backend  # type: ignore[attr-defined]
+    except ImportError:
+        open_backend = None
+    if open_backend is not None:
+        return open_backend(backend, module, card_name)
+    if backend != "torch":
+        raise ConfigError(f"backend={backend!r}: only 'torch' is available in this build")
+    return LocalHopModel(module, card_name)

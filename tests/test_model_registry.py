@@ -1,0 +1,101 @@
+"""Loading models by name, cards, weight files, and the training entry point (tiny)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realtime.errors import ConfigError, StemstreamError
+from realtime.models import registry
+from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
+from realtime.models.weights import WeightFileError, read_weights, save_weights
+
+torch.set_num_threads(1)
+
+TINY = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+
+
+@pytest.mark.parametrize("name", registry.available_models())
+def test_every_shipped_model_loads_and_runs(name: str) -> None:
+    card = registry.model_card(name)
+    assert card.stems == ("bass", "drums", "guitar", "piano") and card.sample_rate == 44100
+    assert card.params > 0 and card.macs_per_second > 0
+    model = registry.load_model(name)
+    hop = model.hop_samples
+    x = np.random.default_rng(0).standard_normal((2, 4 * hop)).astype(np.float32) * 0.1
+    y, state = model.process_hops(x, model.init_state())
+    assert y.shape == (4, 2, 4 * hop) and np.isfinite(y).all()
+
+
+def test_shipped_live_latency_within_budget() -> None:
+    if "live" not in registry.available_models():
+        pytest.skip("live weights not shipped")
+    card = registry.model_card("live")
+    assert card.latency_samples + card.hop_samples <= 0.012 * 44100
+
+
+def test_unknown_name_lists_available() -> None:
+    with pytest.raises(ConfigError) as info:
+        registry.load_torch_model("nope")
+    assert "model='nope'" in str(info.value) and "available:" in str(info.value)
+
+
+def test_weight_file_roundtrip_and_checksum(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LiveSeparator(TINY)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, model, ARCHITECTURE, TINY.to_json(), {"steps": 3})
+    loaded = registry.load_torch_model(str(path))
+    assert loaded.config == TINY
+    card = registry.model_card(str(path))
+    assert card.name == "tiny" and card.run_record == {"steps": 3}
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF  # corrupt one weight byte
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(WeightFileError, match="checksum"):
+        read_weights(bad)
+
+
+def test_models_command_lists(capsys) -> None:
+    from bridge.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows if r["name"] in registry.SHIPPED] == registry.available_models()
+
+
+def test_train_command_tiny(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from bridge.cli import main
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 2), ("valid", 1)):
+        for i in range(n):
+            d = tmp_path / "data" / split / f"song{i}"
+            d.mkdir(parents=True)
+            for s in ("bass", "drums", "guitar", "piano"):
+                sf.write(d / f"{s}.wav", (0.1 * rng.standard_normal((44100 * 8, 2))).astype(np.float32), 44100)
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny", "--data", str(tmp_path / "data"), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    for f in ("checkpoint.pt", "metrics.json", "metrics.csv", "run_record.json", "tiny.safetensors"):
+        assert (out / f).exists(), f
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["train"]["steps"] == 4 and record["machine"]["torch"]
+    assert main(args + ["--resume", "--steps", "6"]) == 0
+    assert json.loads((out / "run_record.json").read_text())["train"]["steps"] == 6
+    assert main(["train", "--config", "nope"]) == 2
+
+
+def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
+    model = LiveSeparator(TINY)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, model, ARCHITECTURE, TINY.to_json())
+    with pytest.raises(StemstreamError, match="backend"):
+        registry.load_model(str(path), backend="no-such-backend")
