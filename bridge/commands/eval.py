@@ -1,16 +1,125 @@
-"""`stemstream eval`: not built yet (placeholder until its issue lands)."""
+"""`stemstream eval`: score a separator on a dataset with the seeds' chunk protocol.
+
+    stemstream eval --dataset PATH --model NAME [--json OUT] [--stft-size N] [--backend NAME]
+                    [--max-tracks K] [--stems a,b]
+
+``NAME`` is a registry model (run through the streaming engine) or a reference separator:
+``mixture`` (SI-SDRi exactly 0) or ``oracle-mask`` (ideal ratio masks at ``--stft-size``).
+Prints a per-stem table (SI-SDR, SI-SDRi, SDR in dB, mean and median over 4 s chunks) and
+writes the full report as JSON with ``--json``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from realtime.errors import StemstreamError
+from realtime.errors import StemstreamError, bad_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "eval", help="score a model (or a reference separator) on a dataset",
+        description="SI-SDR, SI-SDRi and SDR per stem on 4 s chunks (2 s hop), silent and "
+        "single-source chunks skipped. --model: a registry model, 'mixture' or 'oracle-mask'.",
+    )
+    parser.add_argument("--dataset", required=True, help="dataset folder (synthetic, MUSDB18-HQ, Slakh2100, realdata)")
+    parser.add_argument("--model", required=True, help="registry model name or path, 'mixture' or 'oracle-mask'")
+    parser.add_argument("--json", dest="json_out", default=None, help="write the full report to this JSON file")
+    parser.add_argument("--stft-size", type=int, default=2048, help="oracle-mask STFT window in samples (hop = size/4)")
+    parser.add_argument("--mask-power", type=float, default=1.0, help="oracle-mask exponent: 1 magnitude ratio, 2 power ratio")
+    parser.add_argument("--backend", default="torch", help="inference backend for registry models (torch, onnx, ...)")
+    parser.add_argument("--max-tracks", type=int, default=None, help="evaluate at most this many tracks")
+    parser.add_argument("--stems", default=None, help="comma-separated stems to score (default: all the model outputs)")
+    parser.add_argument("--chunk-seconds", type=float, default=4.0, help="chunk length in seconds")
+    parser.add_argument("--hop-seconds", type=float, default=2.0, help="chunk hop in seconds")
+    parser.add_argument("--silence-db", type=float, default=-60.0, help="RMS dBFS under which a stem chunk is silent")
+    parser.add_argument("--no-sdr", action="store_true", help="skip BSS Eval SDR (faster)")
     parser.set_defaults(func=run)
 
 
+def _parse_stems(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    stems = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not stems or len(set(stems)) != len(stems):
+        raise bad_value("--stems", text, "comma-separated distinct stem names, e.g. 'bass,drums'")
+    return stems
+
+
+class _Subset:
+    """Picks ``stems`` out of a separator's outputs."""
+
+    def __init__(self, separator: Any, stems: tuple[str, ...]) -> None:
+        available = tuple(separator.stems)
+        unknown = [s for s in stems if s not in available]
+        if unknown:
+            raise bad_value("--stems", ",".join(stems), f"stems the model outputs: {','.join(available)}")
+        self.separator = separator
+        self.index = [available.index(s) for s in stems]
+        self.stems = stems
+
+    def __call__(self, track: Any) -> Any:
+        return self.separator(track)[self.index]
+
+
+def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) -> Any:
+    from benchmarks.reference import REFERENCE_SEPARATORS, reference_separator
+
+    if args.model in REFERENCE_SEPARATORS:
+        from realtime.stems import STEMS
+
+        return reference_separator(args.model, stems or STEMS, stft_size=args.stft_size,
+                                   mask_power=args.mask_power)
+    from benchmarks.evaluate import model_separator
+
+    separator = model_separator(args.model, backend=args.backend)
+    return _Subset(separator, stems) if stems else separator
+
+
 def run(args: argparse.Namespace) -> int:
-    raise StemstreamError("'stemstream eval' is not available in this version yet")
+    from benchmarks.evaluate import evaluate_tracks, format_table, write_json
+
+    if args.max_tracks is not None and args.max_tracks < 1:
+        raise bad_value("--max-tracks", args.max_tracks, "a positive integer")
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise bad_value("--dataset", args.dataset, "an existing dataset folder")
+    stems = _parse_stems(args.stems)
+    separator = _build_separator(args, stems)
+    try:
+        from export.data.loaders import load_tracks
+    except ImportError as exc:
+        raise StemstreamError(f"--dataset: the dataset loaders are not available in this build ({exc})") from None
+
+    tracks = load_tracks(str(dataset))
+    if args.max_tracks is not None:
+        tracks = itertools.islice(tracks, args.max_tracks)
+
+    def progress(items: Any) -> Any:
+        for k, track in enumerate(items, 1):
+            print(f"[{k}] {track.name} ({track.num_samples / track.sample_rate:.1f} s)", file=sys.stderr)
+            yield track
+
+    started = time.perf_counter()
+    report = evaluate_tracks(
+        progress(tracks), separator, separator.stems, chunk_seconds=args.chunk_seconds,
+        hop_seconds=args.hop_seconds, silence_db=args.silence_db, with_sdr=not args.no_sdr,
+    )
+    report["run"] = {
+        "model": args.model, "dataset": str(dataset), "backend": args.backend,
+        "stft_size": args.stft_size if args.model == "oracle-mask" else None,
+        "mask_power": args.mask_power if args.model == "oracle-mask" else None,
+        "max_tracks": args.max_tracks, "seconds": round(time.perf_counter() - started, 3),
+    }
+    label = f"{args.model}" + (f" (STFT {args.stft_size})" if args.model == "oracle-mask" else "")
+    print(f"{label} on {dataset}")
+    print(format_table(report))
+    if args.json_out:
+        out = write_json(report, args.json_out)
+        print(f"report: {out}")
+    return 0

@@ -1,0 +1,291 @@
+"""The seeds' evaluation protocol: chunked SI-SDR, SI-SDRi and SDR per stem, track and overall.
+
+Protocol (thesis Sec. 4.5.2, after the Demucs + Gibbs evaluation on Slakh2100):
+
+* Each track is cut into chunks of ``chunk_seconds`` (4 s) starting every ``hop_seconds``
+  (2 s, i.e. 2 s overlap). Chunks start at ``0, hop, 2 hop, ...`` while the chunk fits in the
+  track; the tail after the last full chunk (shorter than one hop) is not scored. A track
+  shorter than one chunk is scored as a single chunk of its full length.
+* **Silent**: a stem is silent in a chunk when its RMS over all channels and samples is below
+  ``silence_db`` dBFS (default -60 dBFS, i.e. RMS < 1e-3 on the [-1, 1] scale).
+* A chunk with fewer than ``min_active_sources`` (2) non-silent stems **of the track** (every
+  stem the dataset holds, including ones the model does not output, e.g. MUSDB's ``vocals``)
+  is skipped entirely (SI-SDRi is meaningless there: the mixture *is* the source).
+* In a kept chunk, each (stem, chunk) pair whose reference stem is silent is skipped.
+* Every kept pair gets SI-SDR and SI-SDRi (``eps = 1e-8``) and BSS Eval SDR
+  (``benchmarks.metrics``; stereo flattened per stem).
+
+Aggregates: per stem (mean and median over all its scored chunks in all tracks), per track
+(the same per stem, over that track's chunks) and overall (mean and median over every scored
+pair, plus ``stem_mean``: the mean of the per-stem means, the seeds' "All" column).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.metrics import SDR_FILTER_LENGTH, SI_SDR_EPS, sdr, si_sdr_stems
+from realtime.errors import ConfigError, StemstreamError, bad_value
+
+#: ``separator(track) -> (len(stems), channels, samples)`` float array.
+Separator = Callable[[Any], np.ndarray]
+
+#: Metric names in the report, in table order.
+METRICS: tuple[str, ...] = ("si_sdr", "si_sdri", "sdr")
+
+#: Default silence threshold, RMS in dBFS.
+SILENCE_DB: float = -60.0
+
+
+def chunk_starts(num_samples: int, chunk_samples: int, hop_samples: int) -> list[int]:
+    """Start sample of every scored chunk (see the module docstring for the rule)."""
+    if chunk_samples < 1 or hop_samples < 1:
+        raise bad_value("chunk/hop samples", (chunk_samples, hop_samples), "positive integers")
+    if num_samples <= chunk_samples:
+        return [0] if num_samples > 0 else []
+    return list(range(0, num_samples - chunk_samples + 1, hop_samples))
+
+
+def rms_db(audio: np.ndarray) -> float:
+    """RMS level of ``audio`` (any shape) in dBFS; ``-inf`` for digital silence."""
+    arr = np.asarray(audio, dtype=np.float64)
+    power = float(np.mean(arr * arr)) if arr.size else 0.0
+    return 10.0 * math.log10(power) if power > 0.0 else -math.inf
+
+
+def _stats(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(np.mean(arr)), "median": float(np.median(arr))}
+
+
+def _summary(pairs: dict[str, list[float]]) -> dict[str, Any]:
+    return {"chunks": len(pairs["si_sdr"]), **{m: _stats(pairs[m]) for m in METRICS}}
+
+
+def _empty() -> dict[str, list[float]]:
+    return {m: [] for m in METRICS}
+
+
+def evaluate_tracks(
+    tracks: Iterable[Any],
+    separator: Separator,
+    stems: Sequence[str],
+    chunk_seconds: float = 4.0,
+    hop_seconds: float = 2.0,
+    silence_db: float = SILENCE_DB,
+    min_active_sources: int = 2,
+    with_sdr: bool = True,
+    keep_chunks: bool = True,
+) -> dict[str, Any]:
+    """Score ``separator`` on ``tracks`` with the seeds' chunk protocol.
+
+    Args:
+        tracks: ``export.data.tracks.Track`` objects (``stems`` name -> ``(C, T)``,
+            ``mixture`` ``(C, T)``, ``sample_rate`` in Hz).
+        separator: ``separator(track) -> (len(stems), C, T)``; output stem ``i`` is
+            ``stems[i]``.
+        stems: the names of the separator's outputs. Stems the track lacks are skipped
+            (``stems_not_in_dataset`` counts them); track stems not in ``stems`` are not
+            scored but still count as sources for the single-source rule.
+        chunk_seconds, hop_seconds: chunk length and hop in seconds (4 and 2).
+        silence_db: RMS threshold in dBFS under which a stem chunk is silent.
+        min_active_sources: a chunk needs at least this many non-silent track stems.
+        with_sdr: also compute BSS Eval SDR (about 80 ms per stem-chunk on one core).
+        keep_chunks: include every scored chunk's values in the report.
+
+    Returns:
+        A JSON-serialisable dict: ``protocol``, ``stems``, ``stems_not_in_dataset``,
+        ``counts``, ``per_stem``, ``overall``, ``tracks`` (see the module docstring).
+    """
+    stems = tuple(stems)
+    if not stems or len(set(stems)) != len(stems):
+        raise bad_value("stems", stems, "a non-empty sequence of distinct stem names")
+    if not chunk_seconds > 0 or not hop_seconds > 0:
+        raise bad_value("chunk_seconds/hop_seconds", (chunk_seconds, hop_seconds), "positive seconds")
+    if min_active_sources < 1:
+        raise bad_value("min_active_sources", min_active_sources, "an integer >= 1")
+
+    all_pairs = {s: _empty() for s in stems}
+    missing: dict[str, int] = {}
+    counts = {"tracks": 0, "chunks": 0, "chunks_skipped_few_sources": 0,
+              "pairs_scored": 0, "pairs_skipped_silent": {s: 0 for s in stems}}
+    track_reports: list[dict[str, Any]] = []
+
+    for track in tracks:
+        counts["tracks"] += 1
+        mixture = np.asarray(track.mixture, dtype=np.float64)
+        estimate = np.asarray(separator(track))
+        expected = (len(stems), *mixture.shape)
+        if estimate.shape != expected:
+            raise StemstreamError(
+                f"separator output for track {track.name!r} has shape {estimate.shape}, "
+                f"expected (stems, channels, samples) = {expected}"
+            )
+        if not np.all(np.isfinite(estimate)):
+            raise StemstreamError(f"separator output for track {track.name!r} has NaN or Inf")
+        scored = [i for i, s in enumerate(stems) if s in track.stems]
+        for i, s in enumerate(stems):
+            if s not in track.stems:
+                missing[s] = missing.get(s, 0) + 1
+        sources = list(track.stems)
+        rate = int(track.sample_rate)
+        chunk = max(1, int(round(chunk_seconds * rate)))
+        hop = max(1, int(round(hop_seconds * rate)))
+        starts = chunk_starts(mixture.shape[-1], chunk, hop)
+        track_pairs = {stems[i]: _empty() for i in scored}
+        chunk_records: list[dict[str, Any]] = []
+        skipped_few = 0
+        for start in starts:
+            stop = min(start + chunk, mixture.shape[-1])
+            active = {n: rms_db(track.stems[n][..., start:stop]) >= silence_db for n in sources}
+            if sum(active.values()) < min_active_sources:
+                skipped_few += 1
+                continue
+            keep = [i for i in scored if active[stems[i]]]
+            for i in scored:
+                if not active[stems[i]]:
+                    counts["pairs_skipped_silent"][stems[i]] += 1
+            if not keep:
+                continue
+            est = estimate[keep, :, start:stop].astype(np.float64)
+            ref = np.stack([track.stems[stems[i]][..., start:stop] for i in keep]).astype(np.float64)
+            mix = mixture[:, start:stop]
+            values = {
+                "si_sdr": si_sdr_stems(est, ref),
+                "si_sdri": si_sdr_stems(est, ref) - si_sdr_stems(np.broadcast_to(mix, ref.shape), ref),
+            }
+            if with_sdr and stop - start > SDR_FILTER_LENGTH:
+                values["sdr"] = sdr(est, ref)
+            record: dict[str, Any] = {"start_s": start / rate}
+            for j, i in enumerate(keep):
+                name = stems[i]
+                record[name] = {}
+                for m in METRICS:
+                    if m in values:
+                        v = float(values[m][j])
+                        track_pairs[name][m].append(v)
+                        all_pairs[name][m].append(v)
+                        record[name][m] = v
+                counts["pairs_scored"] += 1
+            chunk_records.append(record)
+        counts["chunks"] += len(starts)
+        counts["chunks_skipped_few_sources"] += skipped_few
+        report: dict[str, Any] = {
+            "name": track.name,
+            "seconds": mixture.shape[-1] / rate,
+            "chunks": len(starts),
+            "chunks_skipped_few_sources": skipped_few,
+            "per_stem": {s: _summary(p) for s, p in track_pairs.items()},
+        }
+        if keep_chunks:
+            report["chunk_values"] = chunk_records
+        track_reports.append(report)
+
+    if counts["tracks"] == 0:
+        raise ConfigError("tracks: the dataset yielded no tracks to evaluate")
+    per_stem = {s: _summary(all_pairs[s]) for s in stems if missing.get(s, 0) < counts["tracks"]}
+    pooled = _empty()
+    for s in per_stem:
+        for m in METRICS:
+            pooled[m].extend(all_pairs[s][m])
+    overall = _summary(pooled)
+    overall["stem_mean"] = {
+        m: (float(np.mean([v[m]["mean"] for v in per_stem.values() if v[m]["mean"] is not None]))
+            if any(v[m]["mean"] is not None for v in per_stem.values()) else None)
+        for m in METRICS
+    }
+    return {
+        "protocol": {
+            "chunk_seconds": chunk_seconds, "hop_seconds": hop_seconds, "silence_db": silence_db,
+            "min_active_sources": min_active_sources, "si_sdr_eps": SI_SDR_EPS,
+            "sdr": (f"fast_bss_eval, {SDR_FILTER_LENGTH}-tap filter, channels flattened, "
+                    "clamped to +-100 dB") if with_sdr else None,
+            "stereo": "channels flattened per stem (one signal per stem)",
+        },
+        "stems": list(stems),
+        "stems_not_in_dataset": missing,
+        "counts": counts,
+        "per_stem": per_stem,
+        "overall": overall,
+        "tracks": track_reports,
+    }
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> Path:
+    """Write ``report`` as indented JSON (parent folders created). Returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Per-stem table (dB, mean / median over chunks) plus overall rows and skip notes."""
+    header = ["stem", "chunks", "SI-SDR mean", "SI-SDR med", "SI-SDRi mean", "SI-SDRi med",
+              "SDR mean", "SDR med"]
+    rows = []
+    for name, v in report["per_stem"].items():
+        rows.append([name, str(v["chunks"])] + [_fmt(v[m][k]) for m in METRICS for k in ("mean", "median")])
+    o = report["overall"]
+    rows.append(["all (pooled)", str(o["chunks"])] + [_fmt(o[m][k]) for m in METRICS for k in ("mean", "median")])
+    rows.append(["all (stem mean)", ""] + [x for m in METRICS for x in (_fmt(o["stem_mean"][m]), "")])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    c = report["counts"]
+    lines.append(
+        f"{c['tracks']} tracks, {c['chunks']} chunks of {report['protocol']['chunk_seconds']:g} s "
+        f"(hop {report['protocol']['hop_seconds']:g} s); {c['chunks_skipped_few_sources']} skipped "
+        f"(< {report['protocol']['min_active_sources']} active sources); silent stem-chunks skipped: "
+        + ", ".join(f"{s} {n}" for s, n in c["pairs_skipped_silent"].items())
+    )
+    for stem, n in report["stems_not_in_dataset"].items():
+        lines.append(f"note: stem {stem!r} is output by the model but absent from {n} track(s): not scored there")
+    return "\n".join(lines)
+
+
+class ModelSeparator:
+    """A registry model run through the streaming engine as an evaluation separator.
+
+    ``ModelSeparator(name, backend)(track) -> (len(stems), C, T)`` with ``stems`` the model's
+    output stems. Uses ``realtime.models.registry.load_model`` and
+    ``realtime.engine.offline.separate_array`` (latency trimmed, same length as the input).
+    """
+
+    def __init__(self, name: str, backend: str = "torch", block_size: int = 4096) -> None:
+        try:
+            from realtime.engine.offline import separate_array
+            from realtime.models.registry import load_model
+        except ImportError as exc:
+            raise StemstreamError(
+                f"model={name!r}: not available in this build (the model registry or the "
+                f"streaming engine is missing: {exc})"
+            ) from None
+        self.model = load_model(name, backend=backend)
+        self.stems: tuple[str, ...] = tuple(self.model.info.stems)
+        self.block_size = int(block_size)
+        self._separate = separate_array
+
+    def __call__(self, track: Any) -> np.ndarray:
+        mixture = np.asarray(track.mixture, dtype=np.float32)
+        out = self._separate(self.model, mixture, int(track.sample_rate), block_size=self.block_size)
+        return np.asarray(out, dtype=np.float32)
+
+
+def model_separator(name: str, backend: str = "torch") -> ModelSeparator:
+    """A separator from registry model ``name`` through the streaming engine (see
+    :class:`ModelSeparator`; its ``stems`` attribute gives the output stem order)."""
+    return ModelSeparator(name, backend=backend)

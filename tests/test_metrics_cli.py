@@ -1,0 +1,86 @@
+"""`stemstream eval`: error paths (one stderr line, exit 2) and a run on a tiny dataset made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from bridge.cli import main
+
+torch.set_num_threads(1)
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("stemstream: error: ")
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "mixture", "--dataset", "/nonexistent/dataset"], "--dataset='/nonexistent/dataset'"),
+        (["--model", "no-such-model"], "no-such-model"),
+        (["--model", "oracle-mask", "--stft-size", "1001"], "stft_size=1001"),
+        (["--model", "mixture", "--stems", ",,"], "--stems"),
+        (["--model", "mixture", "--max-tracks", "0"], "--max-tracks=0"),
+        (["--model", "mixture", "--stft-size", "big"], "--stft-size"),
+        ([], "--model"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path, capsys, extra, needle) -> None:
+    argv = ["eval"] + (["--dataset", str(tmp_path)] if "--dataset" not in extra else []) + extra
+    assert main(argv) == 2
+    assert needle in _error_line(capsys)
+
+
+def _write_song(folder: Path, seed: int, rate: int = 44100, seconds: float = 6.0) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    stems = {
+        "bass": 0.3 * np.sin(2 * np.pi * (55 + 10 * seed) * t),
+        "drums": 0.1 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0.5),
+        "guitar": 0.1 * np.sin(2 * np.pi * 330 * t) * (t > 3.0),
+        "piano": 0.1 * np.sin(2 * np.pi * 523 * t),
+    }
+    folder.mkdir(parents=True)
+    mix = np.zeros((t.size, 2))
+    for name, mono in stems.items():
+        stereo = np.stack([mono, 0.8 * mono], axis=1)
+        sf.write(folder / f"{name}.wav", stereo.astype(np.float32), rate, subtype="FLOAT")
+        mix += stereo
+    sf.write(folder / "mixture.wav", mix.astype(np.float32), rate, subtype="FLOAT")
+    (folder / "song.json").write_text(json.dumps({"name": folder.name, "seed": seed}))
+
+
+def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("export.data.loaders")
+    root = tmp_path / "synth"
+    for k in range(2):
+        _write_song(root / f"song_{k:03d}", seed=k)
+    (root / "dataset.json").write_text(json.dumps({"songs": 2, "seconds": 6.0}))
+    out = tmp_path / "r.json"
+    code = main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--stft-size", "1024",
+                 "--max-tracks", "1", "--stems", "bass,piano", "--json", str(out), "--no-sdr"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(out.read_text())
+    assert report["counts"]["tracks"] == 1
+    assert report["stems"] == ["bass", "piano"]
+    assert report["per_stem"]["bass"]["chunks"] == 2
+    assert report["per_stem"]["bass"]["si_sdri"]["mean"] > 10.0
+    assert "bass" in captured.out and "SI-SDRi" in captured.out
+
+    code = main(["eval", "--dataset", str(root), "--model", "mixture", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["counts"]["tracks"] == 2
+    assert report["overall"]["si_sdri"]["mean"] == 0.0
+    assert report["overall"]["sdr"]["mean"] is not None

@@ -1,0 +1,195 @@
+"""The chunk protocol (silent and single-source chunks skipped, counts, aggregates) and the
+reference separators (mixture: SI-SDRi exactly 0; oracle-mask: a high ceiling)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.evaluate import chunk_starts, evaluate_tracks, format_table, rms_db, write_json
+from benchmarks.metrics import si_sdr
+from benchmarks.reference import MixtureSeparator, OracleMaskSeparator, reference_separator
+from export.data.tracks import Track
+from realtime.errors import ConfigError, StemstreamError
+
+torch.set_num_threads(1)
+
+RATE = 1000  # a low rate keeps the 4 s chunks small; the protocol is in seconds
+
+
+def _active(seconds: float, start: float, stop: float, freq: float, seed: int) -> np.ndarray:
+    """Stereo tone with noise between ``start`` and ``stop`` s, -100 dBFS noise floor elsewhere."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    gate = ((t >= start) & (t < stop)).astype(np.float64)
+    tone = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    floor = 1e-5 * rng.standard_normal(t.size)  # "silent" is a threshold, not digital zero
+    mono = gate * tone + floor
+    return np.stack([mono, 0.7 * mono]).astype(np.float32)
+
+
+def _track(stems: dict[str, np.ndarray], name: str = "t") -> Track:
+    return Track(name, RATE, stems, np.sum(list(stems.values()), axis=0).astype(np.float32))
+
+
+def _protocol_track() -> Track:
+    # 12 s: chunks start at 0, 2, 4, 6, 8 s (5 chunks)
+    return _track({
+        "bass": _active(12, 0, 8, 55, 0),     # silent in [8, 12)
+        "drums": _active(12, 0, 4, 170, 1),   # active in [0, 4)
+        "piano": _active(12, 6, 12, 330, 2),  # active in [6, 12)
+    })
+
+
+def test_chunk_starts() -> None:
+    assert chunk_starts(10, 4, 2) == [0, 2, 4, 6]
+    assert chunk_starts(11, 4, 2) == [0, 2, 4, 6]  # the 1-sample tail is not scored
+    assert chunk_starts(3, 4, 2) == [0]  # shorter than a chunk: one chunk of its length
+    assert chunk_starts(0, 4, 2) == []
+    with pytest.raises(ConfigError):
+        chunk_starts(10, 0, 2)
+
+
+def test_rms_db() -> None:
+    assert rms_db(np.zeros(10)) == -np.inf
+    assert rms_db(np.ones((2, 10))) == pytest.approx(0.0)
+    assert rms_db(np.full(10, 1e-3)) == pytest.approx(-60.0)
+
+
+def test_silent_and_single_source_chunks_are_skipped_and_counted() -> None:
+    track = _protocol_track()
+    sep = OracleMaskSeparator(("bass", "drums", "guitar", "piano"), stft_size=256)
+    report = evaluate_tracks([track], sep, sep.stems)
+    counts = report["counts"]
+    assert counts["tracks"] == 1 and counts["chunks"] == 5
+    # chunk [8, 12) s holds only the piano: skipped whole
+    assert counts["chunks_skipped_few_sources"] == 1
+    # kept chunks 0,2,4,6 s: bass active in all 4; drums in 0,2; piano in 4,6
+    assert {s: report["per_stem"][s]["chunks"] for s in ("bass", "drums", "piano")} == {
+        "bass": 4, "drums": 2, "piano": 2}
+    assert counts["pairs_skipped_silent"] == {"bass": 0, "drums": 2, "guitar": 0, "piano": 2}
+    assert counts["pairs_scored"] == 8
+    # guitar is output but absent from the track: skipped and reported
+    assert report["stems_not_in_dataset"] == {"guitar": 1}
+    assert "guitar" not in report["per_stem"]
+    chunks = report["tracks"][0]["chunk_values"]
+    assert [c["start_s"] for c in chunks] == [0.0, 2.0, 4.0, 6.0]
+    assert set(chunks[0]) == {"start_s", "bass", "drums"}
+    assert set(chunks[3]) == {"start_s", "bass", "piano"}
+    # the threshold decides: at -120 dBFS the noise floor counts as active
+    loose = evaluate_tracks([track], sep, sep.stems, silence_db=-120.0, with_sdr=False)
+    assert loose["counts"]["chunks_skipped_few_sources"] == 0
+    assert loose["counts"]["pairs_scored"] == 15
+
+
+def test_aggregates_are_means_and_medians_of_chunk_values() -> None:
+    track = _protocol_track()
+    sep = OracleMaskSeparator(("bass", "drums", "piano"), stft_size=256)
+    report = evaluate_tracks([track, _protocol_track()], sep, sep.stems)
+    values = {s: [] for s in sep.stems}
+    for t in report["tracks"]:
+        for c in t["chunk_values"]:
+            for s in sep.stems:
+                if s in c:
+                    values[s].append(c[s]["si_sdri"])
+    for s in sep.stems:
+        assert report["per_stem"][s]["si_sdri"]["mean"] == pytest.approx(np.mean(values[s]))
+        assert report["per_stem"][s]["si_sdri"]["median"] == pytest.approx(np.median(values[s]))
+        assert report["tracks"][0]["per_stem"][s]["chunks"] * 2 == report["per_stem"][s]["chunks"]
+    pooled = [v for s in sep.stems for v in values[s]]
+    assert report["overall"]["chunks"] == 16
+    assert report["overall"]["si_sdri"]["mean"] == pytest.approx(np.mean(pooled))
+    assert report["overall"]["stem_mean"]["si_sdri"] == pytest.approx(
+        np.mean([np.mean(values[s]) for s in sep.stems]))
+    assert report["overall"]["sdr"]["mean"] is not None
+
+
+def test_stems_not_scored_still_count_as_sources() -> None:
+    # bass + other, only bass scored: the chunk has two active sources and is kept
+    track = _track({"bass": _active(4, 0, 4, 55, 3), "other": _active(4, 0, 4, 440, 4)})
+    report = evaluate_tracks([track], MixtureSeparator(("bass",)), ("bass",), with_sdr=False)
+    assert report["counts"]["chunks_skipped_few_sources"] == 0
+    assert report["per_stem"]["bass"]["chunks"] == 1
+    alone = _track({"bass": _active(4, 0, 4, 55, 3)})
+    report = evaluate_tracks([alone], MixtureSeparator(("bass",)), ("bass",), with_sdr=False)
+    assert report["counts"]["chunks_skipped_few_sources"] == 1
+    assert report["per_stem"]["bass"]["chunks"] == 0
+    assert report["per_stem"]["bass"]["si_sdri"]["mean"] is None
+
+
+def test_mixture_reference_improves_exactly_zero() -> None:
+    track = _protocol_track()
+    sep = reference_separator("mixture", ("bass", "drums", "piano"))
+    report = evaluate_tracks([track], sep, sep.stems)
+    for c in report["tracks"][0]["chunk_values"]:
+        for s in sep.stems:
+            if s in c:
+                assert c[s]["si_sdri"] == 0.0
+                a = int(c["start_s"] * RATE)
+                ref = track.stems[s][:, a:a + 4 * RATE].reshape(-1)
+                mix = track.mixture[:, a:a + 4 * RATE].reshape(-1)
+                assert c[s]["si_sdr"] == pytest.approx(float(si_sdr(mix, ref)), abs=1e-9)
+    assert report["overall"]["si_sdri"] == {"mean": 0.0, "median": 0.0}
+
+
+def test_oracle_mask_on_sinusoids_is_high_and_sums_to_the_mixture() -> None:
+    rate, seconds = 44100, 6
+    t = np.arange(rate * seconds) / rate
+    bass = 0.4 * np.sin(2 * np.pi * 82.4 * t) + 0.1 * np.sin(2 * np.pi * 164.8 * t)
+    piano = 0.2 * np.sin(2 * np.pi * 523.3 * t) * (t > 0.5) + 0.1 * np.sin(2 * np.pi * 1046.5 * t)
+    guitar = 0.15 * np.sin(2 * np.pi * 329.6 * t + 1.0) + 0.05 * np.sin(2 * np.pi * 2637 * t)
+    stems = {"bass": np.stack([bass, 0.8 * bass]), "piano": np.stack([0.9 * piano, piano]),
+             "guitar": np.stack([guitar, guitar])}
+    stems = {k: v.astype(np.float32) for k, v in stems.items()}
+    track = Track("sines", rate, stems, np.sum(list(stems.values()), axis=0).astype(np.float32))
+    names = ("bass", "guitar", "piano")
+    fine = OracleMaskSeparator(names, stft_size=2048)
+    est = fine(track)
+    assert est.shape == (3, 2, rate * seconds) and est.dtype == np.float32
+    np.testing.assert_allclose(est.sum(0), track.mixture, atol=1e-5)
+    report = evaluate_tracks([track], fine, names, with_sdr=False)
+    assert report["counts"]["chunks"] == 2
+    for s in names:
+        assert report["per_stem"][s]["si_sdri"]["mean"] > 15.0
+    # a short window cannot resolve 82 Hz from 165 Hz as well: lower ceiling
+    coarse = evaluate_tracks([track], OracleMaskSeparator(names, stft_size=256), names, with_sdr=False)
+    assert coarse["overall"]["si_sdri"]["mean"] < report["overall"]["si_sdri"]["mean"] - 3.0
+
+
+def test_oracle_mask_reconstructs_a_lone_stem_exactly() -> None:
+    rng = np.random.default_rng(5)
+    audio = (0.3 * rng.standard_normal((2, 5000))).astype(np.float32)
+    track = Track("one", 44100, {"drums": audio}, audio.copy())
+    for size in (256, 1024):
+        est = OracleMaskSeparator(("drums", "bass"), stft_size=size)(track)
+        np.testing.assert_allclose(est[0], audio, atol=1e-5)
+        assert np.all(est[1] == 0.0)  # a stem the track lacks is silence
+
+
+def test_reference_and_input_errors() -> None:
+    with pytest.raises(ConfigError, match="stft_size"):
+        OracleMaskSeparator(("bass",), stft_size=1000 + 2)
+    with pytest.raises(ConfigError, match="model"):
+        reference_separator("nope", ("bass",))
+    track = _protocol_track()
+    with pytest.raises(StemstreamError, match="shape"):
+        evaluate_tracks([track], lambda tr: np.zeros((1, 2, 10)), ("bass",))
+    with pytest.raises(ConfigError, match="no tracks"):
+        evaluate_tracks([], MixtureSeparator(("bass",)), ("bass",))
+    with pytest.raises(ConfigError, match="stems"):
+        evaluate_tracks([track], MixtureSeparator(("bass",)), ())
+
+
+def test_json_and_table(tmp_path) -> None:
+    sep = OracleMaskSeparator(("bass", "drums", "guitar", "piano"), stft_size=256)
+    report = evaluate_tracks([_protocol_track()], sep, sep.stems)
+    path = write_json(report, tmp_path / "sub" / "r.json")
+    assert json.loads(path.read_text()) == report
+    table = format_table(report)
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["stem", "chunks"]
+    assert any(line.startswith("bass ") for line in lines)
+    assert "1 skipped" in table and "'guitar'" in table
