@@ -1,0 +1,88 @@
+"""Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
+session (used only where the engine's RealtimeSession is not available) and signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from realtime.protocol import ModelInfo, State
+from realtime.stems import STEMS
+
+
+class TinyHopModel:
+    """A cheap deterministic ``HopModel``: stem ``k`` is a one-pole filtered, scaled copy of
+    the input delayed by ``latency`` samples (state carried across calls)."""
+
+    kind = "hop"
+
+    def __init__(self, name: str = "tiny", hop: int = 64, latency: int = 64, sample_rate: int = 44100,
+                 scale: float = 1.0) -> None:
+        self.info = ModelInfo(name, STEMS, sample_rate, 2, latency)
+        self.hop_samples = hop
+        self.max_hops_per_call = 64
+        self.latency = latency
+        self.coefs = np.array([0.05, 0.3, 0.6, 0.9], dtype=np.float64)
+        self.gains = np.array([0.4, 0.3, 0.2, 0.1], dtype=np.float64) * scale
+
+    def init_state(self) -> State:
+        return {"delay": np.zeros((2, self.latency), np.float32), "pole": np.zeros((4, 2), np.float32)}
+
+    def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        assert audio.shape[1] % self.hop_samples == 0
+        joined = np.concatenate([state["delay"], audio], axis=1)
+        delayed = joined[:, : audio.shape[1]]
+        out = np.zeros((4, 2, audio.shape[1]), np.float32)
+        pole = state["pole"].astype(np.float64).copy()
+        for k in range(4):
+            a = self.coefs[k]
+            y = pole[k].copy()
+            for t in range(audio.shape[1]):
+                y = a * y + (1 - a) * delayed[:, t]
+                out[k, :, t] = self.gains[k] * y
+            pole[k] = y
+        return out, {"delay": joined[:, audio.shape[1]:].copy(), "pole": pole.astype(np.float32)}
+
+
+class StandInSession:
+    """Synchronous stand-in for ``RealtimeSession`` (inference inside the callback)."""
+
+    def __init__(self, model: TinyHopModel, block_size: int) -> None:
+        assert block_size % model.hop_samples == 0
+        self.model = model
+        self.state = model.init_state()
+        self.latency_samples = model.latency
+        self.deadline_misses = 0
+        self.nonfinite_samples = 0
+        self.closed = False
+
+    def callback(self, indata: np.ndarray, out_stems: np.ndarray) -> None:
+        out, self.state = self.model.process_hops(np.ascontiguousarray(indata.T), self.state)
+        out_stems[:] = out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def music_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A stereo test signal ``(2, samples)``: a few sinusoids plus decaying noise bursts."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    x = np.zeros((2, n), np.float64)
+    for f, a in ((55.0, 0.3), (220.0, 0.15), (440.0 * 2 ** (4 / 12), 0.1), (880.0, 0.05)):
+        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
+    beat = int(0.25 * sample_rate)
+    env = np.exp(-np.arange(beat) / (0.03 * sample_rate))
+    for start in range(0, n - beat, beat):
+        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
+    return (0.5 * x).astype(np.float32)
+
+
+def stand_in_factory(block_size: int, **kwargs: Any):
+    def make(name: str) -> StandInSession:
+        scale = 2.0 if name == "tiny-loud" else 1.0
+        return StandInSession(TinyHopModel(name=name, scale=scale, **kwargs), block_size)
+
+    return make
