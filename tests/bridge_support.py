@@ -12,10 +12,11 @@ from realtime.stems import STEMS
 
 
 class TinyHopModel:
-    """A cheap deterministic ``HopModel``: stem ``k`` is a one-pole filtered, scaled copy of
-    the input delayed by ``latency`` samples (state carried across calls)."""
+    """A cheap deterministic ``HopModel``: stem ``k`` is the input delayed by ``latency``
+    samples, FIR-filtered (16 taps, kernel ``k``) and scaled; the FIR tail is the state."""
 
     kind = "hop"
+    taps = 16
 
     def __init__(self, name: str = "tiny", hop: int = 64, latency: int = 64, sample_rate: int = 44100,
                  scale: float = 1.0) -> None:
@@ -23,26 +24,25 @@ class TinyHopModel:
         self.hop_samples = hop
         self.max_hops_per_call = 64
         self.latency = latency
-        self.coefs = np.array([0.05, 0.3, 0.6, 0.9], dtype=np.float64)
-        self.gains = np.array([0.4, 0.3, 0.2, 0.1], dtype=np.float64) * scale
+        rng = np.random.default_rng(7)
+        kernels = rng.uniform(0.0, 1.0, size=(4, self.taps))
+        kernels /= kernels.sum(axis=1, keepdims=True)  # DC gain 1 per kernel
+        self.kernels = (kernels * (np.array([0.4, 0.3, 0.2, 0.1]) * scale)[:, None]).astype(np.float32)
 
     def init_state(self) -> State:
-        return {"delay": np.zeros((2, self.latency), np.float32), "pole": np.zeros((4, 2), np.float32)}
+        return {"history": np.zeros((2, self.latency + self.taps - 1), np.float32)}
 
     def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        assert audio.shape[1] % self.hop_samples == 0
-        joined = np.concatenate([state["delay"], audio], axis=1)
-        delayed = joined[:, : audio.shape[1]]
-        out = np.zeros((4, 2, audio.shape[1]), np.float32)
-        pole = state["pole"].astype(np.float64).copy()
+        assert audio.ndim == 2 and audio.shape[1] % self.hop_samples == 0
+        n = audio.shape[1]
+        joined = np.concatenate([state["history"], audio.astype(np.float32)], axis=1)
+        # output t uses input t - latency - j for taps j = 0..taps-1
+        span = joined[:, : n + self.taps - 1]
+        out = np.empty((4, 2, n), np.float32)
         for k in range(4):
-            a = self.coefs[k]
-            y = pole[k].copy()
-            for t in range(audio.shape[1]):
-                y = a * y + (1 - a) * delayed[:, t]
-                out[k, :, t] = self.gains[k] * y
-            pole[k] = y
-        return out, {"delay": joined[:, audio.shape[1]:].copy(), "pole": pole.astype(np.float32)}
+            for c in range(2):
+                out[k, c] = np.convolve(span[c], self.kernels[k], mode="valid")
+        return out, {"history": joined[:, n:].copy()}
 
 
 class StandInSession:

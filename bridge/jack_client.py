@@ -1,0 +1,161 @@
+"""stemstream as a JACK client: named ports per stem, optional auto-connect, xrun counting.
+
+Ports (``C`` = channel suffix ``L``/``R`` for stereo, ``1``..``n`` otherwise)::
+
+    stemstream:in_L, stemstream:in_R               inputs (the mix to separate)
+    stemstream:mix_L, stemstream:mix_R             mixed output      (routing mix/both)
+    stemstream:bass_L ... stemstream:piano_R       one pair per stem (routing stems/both)
+
+The process callback only copies: JACK input buffers -> a preallocated ``(frames, channels)``
+array -> :meth:`bridge.live.LiveProcessor.process` -> JACK output buffers. JACK's xrun
+callback increments ``processor.xruns``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from bridge.live import LiveProcessor
+from realtime.errors import StemstreamError, bad_value, require
+
+
+def channel_names(channels: int) -> list[str]:
+    """Port suffixes for ``channels`` channels (``L``/``R`` for stereo)."""
+    return ["L", "R"] if channels == 2 else [str(i + 1) for i in range(channels)]
+
+
+class JackStemClient:
+    """Runs a :class:`~bridge.live.LiveProcessor` inside a JACK client.
+
+    Args:
+        processor: the live path (its ``sample_rate`` must equal the server's, and its
+            ``block_size`` should equal the server's buffer size).
+        client_name: JACK client name (ports are ``<client_name>:<port>``).
+        server_name: JACK server name (``None``: ``$JACK_DEFAULT_SERVER`` or ``default``).
+        connect_inputs: source ports connected to our inputs, in channel order
+            (e.g. ``["system:capture_1", "system:capture_2"]``).
+        connect_outputs: ``{our_port_short_name: [destination ports]}``.
+    """
+
+    def __init__(
+        self,
+        processor: LiveProcessor,
+        client_name: str = "stemstream",
+        server_name: str | None = None,
+        connect_inputs: Sequence[str] = (),
+        connect_outputs: dict[str, Sequence[str]] | None = None,
+    ) -> None:
+        jack = require("jack", "live")
+        self.processor = processor
+        cfg = processor.config
+        try:
+            self.client = jack.Client(client_name, servername=server_name, no_start_server=True)
+        except jack.JackOpenError as exc:
+            raise StemstreamError(f"JACK server {server_name or 'default'!r} is not running ({exc})") from None
+        if self.client.samplerate != cfg.sample_rate:
+            self.client.close()
+            raise bad_value("samplerate", cfg.sample_rate, f"the JACK server's rate {self.client.samplerate} Hz")
+        if self.client.blocksize > cfg.block_size:
+            self.client.close()
+            raise bad_value("block_size", cfg.block_size, f">= the JACK buffer size {self.client.blocksize}")
+        names = channel_names(cfg.channels)
+        self.inports = [self.client.inports.register(f"in_{n}") for n in names]
+        self.mix_ports: list[Any] = []
+        self.stem_ports: list[list[Any]] = []
+        if cfg.routing in ("mix", "both"):
+            self.mix_ports = [self.client.outports.register(f"mix_{n}") for n in names]
+        if cfg.routing in ("stems", "both"):
+            self.stem_ports = [
+                [self.client.outports.register(f"{stem}_{n}") for n in names] for stem in processor.stems
+            ]
+        m = cfg.block_size
+        self._in = np.zeros((m, cfg.channels), dtype=np.float32)
+        self._stem_out = np.zeros((len(processor.stems), cfg.channels, m), dtype=np.float32)
+        self._mix_out = np.zeros((cfg.channels, m), dtype=np.float32)
+        self.callback_errors = 0
+        self.last_error = ""
+        self.connect_inputs = list(connect_inputs)
+        self.connect_outputs = dict(connect_outputs or {})
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+
+    @property
+    def name(self) -> str:
+        """The client's name as JACK knows it."""
+        return self.client.name
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.processor.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        try:
+            for c, port in enumerate(self.inports):
+                self._in[:frames, c] = port.get_array()
+            stem_out = self._stem_out[:, :, :frames] if self.stem_ports else None
+            mix_out = self._mix_out[:, :frames] if self.mix_ports else None
+            self.processor.process(self._in[:frames], stem_out, mix_out)
+            for c, port in enumerate(self.mix_ports):
+                port.get_array()[:] = self._mix_out[c, :frames]
+            for s, ports in enumerate(self.stem_ports):
+                for c, port in enumerate(ports):
+                    port.get_array()[:] = self._stem_out[s, c, :frames]
+        except Exception as exc:  # never let an exception kill the JACK thread: silence + count
+            self.callback_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            for port in self.mix_ports + [p for ports in self.stem_ports for p in ports]:
+                port.get_array().fill(0.0)
+
+    def start(self) -> "JackStemClient":
+        """Activate and make the requested connections."""
+        self.client.activate()
+        for port, source in zip(self.inports, self.connect_inputs):
+            self._connect(source, port.name)
+        for short, destinations in self.connect_outputs.items():
+            ours = f"{self.client.name}:{short}"
+            for dest in destinations:
+                self._connect(ours, dest)
+        return self
+
+    def _connect(self, source: str, destination: str) -> None:
+        try:
+            self.client.connect(source, destination)
+        except Exception as exc:
+            raise bad_value("jack_connect", f"{source} -> {destination}", f"existing, compatible ports ({exc})") from None
+
+    def stop(self) -> None:
+        """Deactivate and close the client."""
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+    def __enter__(self) -> "JackStemClient":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_connections(specs: Sequence[str], processor: LiveProcessor) -> tuple[list[str], dict[str, list[str]]]:
+    """``--jack-connect`` values: ``in=PORT,PORT`` (sources for our inputs, in channel order)
+    or ``OURPORT=DEST[,DEST]`` (e.g. ``mix_L=system:playback_1``, ``drums_L=mixxx:in_3``)."""
+    inputs: list[str] = []
+    outputs: dict[str, list[str]] = {}
+    names = channel_names(processor.config.channels)
+    valid = {f"mix_{n}" for n in names} | {f"{s}_{n}" for s in processor.stems for n in names}
+    for spec in specs:
+        if "=" not in spec:
+            raise bad_value("jack_connect", spec, "'in=SRC1,SRC2' or 'PORT=DEST[,DEST]'")
+        key, _, value = spec.partition("=")
+        targets = [v for v in value.split(",") if v]
+        if not targets:
+            raise bad_value("jack_connect", spec, "at least one port after '='")
+        if key == "in":
+            inputs = targets
+        elif key in valid:
+            outputs.setdefault(key, []).extend(targets)
+        else:
+            raise bad_value("jack_connect", key, f"'in' or one of {sorted(valid)}")
+    return inputs, outputs
