@@ -1,0 +1,256 @@
+"""Consistency distillation of the teacher's Dirac separation sampler into a 1-2 step student.
+
+Song et al. (2023, "Consistency Models", Alg. 2), with the ODE solver ``Phi`` being one Euler
+step of the thesis' "MSDM Dirac" sampler (Eq. 4.10, Algorithm 2 without churn) from
+``sigma_{n+1}`` to ``sigma_n`` on the teacher's Karras schedule::
+
+    x0 ~ data, y = sum(x0), context = x0[..., :O] with probability p_context (else none)
+    x_{n+1} = Dirac(context-overwrite(x0 + sigma_{n+1} z))
+    x_n     = Dirac(x_{n+1} + (sigma_n - sigma_{n+1}) (d - d_N)),   d = (x - D_teacher) / sigma
+    loss    = | f_theta(x_{n+1}, sigma_{n+1}) - f_target(x_n, sigma_n) |^2
+
+``f_target`` is an EMA of the student (decay ``target_decay``). The student starts as the
+teacher (extra input channels zero), ``f(x, sigma_min) ~ x`` holds by the EDM
+preconditioning. An optional ``truth_weight`` adds ``|f_theta(x_{n+1}) - x0|^2`` (off by
+default; recorded in the run record when used).
+
+``stemstream train --config diffusion-student [--steps N] [--out DIR]`` runs it (teacher
+from ``runs/diffusion-teacher/teacher.safetensors``, else the shipped one); writes
+``checkpoint.pt`` as it goes, ``student.safetensors`` (+ ``.onnx``) and ``record.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.train.diffusion import run_record, si_sdr_db
+from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from realtime.diffusion.samplers import dirac_project, karras_sigmas
+from realtime.diffusion.student import (
+    STUDENT_ARCHITECTURE,
+    StudentConfig,
+    StudentStep,
+    init_student_from_teacher,
+    sample_student,
+    student_cond_channels,
+)
+from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig
+from realtime.errors import bad_value
+
+LOG = logging.getLogger("stemstream.diffusion")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Hyper-parameters of consistency distillation."""
+
+    schedule_steps: int = 18
+    batch: int = 4
+    lr: float = 5e-5
+    steps: int = 2000
+    max_minutes: float = 20.0
+    target_decay: float = 0.95
+    ema_decay: float = 0.99
+    p_context: float = 0.5
+    context_fraction: float = 0.5
+    truth_weight: float = 0.0
+    checkpoint_every: int = 50
+    validate_every: int = 250
+    threads: int = 1
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.schedule_steps < 2:
+            raise bad_value("schedule_steps", self.schedule_steps, "an integer >= 2")
+        if not 0 <= self.p_context <= 1:
+            raise bad_value("p_context", self.p_context, "a probability in [0, 1]")
+        if not 0 <= self.context_fraction < 1:
+            raise bad_value("context_fraction", self.context_fraction, "a float in [0, 1)")
+
+
+def load_teacher(path: str | Path) -> ScoreUNet:
+    """The teacher ``ScoreUNet`` from a weight file (checksum verified)."""
+    from realtime.models.weights import WeightFileError, read_weights
+
+    tensors, meta = read_weights(path)
+    if meta["architecture"] != ARCHITECTURE:
+        raise WeightFileError(f"weights={str(path)!r}: architecture {meta['architecture']!r} != {ARCHITECTURE!r}")
+    model = ScoreUNet(UNetConfig.from_json(meta["config"]))
+    model.load_state_dict(tensors)
+    return model.eval().requires_grad_(False)
+
+
+def make_student(teacher: ScoreUNet, context_fraction: float) -> StudentStep:
+    """A student initialised from ``teacher`` with overlap ``context_fraction * W``."""
+    net = teacher.config
+    v = net.valid_multiple
+    context = int(round(net.segment_samples * context_fraction / v)) * v
+    cfg = StudentConfig(net=replace(net, cond_channels=student_cond_channels(len(net.stems), net.channels)),
+                        context_samples=context)
+    student = StudentStep(cfg)
+    init_student_from_teacher(student, teacher)
+    return student
+
+
+def cd_loss(student: StudentStep, target: StudentStep, teacher: ScoreUNet, clean: torch.Tensor, sigmas: torch.Tensor,
+            cfg: DistillConfig, gen: torch.Generator) -> torch.Tensor:
+    """One consistency-distillation loss on ``clean (B, S, C, T)`` (see the module docstring)."""
+    b, s, c, t = clean.shape
+    o = student.config.context_samples
+    mixture = clean.sum(dim=1)
+    mask = (torch.rand(b, generator=gen) < cfg.p_context).float()
+    context = clean[..., :o] * mask.reshape(b, 1, 1, 1)
+    n = torch.randint(0, len(sigmas) - 1, (b,), generator=gen)
+    s_hi, s_lo = sigmas[n], sigmas[n + 1]
+    noise = torch.randn(clean.shape, generator=gen)
+    # x_{n+1} exactly as StudentStep builds it from (previous=clean, sigma_{n+1}, noise)
+    x_hi = clean + s_hi.reshape(b, 1, 1, 1) * noise
+    m4 = mask.reshape(b, 1, 1, 1)
+    x_hi = torch.cat([m4 * (context + s_hi.reshape(b, 1, 1, 1) * noise[..., :o]) + (1 - m4) * x_hi[..., :o],
+                      x_hi[..., o:]], dim=-1)
+    x_hi = dirac_project(x_hi, mixture)
+    with torch.no_grad():
+        denoised = teacher(x_hi, s_hi)
+        d = (x_hi - denoised) / s_hi.reshape(b, 1, 1, 1)
+        g = d - d[:, -1:]
+        x_lo = dirac_project(x_hi + (s_lo - s_hi).reshape(b, 1, 1, 1) * g, mixture)
+        # the target sees x_lo with its overlap re-noised at sigma_lo (the sampler's projection)
+        want = target(noise, s_lo, mixture, context, mask, previous=x_lo - s_lo.reshape(b, 1, 1, 1) * noise)
+    online = student(noise, s_hi, mixture, context, mask, previous=clean)
+    loss = (online - want).square().mean()
+    if cfg.truth_weight:
+        loss = loss + cfg.truth_weight * (online - clean).square().mean()
+    return loss
+
+
+def evaluate_student(student: StudentStep, clean: torch.Tensor, steps: int, seed: int = 5) -> float:
+    """Mean SI-SDRi (dB) of the student with ``steps`` evaluations, no context."""
+    gen = torch.Generator().manual_seed(seed)
+    mixture = clean.sum(dim=1)
+    noise = torch.randn((steps,) + tuple(clean.shape), generator=gen)
+    with torch.no_grad():
+        est = sample_student(student, mixture, None, steps, noise)
+    scores = []
+    for b in range(clean.shape[0]):
+        mix = mixture[b].reshape(-1).numpy()
+        for s in range(clean.shape[1]):
+            ref = clean[b, s].reshape(-1).numpy()
+            if np.sqrt(np.mean(ref**2)) < 1e-3:
+                continue
+            scores.append(si_sdr_db(est[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | None, resume: bool,
+            steps: int | None, teacher_path: str) -> dict[str, Any]:
+    """Run consistency distillation; returns the run record."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    student = make_student(teacher, cfg.context_fraction)
+    target = make_student(teacher, cfg.context_fraction).requires_grad_(False)
+    ema = make_student(teacher, cfg.context_fraction).requires_grad_(False)
+    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        student.load_state_dict(ckpt["student"])
+        target.load_state_dict(ckpt["target"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+    net = teacher.config
+    total = int(steps if steps is not None else cfg.steps)
+    data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
+    train = batches(excerpt_stream(data_root, "train", net.segment_samples, net.sample_rate, cfg.seed + 77 + step), cfg.batch)
+    valid = next(batches(excerpt_stream(data_root, "valid", net.segment_samples, net.sample_rate, 10_000), 4))
+    sigmas = karras_sigmas(cfg.schedule_steps)[:-1]  # decreasing sigma_max ... sigma_min: n -> n+1 denoises
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    history: list[dict[str, float]] = [{"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k)
+                                                        for k in (1, 2)}}] if step == 0 else []
+    if history:
+        LOG.info("distill init %s", history[-1])
+    start = time.monotonic() - elapsed
+
+    def save() -> None:
+        torch.save({"student": student.state_dict(), "target": target.state_dict(), "ema": ema.state_dict(),
+                    "opt": opt.state_dict(), "step": step, "elapsed": time.monotonic() - start}, out / "checkpoint.tmp")
+        (out / "checkpoint.tmp").replace(ckpt_path)
+
+    def write() -> dict[str, Any]:
+        from realtime.models.weights import save_weights
+
+        record = run_record({"role": "student", "data": data, "steps": step, "teacher": teacher_path,
+                             "wall_seconds": round(time.monotonic() - start, 1), "history": history,
+                             "distill_config": asdict(cfg), "method": "consistency distillation (Song et al. 2023 Alg. 2), "
+                             "Dirac-Euler teacher step"})
+        save_weights(out / "student.safetensors", ema.net, STUDENT_ARCHITECTURE, ema.config.to_json(), record)
+        return record
+
+    running = 0.0
+    while step < total and time.monotonic() - start < cfg.max_minutes * 60:
+        loss = cd_loss(student, target, teacher, next(train), sigmas, cfg, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        step += 1
+        with torch.no_grad():
+            for pt, pe, ps in zip(target.parameters(), ema.parameters(), student.parameters()):
+                pt.lerp_(ps, 1 - cfg.target_decay)
+                pe.lerp_(ps, 1 - cfg.ema_decay)
+        lv = float(loss.detach())
+        running = 0.98 * running + 0.02 * lv if step > 1 else lv
+        if step % 20 == 0:
+            LOG.info("distill step %d loss %.3e (%.0f s)", step, running, time.monotonic() - start)
+        if step % cfg.checkpoint_every == 0:
+            save()
+        if step % cfg.validate_every == 0:
+            history.append({"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k) for k in (1, 2)}})
+            LOG.info("distill validate %s", history[-1])
+            write()
+    save()
+    if not history or history[-1]["step"] != step:
+        history.append({"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k) for k in (1, 2)}})
+        LOG.info("distill validate %s", history[-1])
+    record = write()
+    (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return record
+
+
+def run_distillation(args: argparse.Namespace, out: Path) -> int:
+    """``stemstream train --config diffusion-student``: distil, export ONNX, optionally ship."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [Path(getattr(args, "runs", "runs")) / "diffusion-teacher" / "teacher.safetensors",
+                  root / "realtime" / "weights" / "diffusion-teacher.safetensors"]
+    teacher_path = next((p for p in candidates if p.exists()), None)
+    if teacher_path is None:
+        raise bad_value("teacher", str(candidates[0]), "a trained teacher (stemstream train --config diffusion-teacher)")
+    teacher = load_teacher(teacher_path)
+    cfg = DistillConfig()
+    if getattr(args, "threads", None):
+        cfg = replace(cfg, threads=int(args.threads))
+    record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
+                     getattr(args, "steps", None), str(teacher_path))
+    from export.diffusion_onnx import export_student, parity
+    from realtime.diffusion.student import load_student_step
+
+    step_module, _ = load_student_step(out / "student.safetensors")
+    onnx_path = export_student(step_module, out / "student.onnx")
+    LOG.info("distilled %d steps; ONNX parity max abs err %.2e", record["steps"], parity(step_module, onnx_path))
+    if getattr(args, "ship", False):
+        dest = root / "realtime" / "weights" / "diffusion-1step.safetensors"
+        shutil.copyfile(out / "student.safetensors", dest)
+        LOG.info("shipped %s", dest)
+    return 0

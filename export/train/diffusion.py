@@ -1,0 +1,238 @@
+"""Training of the multi-source diffusion teacher (denoising score matching, EDM weighting).
+
+``stemstream train --config diffusion-teacher`` (LIVEMODEL's ``bridge/commands/train.py``
+dispatches ``diffusion*`` configs here); ``diffusion-student`` runs the consistency
+distillation of ``export.distill``; ``diffusion-tiny`` is a seconds-long smoke test.
+
+Outputs under ``--out`` (default ``runs/<config>``): ``checkpoint.pt`` (model, EMA,
+optimiser, step; written every ``checkpoint_every`` steps so a killed run can ``--resume``),
+``teacher.safetensors`` (EMA weights, config + run record in the metadata), ``train.log``
+and ``record.json``. ``--ship`` copies the weights to ``realtime/weights/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from realtime.diffusion.samplers import Conditioning, karras_sigmas, sample_dirac
+from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
+from realtime.errors import bad_value
+
+LOG = logging.getLogger("stemstream.diffusion")
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig:
+    """Hyper-parameters of teacher training (steps, seconds, learning rate...)."""
+
+    net: UNetConfig
+    batch: int = 6
+    lr: float = 2e-4
+    steps: int = 6000
+    max_minutes: float = 50.0
+    ema_decay: float = 0.999
+    p_mean: float = -2.4
+    p_std: float = 1.6
+    checkpoint_every: int = 100
+    validate_every: int = 500
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise bad_value("batch", self.batch, "an integer >= 1")
+        if self.lr <= 0:
+            raise bad_value("lr", self.lr, "a positive float")
+        if not 0 <= self.ema_decay < 1:
+            raise bad_value("ema_decay", self.ema_decay, "a float in [0, 1)")
+
+
+CONFIGS: dict[str, TeacherTrainConfig] = {
+    "diffusion-teacher": TeacherTrainConfig(net=UNetConfig()),
+    "diffusion-tiny": TeacherTrainConfig(
+        net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
+        batch=2,
+        steps=20,
+        max_minutes=2.0,
+        checkpoint_every=10,
+        validate_every=10,
+    ),
+}
+
+
+def _setup_log(out: Path, quiet: bool) -> None:
+    LOG.setLevel(logging.INFO)
+    LOG.handlers.clear()
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOG.addHandler(handler)
+    if not quiet:
+        LOG.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def dsm_loss(model: ScoreUNet, clean: torch.Tensor, p_mean: float, p_std: float, generator: torch.Generator) -> torch.Tensor:
+    """EDM denoising score matching: ``lambda(sigma) |D(x + sigma n, sigma) - x|^2``,
+    ``ln sigma ~ N(p_mean, p_std^2)``, ``lambda = (sigma^2 + sd^2) / (sigma sd)^2``.
+    ``clean (B, S, C, T)``."""
+    b = clean.shape[0]
+    sd = model.config.sigma_data
+    sigma = torch.exp(p_mean + p_std * torch.randn(b, generator=generator)).clamp(1e-4, 3.0)
+    noise = torch.randn(clean.shape, generator=generator)
+    denoised = model(clean + sigma.reshape(b, 1, 1, 1) * noise, sigma)
+    weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).reshape(b, 1, 1, 1)
+    return (weight * (denoised - clean) ** 2).mean()
+
+
+def si_sdr_db(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
+    """Scale-invariant SDR in dB of 1-D arrays (thesis Sec. 4.5.2)."""
+    alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
+    target = alpha * reference
+    return float(10 * np.log10((np.sum(target**2) + eps) / (np.sum((target - estimate) ** 2) + eps)))
+
+
+def separation_sisdri(model: ScoreUNet, clean: torch.Tensor, steps: int, seed: int) -> float:
+    """Mean SI-SDRi (dB) of the Dirac separator on ``clean (B, S, C, T)`` (non-silent stems)."""
+    gen = torch.Generator().manual_seed(seed)
+    mixture = clean.sum(dim=1)
+    sigmas = karras_sigmas(steps)
+    with torch.no_grad():
+        x = torch.randn(clean.shape, generator=gen) * float(sigmas[0])
+        est = sample_dirac(model, x, sigmas, Conditioning(mixture=mixture), s_churn=20.0, generator=gen)
+    scores = []
+    for b in range(clean.shape[0]):
+        mix = mixture[b].reshape(-1).numpy()
+        for s in range(clean.shape[1]):
+            ref = clean[b, s].reshape(-1).numpy()
+            if np.sqrt(np.mean(ref**2)) < 1e-3:
+                continue
+            scores.append(si_sdr_db(est[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def run_record(extra: dict[str, Any]) -> dict[str, Any]:
+    """Machine and software facts for a run record."""
+    return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
+
+
+def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, resume: bool, steps: int | None) -> dict[str, Any]:
+    """Train the score network; returns the run record (also written to ``out/record.json``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    model = ScoreUNet(cfg.net)
+    ema = ScoreUNet(cfg.net)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        LOG.info("resumed at step %d", step)
+    total = int(steps if steps is not None else cfg.steps)
+    data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
+    train = batches(excerpt_stream(data_root, "train", cfg.net.segment_samples, cfg.net.sample_rate, cfg.seed + step), cfg.batch)
+    valid = next(batches(excerpt_stream(data_root, "valid", cfg.net.segment_samples, cfg.net.sample_rate, 10_000), 4))
+    gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
+    LOG.info("config=%s params=%d data=%s steps=%d", cfg.net.to_json(), count_parameters(model), data, total)
+    history: list[dict[str, float]] = []
+    start = time.monotonic() - elapsed
+    running = 0.0
+
+    def save() -> None:
+        torch.save(
+            {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+             "elapsed": time.monotonic() - start, "config": cfg.net.to_json()},
+            out / "checkpoint.tmp",
+        )
+        (out / "checkpoint.tmp").replace(ckpt_path)
+
+    while step < total and (time.monotonic() - start) < cfg.max_minutes * 60:
+        loss = dsm_loss(model, next(train), cfg.p_mean, cfg.p_std, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        lv = float(loss.detach())
+        running = 0.98 * running + 0.02 * lv if step > 1 else lv
+        if step % 20 == 0:
+            LOG.info("step %d loss %.4f (%.0f s)", step, running, time.monotonic() - start)
+        if step % cfg.checkpoint_every == 0:
+            save()
+        if step % cfg.validate_every == 0 or step == total:
+            ema.eval()
+            with torch.no_grad():
+                vgen = torch.Generator().manual_seed(123)
+                vloss = float(dsm_loss(ema, valid, cfg.p_mean, 0.0, vgen))
+            sisdri = separation_sisdri(ema, valid, steps=16, seed=7)
+            history.append({"step": step, "valid_loss": vloss, "valid_sisdri_dirac16": sisdri})
+            LOG.info("validate step %d loss %.4f dirac-16 SI-SDRi %.2f dB", step, vloss, sisdri)
+            _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history)
+    save()
+    record = _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history)
+    (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return record
+
+
+def _write_weights(path: Path, ema: ScoreUNet, cfg: TeacherTrainConfig, step: int, seconds: float, data: str,
+                   history: list[dict[str, float]]) -> dict[str, Any]:
+    from realtime.models.weights import save_weights
+
+    record = run_record({
+        "role": "teacher", "data": data, "steps": step, "wall_seconds": round(seconds, 1),
+        "batch": cfg.batch, "lr": cfg.lr, "params": count_parameters(ema), "history": history,
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "net"},
+    })
+    save_weights(path, ema, ARCHITECTURE, cfg.net.to_json(), record)
+    return record
+
+
+def run_training(config_name: str, args: argparse.Namespace) -> int:
+    """Entry point of ``stemstream train --config diffusion-*``; returns an exit code."""
+    out = Path(getattr(args, "out", None) or Path(getattr(args, "runs", "runs")) / config_name)
+    _setup_log(out, bool(getattr(args, "quiet", False)))
+    if config_name == "diffusion-student":
+        from export.distill import run_distillation
+
+        return run_distillation(args, out)
+    if config_name not in CONFIGS:
+        raise bad_value("config", config_name, f"one of {sorted(CONFIGS) + ['diffusion-student']}")
+    cfg = CONFIGS[config_name]
+    if getattr(args, "threads", None):
+        cfg = replace(cfg, threads=int(args.threads))
+    record = train_teacher(cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
+                           getattr(args, "steps", None))
+    LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])
+    if getattr(args, "ship", False):
+        dest = Path(__file__).resolve().parents[2] / "realtime" / "weights" / "diffusion-teacher.safetensors"
+        shutil.copyfile(out / "teacher.safetensors", dest)
+        LOG.info("shipped %s", dest)
+    return 0
+
+
+__all__ = ["CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_training", "separation_sisdri", "si_sdr_db", "train_teacher"]
+

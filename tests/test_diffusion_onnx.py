@@ -1,0 +1,38 @@
+"""The student through ONNX Runtime matches PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.diffusion_onnx import export_student, parity
+from realtime.diffusion.student import STUDENT_ARCHITECTURE, load_student
+from realtime.models.weights import save_weights
+from tests.test_diffusion_fixtures import tiny_student
+
+torch.set_num_threads(1)
+
+
+def test_student_onnx_parity(tmp_path: Path) -> None:
+    step = tiny_student(context_samples=64)
+    onnx_path = export_student(step, tmp_path / "student.onnx")
+    assert parity(step, onnx_path) < 1e-4
+
+
+def test_segment_model_onnx_backend_matches_torch(tmp_path: Path) -> None:
+    step = tiny_student(context_samples=64)
+    weights = tmp_path / "student.safetensors"
+    save_weights(weights, step.net, STUDENT_ARCHITECTURE, step.config.to_json(), {"test": True})
+    export_student(step, tmp_path / "student.onnx")
+    rng = np.random.default_rng(0)
+    audio = (0.2 * rng.standard_normal((2, 256))).astype(np.float32)
+    context = (0.05 * rng.standard_normal((4, 2, 64))).astype(np.float32)
+    for steps in (1, 2):
+        torch_model = load_student(weights, steps=steps)
+        onnx_model = load_student(weights, steps=steps, backend="onnx")
+        assert torch_model.info.name == f"diffusion-{steps}step"
+        for ctx in (None, context):
+            np.testing.assert_allclose(onnx_model.separate_segment(audio, ctx), torch_model.separate_segment(audio, ctx),
+                                       atol=1e-4)

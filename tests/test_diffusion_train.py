@@ -1,0 +1,51 @@
+"""Teacher training and consistency distillation run end to end on a tiny model (toy data)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.distill import DistillConfig, distill, load_teacher
+from export.train.diffusion import CONFIGS, run_training, train_teacher
+from export.train.diffusion_data import toy_excerpt
+from realtime.diffusion.segments import TARGET_RMS
+from realtime.diffusion.student import load_student
+from realtime.errors import ConfigError
+
+torch.set_num_threads(1)
+
+
+def test_toy_excerpts_are_seeded_and_four_stems() -> None:
+    a = toy_excerpt(np.random.default_rng(1), 4000, 8000)
+    b = toy_excerpt(np.random.default_rng(1), 4000, 8000)
+    assert a.shape == (4, 1, 4000) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.sqrt(np.mean(a.sum(0) ** 2)) > 0
+
+
+def test_teacher_then_student(tmp_path: Path) -> None:
+    cfg = replace(CONFIGS["diffusion-tiny"], steps=4, checkpoint_every=2, validate_every=4)
+    record = train_teacher(cfg, tmp_path / "teacher", None, resume=False, steps=None)
+    assert record["steps"] == 4 and (tmp_path / "teacher" / "checkpoint.pt").exists()
+    resumed = train_teacher(cfg, tmp_path / "teacher", None, resume=True, steps=6)
+    assert resumed["steps"] == 6
+    teacher = load_teacher(tmp_path / "teacher" / "teacher.safetensors")
+    dcfg = DistillConfig(batch=2, steps=3, checkpoint_every=2, validate_every=3)
+    out = tmp_path / "student"
+    out.mkdir()
+    rec = distill(teacher, dcfg, out, None, resume=False, steps=None, teacher_path="tiny")
+    assert rec["steps"] == 3 and "valid_sisdri_1step" in rec["history"][-1]
+    model = load_student(out / "student.safetensors", steps=2)
+    audio = np.full((2, model.segment_samples), TARGET_RMS, np.float32)
+    assert model.separate_segment(audio, None).shape == (4, 2, model.segment_samples)
+
+
+def test_unknown_config_is_named(tmp_path: Path) -> None:
+    args = argparse.Namespace(out=str(tmp_path), quiet=True)
+    with pytest.raises(ConfigError, match="config='diffusion-huge'"):
+        run_training("diffusion-huge", args)
