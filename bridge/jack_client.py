@@ -138,13 +138,15 @@ class JackStemClient:
         self.stop()
 
 
-def parse_connections(specs: Sequence[str], processor: LiveProcessor) -> tuple[list[str], dict[str, list[str]]]:
+def parse_connections(
+    specs: Sequence[str], stems: Sequence[str], channels: int = 2
+) -> tuple[list[str], dict[str, list[str]]]:
     """``--jack-connect`` values: ``in=PORT,PORT`` (sources for our inputs, in channel order)
     or ``OURPORT=DEST[,DEST]`` (e.g. ``mix_L=system:playback_1``, ``drums_L=mixxx:in_3``)."""
     inputs: list[str] = []
     outputs: dict[str, list[str]] = {}
-    names = channel_names(processor.config.channels)
-    valid = {f"mix_{n}" for n in names} | {f"{s}_{n}" for s in processor.stems for n in names}
+    names = channel_names(channels)
+    valid = {f"mix_{n}" for n in names} | {f"{s}_{n}" for s in stems for n in names}
     for spec in specs:
         if "=" not in spec:
             raise bad_value("jack_connect", spec, "'in=SRC1,SRC2' or 'PORT=DEST[,DEST]'")

@@ -4,12 +4,12 @@ same audio, latency-compensated, with zero xruns."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
+from bridge.jack_player import JackPlayer
 from bridge.jack_server import DummyJackServer, jackd_available
 from bridge.live import LiveConfig, LiveProcessor
 from realtime.stems import STEMS
@@ -60,33 +60,8 @@ def _offline(audio: np.ndarray) -> np.ndarray:
     return separate_array(model, audio, SR, block_size=PERIOD)
 
 
-class _Player:
-    def __init__(self, jack, server_name: str, audio: np.ndarray) -> None:
-        self.client = jack.Client("player", servername=server_name, no_start_server=True)
-        self.ports = [self.client.outports.register(f"out_{c}") for c in "LR"]
-        self.audio = audio
-        self.pos = 0
-        self.start_frame: int | None = None
-        self.go = threading.Event()
-        self.client.set_process_callback(self._process)
-
-    def _process(self, frames: int) -> None:
-        if not self.go.is_set():
-            for port in self.ports:
-                port.get_array().fill(0.0)
-            return
-        if self.start_frame is None:
-            self.start_frame = self.client.last_frame_time
-        chunk = self.audio[:, self.pos : self.pos + frames]
-        for c, port in enumerate(self.ports):
-            buf = port.get_array()
-            buf[: chunk.shape[1]] = chunk[c]
-            buf[chunk.shape[1] :] = 0.0
-        self.pos += frames
-
-
 class _Recorder:
-    def __init__(self, jack, server_name: str, player: _Player, total: int) -> None:
+    def __init__(self, jack, server_name: str, player: JackPlayer, total: int) -> None:
         self.client = jack.Client("recorder", servername=server_name, no_start_server=True)
         self.ports = [[self.client.inports.register(f"{s}_{c}") for c in "LR"] for s in STEMS]
         self.mix_ports = [self.client.inports.register(f"mix_{c}") for c in "LR"]
@@ -122,30 +97,29 @@ def test_recorded_stems_match_offline_separation(jack_server):
                          factory, STEMS)
     latency = proc.latency_samples
     total = audio.shape[1] + latency + 2 * PERIOD
-    player = _Player(jack, server.name, audio)
+    player = JackPlayer(audio, "player", server.name)
     recorder = _Recorder(jack, server.name, player, total)
     stem_client = JackStemClient(proc, "stemstream", server.name,
                                  connect_inputs=["player:out_L", "player:out_R"],
                                  connect_outputs={f"{s}_{c}": [f"recorder:{s}_{c}"] for s in STEMS for c in "LR"}
                                  | {f"mix_{c}": [f"recorder:mix_{c}"] for c in "LR"})
     try:
-        player.client.activate()
+        player.activate()
         recorder.client.activate()
         stem_client.start()
         assert {p.name for p in stem_client.client.get_ports("stemstream:")} >= {
             "stemstream:in_L", "stemstream:bass_L", "stemstream:piano_R", "stemstream:mix_R"}
         time.sleep(0.2)
         proc.xruns = 0  # count from the moment all clients run
-        player.go.set()
+        player.play()
         deadline = time.monotonic() + SECONDS + 8.0
         while recorder.filled < total and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stem_client.stop()
         recorder.client.deactivate()
-        player.client.deactivate()
         recorder.client.close()
-        player.client.close()
+        player.close()
         stats = proc.stats()
         proc.close()
     assert recorder.filled == total, (recorder.filled, total)
@@ -158,3 +132,66 @@ def test_recorded_stems_match_offline_separation(jack_server):
     assert np.abs(recorder.stems[..., :latency]).max() < 1e-6  # nothing before the latency
     # the mixed output carries the sum of the stems (unity gains)
     np.testing.assert_allclose(recorder.mix, recorder.stems.sum(axis=0), atol=1e-5)
+
+
+def test_live_run_on_jack_with_osc_and_summary(jack_server):
+    from bridge.jack_client import parse_connections
+    from bridge.live_runner import HostOptions, LiveRun
+    from bridge.osc_codec import decode, encode_message
+
+    server, jack = jack_server
+    import socket
+
+    player = JackPlayer(music_like(1.0, SR, seed=2), "player", server.name, loop=True).activate()
+    inputs, outputs = parse_connections(["in=player:out_L,player:out_R"], STEMS)
+    options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(inputs),
+                          jack_outputs=outputs, osc_port=0)
+    run = LiveRun(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="stems"),
+                  options, factory=_engine_factory(PERIOD)[0], stems=STEMS)
+    try:
+        player.play()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(2.0)
+        client.sendto(encode_message("/stemstream/get/latency"), (run.osc.host, run.osc.port))
+        assert decode(client.recvfrom(1024)[0])[0][1][0] == run.processor.latency_samples
+        client.close()
+        run.wait(0.5)
+        summary = run.summary()
+    finally:
+        run.close()
+        player.close()
+    assert summary["callbacks"] > 0.3 * SR / PERIOD and summary["callback_errors"] == 0
+    assert summary["audio"] == "jack" and summary["host_latency_samples"] == 2 * PERIOD
+    assert summary["osc_accepted"] == 1
+    rms = run.processor.mixer.rms
+    assert (rms > 0).all()  # every stem port carried signal
+    with pytest.raises(Exception):
+        parse_connections(["vocals_L=system:playback_1"], STEMS)
+
+
+def test_xruns_are_counted(jack_server):
+    """A callback that overruns its period makes JACK report xruns, and we count them."""
+    from bridge.jack_client import JackStemClient
+
+    server, jack = jack_server
+    proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="mix"),
+                         stand_in_factory(PERIOD), STEMS)
+    slow = {"left": 3}
+    original = proc.process
+
+    def late(*args, **kwargs):
+        original(*args, **kwargs)
+        if slow["left"] > 0:
+            slow["left"] -= 1
+            time.sleep(0.05)  # ~9 periods
+
+    proc.process = late  # type: ignore[method-assign]
+    client = JackStemClient(proc, "stemstream", server.name).start()
+    try:
+        deadline = time.monotonic() + 3.0
+        while proc.xruns == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        client.stop()
+        proc.close()
+    assert proc.xruns > 0

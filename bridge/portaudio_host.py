@@ -1,0 +1,94 @@
+"""Duplex audio through PortAudio (python-sounddevice) around a :class:`LiveProcessor`.
+
+The stream callback only copies (``processor.process_interleaved``); PortAudio's status
+flags are counted (input overflow / output underflow count as xruns).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.live import LiveProcessor, output_channels
+from realtime.errors import StemstreamError, require
+
+
+def parse_device(value: str | None) -> int | str | None:
+    """A device given on the command line: an index (``"3"``) or a name substring."""
+    if value is None or value == "":
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """Every PortAudio device: index, name, host API, channel counts, default rate."""
+    sd = require("sounddevice", "live")
+    apis = sd.query_hostapis()
+    return [
+        {
+            "index": i,
+            "name": d["name"],
+            "hostapi": apis[d["hostapi"]]["name"],
+            "max_input_channels": d["max_input_channels"],
+            "max_output_channels": d["max_output_channels"],
+            "default_samplerate": d["default_samplerate"],
+        }
+        for i, d in enumerate(sd.query_devices())
+    ]
+
+
+class PortAudioHost:
+    """An open duplex ``sounddevice.Stream`` feeding ``processor``.
+
+    Args:
+        processor: the live path; its config gives rate, block size, channels and routing.
+        input_device / output_device: PortAudio device index or name (``None``: default).
+    """
+
+    def __init__(self, processor: LiveProcessor, input_device: int | str | None = None,
+                 output_device: int | str | None = None) -> None:
+        sd = require("sounddevice", "live")
+        self.processor = processor
+        cfg = processor.config
+        self.output_channels = output_channels(cfg.routing, len(processor.stems), cfg.channels)
+        self.callback_errors = 0
+        try:
+            self.stream = sd.Stream(
+                device=(input_device, output_device),
+                samplerate=cfg.sample_rate,
+                blocksize=cfg.block_size,
+                channels=(cfg.channels, self.output_channels),
+                dtype="float32",
+                latency="low",
+                callback=self._callback,
+            )
+        except Exception as exc:  # PortAudioError, ValueError for unknown devices
+            raise StemstreamError(
+                f"cannot open audio devices input={input_device!r} output={output_device!r} with "
+                f"{cfg.channels} in / {self.output_channels} out channels at {cfg.sample_rate} Hz: {exc} "
+                "(see 'stemstream devices')"
+            ) from None
+
+    @property
+    def host_latency_samples(self) -> int:
+        """PortAudio's reported input + output latency, samples."""
+        lat_in, lat_out = self.stream.latency
+        return int(round((lat_in + lat_out) * self.processor.config.sample_rate))
+
+    def _callback(self, indata: Any, outdata: Any, frames: int, time: Any, status: Any) -> None:
+        if status:
+            self.processor.status_flags += 1
+            if status.input_overflow or status.output_underflow:
+                self.processor.xruns += 1
+        try:
+            self.processor.process_interleaved(indata, outdata)
+        except Exception:
+            self.callback_errors += 1
+            outdata.fill(0.0)
+
+    def start(self) -> "PortAudioHost":
+        self.stream.start()
+        return self
+
+    def stop(self) -> None:
+        self.stream.stop()
+        self.stream.close()
