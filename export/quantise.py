@@ -17,6 +17,7 @@ metadata with ``precision`` updated (``int8`` / ``fp16``) and a ``quantisation``
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -181,11 +182,52 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     src_meta = read_metadata(src)
     model = onnx.load(str(src))
     blocked = list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP16_BLOCKED_OPS)
-    model16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    with warnings.catch_warnings():  # it warns for every DFT weight below fp16's 1e-7 floor
+        warnings.simplefilter("ignore")
+        model16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    _fix_casts_to_float(model16)
+    _keep_outputs_float(model16, {o.name for o in model.graph.output})
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model16, str(dst))
     return _finish(dst, src_meta, "fp16", "fp16, fp32 kept for " + ",".join(FP16_BLOCKED_OPS))
+
+
+def _fix_casts_to_float(model: Any) -> None:
+    """Retarget ``Cast(to=float)`` nodes whose output the converter retyped to fp16 (e.g. an
+    integer shape cast to float feeding an fp16 ``Div``): the converter leaves ``to`` at float."""
+    onnx = require("onnx", "data")
+    fp16_values = {
+        v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    }
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
+
+
+def _keep_outputs_float(model: Any, names: set[str]) -> None:
+    """Make graph outputs ``names`` float32 again where the converter left them fp16 (outputs of
+    blocked ops such as the LSTM state come out through a ``Cast(to=fp16)``): such a cast is
+    retargeted to float32 (exact), any other producer gets a ``Cast`` to float32 appended."""
+    onnx = require("onnx", "data")
+    from onnx import helper
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for out in model.graph.output:
+        if out.name not in names or out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        node = producers[out.name]
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    attr.i = onnx.TensorProto.FLOAT
+        else:
+            inner = out.name + "_fp16"
+            node.output[list(node.output).index(out.name)] = inner
+            model.graph.node.append(helper.make_node("Cast", [inner], [out.name], to=onnx.TensorProto.FLOAT))
+        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
 
 
 def make_precision(src: str | Path, dst: str | Path, precision: str, int8_mode: str = "dynamic") -> dict[str, Any]:
