@@ -1,0 +1,112 @@
+"""Backends: one torch module, several runtimes, all behind ``realtime.protocol.StreamModel``.
+
+Names understood by :func:`open_backend`:
+
+* ``torch`` - PyTorch, CPU (always available); ``realtime.backends.torch_backend``.
+* ``onnx`` - ONNX Runtime, CPU execution provider; ``realtime.backends.onnx_backend``.
+* ``onnx-cuda`` - ONNX Runtime with the CUDA execution provider (``stemstream[gpu]``).
+* ``tensorrt`` - TensorRT engine; ``realtime.backends.tensorrt_backend`` (``stemstream[gpu]``).
+* ``auto`` - the fastest that opens: tensorrt > onnx-cuda > onnx > torch.
+
+Backend modules are imported lazily; a missing one raises ``MissingDependencyError`` naming
+the install extra. Segment modules (``torch_backend.is_segment_module``) run on ``torch`` only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from realtime.errors import MissingDependencyError, StemstreamError, bad_value
+from realtime.protocol import StreamModel
+
+#: Concrete backend names, fastest first (the order ``auto`` tries them in).
+BACKENDS: tuple[str, ...] = ("tensorrt", "onnx-cuda", "onnx", "torch")
+
+#: Install extra that provides each backend's runtime.
+_EXTRAS = {"onnx": "stemstream (core: onnxruntime)", "onnx-cuda": "gpu", "tensorrt": "gpu"}
+
+#: Why ``auto`` skipped each faster backend in the last call (name -> reason), for reports.
+last_auto_skipped: dict[str, str] = {}
+
+
+def _backend_module(module_name: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(f"realtime.backends.{module_name}")
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"backend module realtime.backends.{module_name} cannot be imported ({exc}); "
+            f"install it with: pip install 'stemstream[{extra}]'"
+        ) from None
+
+
+def _open(name: str, module: Any, model_name: str) -> StreamModel:
+    from realtime.backends.torch_backend import is_segment_module, open_torch
+
+    if name == "torch":
+        return open_torch(module, model_name)
+    if is_segment_module(module):
+        raise bad_value("backend", name, "'torch' for segment models (only hop models are exported)")
+    if name in ("onnx", "onnx-cuda"):
+        onnx_backend = _backend_module("onnx_backend", _EXTRAS[name])
+        providers = ("cpu",) if name == "onnx" else ("cuda",)
+        return onnx_backend.open_onnx(module, model_name, providers)
+    if name == "tensorrt":
+        trt_backend = _backend_module("tensorrt_backend", "gpu")
+        return trt_backend.open_tensorrt(module, model_name)
+    raise bad_value("backend", name, f"one of {sorted(BACKENDS + ('auto',))}")
+
+
+def open_backend(name: str, module: Any, model_name: str) -> StreamModel:
+    """Open torch ``module`` (a hop or segment module) as a ``StreamModel`` on backend ``name``.
+
+    Args:
+        name: ``torch``, ``onnx``, ``onnx-cuda``, ``tensorrt`` or ``auto``.
+        module: the PyTorch module (``realtime.models.base.TorchHopModule`` or a segment module).
+        model_name: registry name (names cached exports and ``info.name``).
+
+    ``auto`` tries :data:`BACKENDS` in order and returns the first that opens; the reasons
+    the faster ones were skipped are kept in :data:`last_auto_skipped`.
+    """
+    if name != "auto":
+        return _open(name, module, model_name)
+    last_auto_skipped.clear()
+    for candidate in BACKENDS:
+        if candidate != "torch" and candidate not in available_backends():
+            last_auto_skipped[candidate] = "not available in this environment"
+            continue
+        try:
+            return _open(candidate, module, model_name)
+        except (StemstreamError, ImportError, RuntimeError, OSError) as exc:
+            last_auto_skipped[candidate] = str(exc)
+    raise AssertionError("unreachable: the torch backend always opens")  # pragma: no cover
+
+
+def available_backends() -> tuple[str, ...]:
+    """Backend names whose runtime is installed here, fastest first (``torch`` always last).
+
+    Cheap: checks installed packages and execution providers, builds no model.
+    """
+    found: list[str] = []
+    have_ort = importlib.util.find_spec("onnxruntime") is not None
+    providers: set[str] = set()
+    if have_ort:
+        try:
+            import onnxruntime
+
+            providers = set(onnxruntime.get_available_providers())
+        except Exception:  # a broken install counts as absent  # pragma: no cover
+            have_ort = False
+    have_own = lambda mod: importlib.util.find_spec(f"realtime.backends.{mod}") is not None  # noqa: E731
+    if importlib.util.find_spec("tensorrt") is not None and have_own("tensorrt_backend"):
+        found.append("tensorrt")
+    if have_ort and "CUDAExecutionProvider" in providers and have_own("onnx_backend"):
+        found.append("onnx-cuda")
+    if have_ort and have_own("onnx_backend") and importlib.util.find_spec("onnx") is not None:
+        found.append("onnx")
+    found.append("torch")
+    return tuple(found)
+
+
+__all__ = ["BACKENDS", "available_backends", "last_auto_skipped", "open_backend"]
