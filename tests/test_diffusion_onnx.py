@@ -36,3 +36,14 @@ def test_segment_model_onnx_backend_matches_torch(tmp_path: Path) -> None:
         for ctx in (None, context):
             np.testing.assert_allclose(onnx_model.separate_segment(audio, ctx), torch_model.separate_segment(audio, ctx),
                                        atol=1e-4)
+
+
+def test_describe_student_card_fields(tmp_path: Path) -> None:
+    from realtime.diffusion.student import describe_student
+
+    step = tiny_student(context_samples=64)
+    weights = tmp_path / "student.safetensors"
+    save_weights(weights, step.net, STUDENT_ARCHITECTURE, step.config.to_json(), {"steps": 3})
+    card = describe_student(weights, steps=2)
+    assert card["hop_samples"] == 192 and card["latency_samples"] == 256 and card["sample_rate"] == 8000
+    assert card["params"] > 0 and card["macs_per_second"] > 0 and card["run_record"] == {"steps": 3}

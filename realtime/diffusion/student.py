@@ -265,3 +265,52 @@ def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name:
         raise bad_value("backend", backend, "'torch' or 'onnx'")
     return DiffusionSegmentModel(step, name=name or f"diffusion-{steps}step", steps=steps, channels=channels,
                                  onnx_session=session)
+
+
+def macs_per_evaluation(step: StudentStep) -> int:
+    """Multiply-accumulates of one network evaluation on one segment (conv and linear layers)."""
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            c_in = module.in_channels // module.groups
+            length = output.shape[-1] if isinstance(module, nn.Conv1d) else inputs[0].shape[-1]
+            total += c_in * module.out_channels * module.kernel_size[0] * length
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in step.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear))]
+    cfg = step.config
+    s, c, w, o = len(cfg.net.stems), cfg.net.channels, cfg.net.segment_samples, cfg.context_samples
+    try:
+        with torch.no_grad():
+            step(torch.zeros((1, s, c, w)), torch.ones(1), torch.zeros((1, c, w)), torch.zeros((1, s, c, o)), torch.zeros(1))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def describe_student(path: str | Path, steps: int = 1) -> dict[str, object]:
+    """Fields for a registry model card of a student weight file.
+
+    ``hop_samples`` is the new audio per segment (``W - O``); ``latency_samples`` the
+    buffering a streaming engine needs before the first output (one whole window, at the
+    model rate), the model itself adding no delay inside a window.
+    """
+    step, meta = load_student_step(path)
+    cfg = step.config
+    hop = cfg.net.segment_samples - cfg.context_samples
+    return {
+        "stems": cfg.net.stems,
+        "sample_rate": cfg.net.sample_rate,
+        "channels": 2,
+        "hop_samples": hop,
+        "latency_samples": cfg.net.segment_samples,
+        "params": int(sum(p.numel() for n, p in step.net.named_parameters() if not n.endswith("freqs"))),
+        "macs_per_second": int(round(steps * macs_per_evaluation(step) * cfg.net.sample_rate / hop)),
+        "architecture": meta["architecture"],
+        "path": str(path),
+        "run_record": json.loads(meta.get("run_record", "{}") or "{}"),
+    }

@@ -217,5 +217,5 @@ class ScoreUNet(nn.Module):
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Number of parameters (trainable or frozen; the fixed Fourier frequencies excluded)."""
+    return sum(p.numel() for n, p in module.named_parameters() if not n.endswith("freqs"))
