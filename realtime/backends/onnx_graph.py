@@ -21,9 +21,11 @@ export time only; loading an exported graph needs just ``onnxruntime``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -190,6 +192,8 @@ def export_hop_module(
     if opset < 17:
         raise bad_value("opset", opset, "17 or later")
     require("onnx", "data")  # torch.onnx needs it to serialise the graph
+    if any(t.device.type != "cpu" for t in module.state_dict().values()):
+        module = copy.deepcopy(module).cpu()  # export on the CPU; leave the caller's module alone
     cfg = module.config
     was_training = module.training
     module.eval()
@@ -204,22 +208,25 @@ def export_hop_module(
         )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _GraphWrapper(module, names),
-                (audio, *state.values()),
-                str(tmp),
-                input_names=[AUDIO_INPUT] + [STATE_PREFIX + n for n in names],
-                output_names=[STEMS_OUTPUT] + [NEXT_STATE_PREFIX + n for n in names],
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        append_metadata(tmp, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        tmp.replace(path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # concurrent exports do not clash
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    _GraphWrapper(module, names),
+                    (audio, *state.values()),
+                    str(tmp),
+                    input_names=[AUDIO_INPUT] + [STATE_PREFIX + n for n in names],
+                    output_names=[STEMS_OUTPUT] + [NEXT_STATE_PREFIX + n for n in names],
+                    dynamic_axes=dynamic_axes,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+            append_metadata(tmp, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     finally:
         module.train(was_training)
     return meta

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,7 +150,7 @@ def build_engine(
     if serialized is None:
         raise ConfigError(f"onnx_path={str(onnx_path)!r}: TensorRT engine build failed (see log above)")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + ".partial")
+    tmp = engine_path.with_name(f"{engine_path.name}.{os.getpid()}.partial")
     tmp.write_bytes(bytes(serialized))
     meta = dict(meta, precision=precision)
     engine_path.with_suffix(".json").write_text(json.dumps({METADATA_KEY: meta}, sort_keys=True))
