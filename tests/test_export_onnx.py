@@ -171,3 +171,28 @@ def test_bad_audio_shape_and_threads(tmp_path) -> None:
         open_onnx(make_toy(), "toy", cache_dir=tmp_path, intra_op_threads=0)
     with pytest.raises(ConfigError, match="path="):
         open_onnx_file(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("host_rate,channels", [(44100, 2), (48000, 2), (44100, 1)])
+def test_streaming_separator_odd_blocks_onnx_equals_torch(tmp_path, live, host_rate, channels) -> None:
+    from realtime.engine.streamer import StreamingSeparator
+
+    onnx_model = open_onnx(live, "live", cache_dir=tmp_path)
+    reference = torch_reference(live, "live")
+    audio = synthetic_music(0.4, host_rate, 2, seed=5)[:channels]
+
+    def stream(model) -> np.ndarray:
+        sep = StreamingSeparator(model, host_rate, channels)
+        out, pos = [], 0
+        for size in (1, 65, 8193, 64, 4097) * 40:
+            if pos >= audio.shape[1]:
+                break
+            out.append(sep.process(audio[:, pos : pos + size]))
+            pos += size
+        out.append(sep.flush())
+        return np.concatenate(out, axis=-1)
+
+    ref, got = stream(reference), stream(onnx_model)
+    assert got.shape == ref.shape and got.shape[-1] >= audio.shape[1]
+    diff = np.abs(got - ref)
+    assert diff.max() <= TOL, f"max abs diff {diff.max():.3e} at {np.unravel_index(diff.argmax(), diff.shape)}"
