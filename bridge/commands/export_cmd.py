@@ -12,6 +12,8 @@ from realtime.errors import bad_value
 
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Shape / layout ops left out of the printed op summary.
+_PLUMBING = frozenset({"Constant", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Slice", "Transpose", "Shape", "Gather"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             export_onnx(module, fp32, name, dynamic_hops=dynamic)
             make_precision(fp32, out, args.precision, int8_mode=args.int8_mode)
         ops = op_counts(out)
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8])
+    compute = {k: v for k, v in ops.items() if k not in _PLUMBING}
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(compute.items(), key=lambda kv: -kv[1])[:10])
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {args.precision}"
           f"{' ' + args.int8_mode if args.precision == 'int8' else ''}, "
           f"{'any number of hops' if dynamic else 'one hop'} per call)")
