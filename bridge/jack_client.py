@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bridge.live import LiveProcessor
+from bridge.live import LiveProcessor, tune_interpreter
 from realtime.errors import StemstreamError, bad_value, require
 
 
@@ -109,6 +109,7 @@ class JackStemClient:
 
     def start(self) -> "JackStemClient":
         """Activate and make the requested connections."""
+        tune_interpreter()
         self.client.activate()
         for port, source in zip(self.inports, self.connect_inputs):
             self._connect(source, port.name)

@@ -1,5 +1,9 @@
 """Start and stop a private JACK server on the dummy driver (no sound card): for tests and
-benchmarks. ``jackd -n NAME --no-realtime -d dummy -r RATE -p PERIOD``."""
+benchmarks. ``jackd -n NAME --no-realtime -d dummy -r RATE -p PERIOD``, or with ``-R``
+(``realtime=True``) where the system allows SCHED_FIFO: JACK's process threads (server and
+clients) then preempt ordinary processes, as on a tuned audio machine, so a busy shared
+machine does not cause xruns. Where real-time scheduling is refused jackd runs without it;
+:attr:`DummyJackServer.realtime` says what it got."""
 
 from __future__ import annotations
 
@@ -26,14 +30,18 @@ class DummyJackServer:
         period: buffer size in samples.
         name: server name (default: unique ``stemstream-<hex>``).
         timeout_s: how long to wait for it to accept clients.
+        realtime: ask for real-time scheduling (``-R``) instead of ``--no-realtime``.
     """
 
     def __init__(self, sample_rate: int = 44100, period: int = 256, name: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, realtime: bool = False) -> None:
         self.sample_rate = sample_rate
         self.period = period
         self.name = name or f"stemstream-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
+        self.request_realtime = realtime
+        #: whether the server's clients run with real-time scheduling (known after start)
+        self.realtime = False
         self.process: subprocess.Popen[bytes] | None = None
         self.log = b""
 
@@ -44,8 +52,8 @@ class DummyJackServer:
             raise StemstreamError("jackd is not installed (apt-get install jackd2)")
         jack = require("jack", "live")
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_NO_START_SERVER="1")
-        cmd = [jackd, "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.sample_rate),
-               "-p", str(self.period)]
+        mode = "-R" if self.request_realtime else "--no-realtime"
+        cmd = [jackd, "-n", self.name, mode, "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
         # A file, not a pipe: a chatty jackd must never block on a full pipe.
         self._logfile = tempfile.TemporaryFile()
         self.process = subprocess.Popen(cmd, stdout=self._logfile, stderr=subprocess.STDOUT, env=env)
@@ -59,6 +67,7 @@ class DummyJackServer:
             except jack.JackOpenError:
                 time.sleep(0.05)
                 continue
+            self.realtime = bool(probe.realtime)
             probe.close()
             return self
         self.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.live import LiveProcessor, output_channels
+from bridge.live import LiveProcessor, output_channels, tune_interpreter
 from realtime.errors import StemstreamError, require
 
 
@@ -86,6 +86,7 @@ class PortAudioHost:
             outdata.fill(0.0)
 
     def start(self) -> "PortAudioHost":
+        tune_interpreter()
         self.stream.start()
         return self
 
