@@ -1,0 +1,330 @@
+"""A real-time separation session: copy-only audio callback, inference on a worker thread.
+
+Callback contract (as python-sounddevice's ``Stream``)::
+
+    session.callback(indata, out_stems)
+
+* ``indata``: ``(frames, channels)`` float32 (C-contiguous), ``frames <= block_size``.
+* ``out_stems``: ``(stems, channels, frames)`` float32, filled in place.
+* The callback copies ``indata`` into a preallocated input ring (NaN/Inf -> 0, counted),
+  and copies separated samples from a preallocated output ring into ``out_stems``; it does no
+  inference, no I/O, takes no lock, allocates nothing and creates no Python object (one
+  numba kernel, positions exchanged through an int64 array). Call it from one thread only.
+* Output stem sample ``t`` (counted over all callbacks) is the separation of input sample
+  ``t - latency_samples``, where ``latency_samples`` = the separator's latency + the
+  worker's queue (``queue_blocks * block_size``) + the separator's worst-case pending
+  samples at this block size + ``fade_samples`` of look-ahead for the fades.
+
+Deadline policy (as the anchors' StemgenRT): when the worker has not delivered a block (plus
+``fade_samples`` beyond it) in time, the output falls back to the full mix - the input
+delayed by the same ``latency_samples``, so it stays time-aligned - given to
+``fallback_stem`` (others silent) or, when ``fallback_stem`` is None, spread evenly so the
+stems sum to the mix. Separation fades out over ``fade_samples`` (<= 64) with samples that
+did arrive, and fades back in over ``fade_samples`` when the worker is on time again: never
+silence, never a click because inference was late. Each block not fully separated counts as
+one deadline miss. Before :meth:`RealtimeSession.start` (or after the worker failed) every
+block is a miss and the output is the fallback mix.
+
+The worker thread polls the input ring (no signalling from the callback), runs
+``separator.process`` on every new block and writes the result to the output ring. If it
+falls so far behind that unread input would be overwritten, it drops the backlog, resets
+the separator and resumes (``overruns`` counts this).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numba
+import numpy as np
+
+from realtime.engine.ringbuffer import SampleRing, copy_in
+from realtime.errors import StemstreamError, bad_value
+
+# Slots of the shared int64 position/counter array.
+_FRAMES, _OUT_START, _OUT_END, _MODE, _MISSES, _NONFINITE, _BLOCKS = range(7)
+
+#: Longest fade allowed, in samples.
+MAX_FADE = 64
+
+
+@numba.njit(cache=True)
+def _callback_kernel(
+    indata: np.ndarray,
+    out: np.ndarray,
+    in_ring: np.ndarray,
+    out_ring: np.ndarray,
+    idx: np.ndarray,
+    mix_gain: np.ndarray,
+    delay: int,
+    fade: int,
+) -> None:
+    frames = indata.shape[0]
+    pos = idx[_FRAMES]
+    idx[_NONFINITE] += copy_in(indata, in_ring, pos)
+    idx[_FRAMES] = pos + frames
+    end = pos + frames
+    avail_end = idx[_OUT_END]  # read the end first: the worker moves the start first
+    avail_start = idx[_OUT_START]
+    ready = avail_start <= pos and avail_end >= end + fade
+    mode = idx[_MODE]
+    # weight of the separated signal: 1 before `cut`, ramp down over [cut - fade, cut), 0 after;
+    # or ramp up over [0, fade) when fading in.
+    fade_in = False
+    cut = frames + fade  # no fade-out inside this block
+    if mode == 1:
+        if not ready:
+            cut = min(avail_end, end) - pos  # >= fade: the previous block checked it
+            if cut < fade:
+                cut = fade
+            idx[_MODE] = 0
+            idx[_MISSES] += 1
+    else:
+        if ready:
+            fade_in = True
+            idx[_MODE] = 1
+        else:
+            cut = 0
+            idx[_MISSES] += 1
+    imask = in_ring.shape[1] - 1
+    omask = out_ring.shape[2] - 1
+    stems = out.shape[0]
+    channels = out.shape[1]
+    for t in range(frames):
+        if fade_in:
+            w = (t + 1.0) / (fade + 1.0) if t < fade else 1.0
+        elif t >= cut:
+            w = 0.0
+        elif t >= cut - fade:
+            w = (cut - t) / (fade + 1.0)
+        else:
+            w = 1.0
+        islot = (pos + t - delay) & imask
+        oslot = (pos + t) & omask
+        for c in range(channels):
+            mix = in_ring[c, islot] if pos + t >= delay else 0.0
+            for s in range(stems):
+                if w == 1.0:
+                    out[s, c, t] = out_ring[s, c, oslot]
+                elif w == 0.0:
+                    out[s, c, t] = mix_gain[s] * mix
+                else:
+                    out[s, c, t] = w * out_ring[s, c, oslot] + (1.0 - w) * mix_gain[s] * mix
+    idx[_BLOCKS] += 1
+
+
+class RealtimeSession:
+    """Real-time separation around a ``StreamingSeparator`` (contract in the module docstring).
+
+    Args:
+        separator: a ``realtime.engine.streamer.StreamingSeparator`` (or anything with its
+            ``process``/``reset``/``latency_samples``/``stems``/``channels``/
+            ``max_pending_samples``).
+        block_size: frames per callback (the most one callback may pass).
+        queue_blocks: block periods the worker has to deliver a block (>= 1).
+        fallback_stem: stem that gets the mix on a deadline miss; None: the mix spread evenly.
+        fade_samples: length of the fades out of and into separation, 1..64.
+        warmup_blocks: blocks of silence run through the separator in :meth:`start` (then
+            reset), so first-call costs do not land on the audio.
+        poll_s: worker's polling interval in seconds (default: an eighth of a block period,
+            within 0.2..2 ms).
+
+    Attributes:
+        latency_samples: input-to-output delay of every stem sample, host samples.
+        worker_error: the exception that stopped the worker, if any.
+        overruns: times the worker dropped a backlog it could not catch up with.
+        compute_s: wall-clock seconds of each ``separator.process`` call (last 100000).
+    """
+
+    def __init__(
+        self,
+        separator: Any,
+        block_size: int,
+        queue_blocks: int = 1,
+        fallback_stem: str | None = None,
+        fade_samples: int = 32,
+        warmup_blocks: int = 4,
+        poll_s: float | None = None,
+    ) -> None:
+        if not isinstance(block_size, int) or not 1 <= block_size <= 65536:
+            raise bad_value("block_size", block_size, "an integer in [1, 65536] frames")
+        if not isinstance(queue_blocks, int) or queue_blocks < 1:
+            raise bad_value("queue_blocks", queue_blocks, "an integer >= 1")
+        if not isinstance(fade_samples, int) or not 1 <= fade_samples <= MAX_FADE:
+            raise bad_value("fade_samples", fade_samples, f"an integer in [1, {MAX_FADE}]")
+        stems = tuple(separator.stems)
+        if fallback_stem is not None and fallback_stem not in stems:
+            raise bad_value("fallback_stem", fallback_stem, f"None or one of {stems}")
+        self.separator = separator
+        self.block_size = block_size
+        self.queue_blocks = queue_blocks
+        self.fade_samples = fade_samples
+        self.fallback_stem = fallback_stem
+        self.warmup_blocks = warmup_blocks
+        self.stems = stems
+        self.channels = int(separator.channels)
+        sample_rate = int(getattr(separator, "host_sample_rate", 44100))
+        self.sample_rate = sample_rate
+        self.block_period_s = block_size / sample_rate
+        self.poll_s = poll_s if poll_s is not None else min(0.002, max(0.0002, self.block_period_s / 8))
+        self.pending_samples = int(separator.max_pending_samples(block_size))
+        self.queue_samples = queue_blocks * block_size + self.pending_samples + fade_samples
+        self.latency_samples = int(separator.latency_samples) + self.queue_samples
+        self._in_ring = SampleRing((self.channels,), self.latency_samples + (queue_blocks + 64) * block_size)
+        self._out_ring = SampleRing((len(stems), self.channels), self.queue_samples + 4 * block_size)
+        self._idx = np.zeros(8, np.int64)
+        self._mix_gain = np.full(len(stems), 1.0 / len(stems), np.float32)
+        if fallback_stem is not None:
+            self._mix_gain[:] = 0.0
+            self._mix_gain[stems.index(fallback_stem)] = 1.0
+        self._f32 = np.dtype(np.float32)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.worker_error: BaseException | None = None
+        self.overruns = 0
+        self.compute_s: list[float] = []
+        self._reset_positions()
+        # compile the kernel now, not in the first audio callback
+        self.callback(np.zeros((1, self.channels), np.float32), np.zeros((len(stems), self.channels, 1), np.float32))
+        self._reset_positions()
+
+    def _reset_positions(self) -> None:
+        self._idx[:] = 0
+        self._idx[_OUT_START] = 0
+        self._idx[_OUT_END] = self.queue_samples  # primed: separation of the silence before t=0
+        self._idx[_MODE] = 1
+        self._read = 0  # next input sample the worker separates
+        self._out_pos = self.queue_samples  # session position of the separator's next output
+        self._in_ring.clear()
+        self._out_ring.clear()
+
+    # -- counters --------------------------------------------------------------------------
+    @property
+    def deadline_misses(self) -> int:
+        """Blocks whose output was not (fully) separated because the worker was late."""
+        return int(self._idx[_MISSES])
+
+    @property
+    def nonfinite_samples(self) -> int:
+        """NaN/Inf input samples replaced by 0 in the callback."""
+        return int(self._idx[_NONFINITE])
+
+    @property
+    def blocks(self) -> int:
+        """Callbacks run."""
+        return int(self._idx[_BLOCKS])
+
+    @property
+    def frames(self) -> int:
+        """Frames passed through the callback."""
+        return int(self._idx[_FRAMES])
+
+    @property
+    def latency_ms(self) -> float:
+        """``latency_samples`` in milliseconds."""
+        return 1000.0 * self.latency_samples / self.sample_rate
+
+    # -- audio side ------------------------------------------------------------------------
+    def callback(self, indata: np.ndarray, out_stems: np.ndarray) -> None:
+        """Audio-callback side: copy ``indata`` ``(frames, channels)`` in, fill ``out_stems``
+        ``(stems, channels, frames)`` in place. Copy-only; see the module docstring."""
+        if indata.dtype is not self._f32:  # slow path for non-float32 hosts (allocates)
+            indata = np.ascontiguousarray(indata, dtype=np.float32)
+        _callback_kernel(
+            indata, out_stems, self._in_ring.data, self._out_ring.data, self._idx, self._mix_gain,
+            self.latency_samples, self.fade_samples,
+        )
+
+    # -- worker side -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Warm the separator up, reset it and start the worker thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        zeros = np.zeros((self.channels, self.block_size), np.float32)
+        for _ in range(self.warmup_blocks):
+            self.separator.process(zeros)
+        self.separator.reset()
+        self._reset_positions()
+        self._stop.clear()
+        self.worker_error = None
+        self._thread = threading.Thread(target=self._worker, name="stemstream-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker thread and wait for it; the callback keeps working (fallback mix)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+
+    close = stop
+
+    def __enter__(self) -> "RealtimeSession":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _worker(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # kept for the caller; the callback falls back to the mix
+            self.worker_error = exc
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._step():
+                time.sleep(self.poll_s)
+
+    def pump(self) -> int:
+        """Run the worker's job in the calling thread until all input written so far is
+        separated (for tests and offline drivers; not while the worker thread runs).
+        Returns the number of separator calls made."""
+        if self._thread is not None and self._thread.is_alive():
+            raise StemstreamError("pump() while the worker thread runs: call stop() first")
+        calls = 0
+        while self._step():
+            calls += 1
+        return calls
+
+    def _step(self) -> bool:
+        """Separate what the callback wrote since the last step (at most 8192 samples).
+        Returns False when there was nothing to do."""
+        idx, sep = self._idx, self.separator
+        written = int(idx[_FRAMES])
+        if written - self._read > self._in_ring.capacity - self.latency_samples - 2 * self.block_size:
+            # hopelessly behind: drop the backlog and restart the stream where the input is now
+            self.overruns += 1
+            self._read = written
+            sep.reset()
+            self._out_pos = written + self.queue_samples
+            idx[_OUT_START] = self._out_pos  # start before end: see the kernel
+            idx[_OUT_END] = self._out_pos
+            return True
+        if written == self._read:
+            return False
+        n = min(written - self._read, max(self.block_size, 8192))
+        block = self._in_ring.read(self._read, n)
+        self._read += n
+        t0 = time.perf_counter()
+        stems = sep.process(block)
+        self.compute_s.append(time.perf_counter() - t0)
+        if len(self.compute_s) > 100_000:
+            del self.compute_s[:50_000]
+        m = stems.shape[2]
+        if m:
+            out_pos = self._out_pos
+            skip = max(0, min(m, int(idx[_FRAMES]) - out_pos))  # positions the callback passed
+            if skip < m:
+                self._out_ring.write(out_pos + skip, stems[:, :, skip:])
+            self._out_pos = out_pos + m
+            idx[_OUT_END] = self._out_pos
+        return True
+
+    def raise_worker_error(self) -> None:
+        """Re-raise the worker's exception as a ``StemstreamError`` if it failed."""
+        if self.worker_error is not None:
+            raise StemstreamError(f"separation worker failed: {self.worker_error!r}") from self.worker_error

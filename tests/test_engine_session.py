@@ -1,0 +1,166 @@
+"""Real-time session: exact alignment, deadline fallback with fades, no allocation in the callback."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from realtime.engine.session import RealtimeSession
+from realtime.engine.streamer import StreamingSeparator
+from realtime.errors import ConfigError
+from tests.engine_support import GAINS, SlowHopModel
+
+SR = 44100
+G = np.asarray(GAINS, np.float32).reshape(-1, 1, 1)
+
+
+def _input(channels: int, samples: int) -> np.ndarray:
+    """Smooth, never-zero test signal ``(channels, samples)``: 0.3 + 0.2 sin(2 pi 50 t)."""
+    t = np.arange(samples) / SR
+    x = 0.3 + 0.2 * np.sin(2 * np.pi * 50 * t + np.arange(channels)[:, None])
+    return x.astype(np.float32)
+
+
+def _run(session: RealtimeSession, x: np.ndarray, pump_unless=lambda k: True, pace_s: float = 0.0) -> np.ndarray:
+    """Drive callbacks over ``x`` block by block; pump the worker synchronously after block
+    ``k`` when ``pump_unless(k)`` (no worker thread), or pace in real time (worker thread)."""
+    b = session.block_size
+    blocks = x.shape[1] // b
+    out = np.zeros((len(session.stems), x.shape[0], blocks * b), np.float32)
+    indata = np.ascontiguousarray(x.T)
+    t_next = time.perf_counter()
+    for k in range(blocks):
+        if pace_s:
+            t_next += pace_s
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        session.callback(indata[k * b : (k + 1) * b], out[:, :, k * b : (k + 1) * b])
+        if not pace_s and pump_unless(k):
+            session.pump()
+    return out
+
+
+@pytest.mark.parametrize("block,hop,queue", [(64, 64, 1), (100, 64, 1), (256, 128, 2), (48, 32, 3)])
+def test_on_time_output_is_exactly_delayed_separation(block: int, hop: int, queue: int) -> None:
+    sep = StreamingSeparator(SlowHopModel(hop=hop, latency=37), SR, 2)
+    session = RealtimeSession(sep, block, queue_blocks=queue)
+    assert session.latency_samples == 37 + queue * block + sep.max_pending_samples(block) + session.fade_samples
+    x = np.random.default_rng(0).standard_normal((2, 60 * block)).astype(np.float32)
+    out = _run(session, x)
+    d = session.latency_samples
+    assert session.deadline_misses == 0 and session.blocks == 60
+    np.testing.assert_allclose(out[:, :, d:], G * x[None, :, :-d], atol=1e-7)
+    assert np.abs(out[:, :, :d]).max() == 0.0
+
+
+def test_late_worker_falls_back_to_aligned_mix_with_fades() -> None:
+    block, fade = 64, 32
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64, latency=10), SR, 2), block, fade_samples=fade)
+    x = _input(2, 200 * block)
+    late = set(range(50, 60)) | set(range(120, 121))
+    out = _run(session, x, pump_unless=lambda k: k not in late)
+    d = session.latency_samples
+    assert session.deadline_misses >= 2
+    sep = G * x[None, :, :-d]
+    got = out[:, :, d:]
+    fallback = np.isclose(got, 0.25 * x[None, :, :-d], atol=1e-6) & ~np.isclose(got, sep, atol=1e-6)
+    separated = np.isclose(got, sep, atol=1e-6)
+    assert fallback[0, 0].sum() >= 5 * block  # whole blocks of time-aligned mix
+    assert (fallback | separated).mean() > 0.97  # the rest: the fades
+    # never silence: the stems sum to between 0.875 and 1 times the (never-zero) mix
+    total = got.sum(axis=0)
+    assert (np.abs(total) >= 0.8 * np.abs(x[:, :-d])).all()
+    # fades, not clicks: jumps bounded by the fade slope plus the signal's own slope
+    signal_slope = np.abs(np.diff(sep, axis=-1)).max()
+    worst_gap = np.abs(sep - 0.25 * x[None, :, :-d]).max()
+    jumps = np.abs(np.diff(got, axis=-1)).max()
+    assert jumps <= worst_gap / (fade + 1) + signal_slope + 1e-6, (jumps, worst_gap)
+    assert worst_gap > 10 * jumps  # an instant switch would have jumped by worst_gap
+
+
+def test_fallback_to_one_stem() -> None:
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 1), 64, fallback_stem="drums")
+    x = _input(1, 100 * 64)
+    out = _run(session, x, pump_unless=lambda k: k < 30 or k > 60)
+    d = session.latency_samples
+    mid = slice(45 * 64, 55 * 64)  # well inside the late stretch (output time)
+    np.testing.assert_allclose(out[1, 0, mid], x[0, mid.start - d : mid.stop - d], atol=1e-7)
+    assert np.abs(out[[0, 2, 3], 0, mid]).max() == 0.0
+    assert session.deadline_misses > 20
+
+
+def test_slow_model_on_worker_thread_paced_like_a_sound_card() -> None:
+    block = 128
+    model = SlowHopModel(hop=128, latency=0, sleep_s=0.08, slow_calls={40})
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0)
+    x = _input(2, 300 * block)
+    with session:
+        out = _run(session, x, pace_s=block / SR)
+    assert session.worker_error is None
+    assert session.deadline_misses >= 5  # 80 ms late = ~27 blocks of 2.9 ms
+    d = session.latency_samples
+    got = out[:, :, d:]
+    assert (np.abs(got.sum(axis=0)) >= 0.8 * np.abs(x[:, :-d])).all()
+    worst_gap = np.abs((G - 0.25) * x[None]).max()
+    signal_slope = np.abs(np.diff(G * x[None], axis=-1)).max()
+    assert np.abs(np.diff(got, axis=-1)).max() <= worst_gap / 33 + signal_slope + 1e-6
+    # back to separation at the end
+    np.testing.assert_allclose(got[:, :, -block:], (G * x[None, :, :-d])[:, :, -block:], atol=1e-6)
+
+
+def test_nonfinite_input_in_callback() -> None:
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64)
+    x = _input(2, 40 * 64)
+    x[0, 100] = np.nan
+    x[1, 700:710] = np.inf
+    out = _run(session, x, pump_unless=lambda k: k % 7 != 3)  # some misses: the mix path too
+    assert session.nonfinite_samples == 11
+    assert np.isfinite(out).all()
+
+
+def _callback_allocations(block: int) -> tuple[int, int]:
+    """(worst transient bytes, net bytes) traced during single callbacks in steady state."""
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=32), SR, 2), block)
+    x = np.ascontiguousarray(_input(2, 200 * block).T)
+    views = [x[k * block : (k + 1) * block] for k in range(200)]  # the host's buffers
+    out = np.zeros((4, 2, block), np.float32)
+    tracemalloc.start()
+    try:
+        worst, net = 0, 0
+        for k in range(200):
+            if k % 10 < 7:  # separated blocks, fades out and in, and fallback blocks
+                session.pump()
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            session.callback(views[k], out)
+            current, peak = tracemalloc.get_traced_memory()
+            if k >= 5:  # the first calls after tracemalloc.start() see its own bookkeeping
+                worst, net = max(worst, peak - before), net + current - before
+    finally:
+        tracemalloc.stop()
+    assert session.deadline_misses > 0 and session.blocks == 200
+    return worst, net
+
+
+def test_callback_allocates_nothing() -> None:
+    """No audio buffer, no growth: the only traced bytes are numba's fixed 48-byte argument
+    descriptors (one per array argument), freed before the call returns, the same for a
+    64- and a 2048-frame block."""
+    small, net_small = _callback_allocations(64)
+    large, net_large = _callback_allocations(2048)
+    assert net_small == 0 and net_large == 0
+    assert small == large <= 6 * 48, (small, large)
+
+
+def test_bad_session_arguments() -> None:
+    sep = StreamingSeparator(SlowHopModel(), SR, 2)
+    with pytest.raises(ConfigError, match="fade_samples=65"):
+        RealtimeSession(sep, 64, fade_samples=65)
+    with pytest.raises(ConfigError, match="fallback_stem='vocals'"):
+        RealtimeSession(sep, 64, fallback_stem="vocals")
+    with pytest.raises(ConfigError, match="block_size=0"):
+        RealtimeSession(sep, 0)
