@@ -19,6 +19,8 @@ metadata with ``precision`` updated (``int8`` / ``fp16``) and a ``quantisation``
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -38,6 +40,18 @@ STATIC_OPS: tuple[str, ...] = ("MatMul", "Gemm")
 FP16_BLOCKED_OPS: tuple[str, ...] = ("LSTM", "Pow", "Sqrt", "Log")
 
 
+@contextlib.contextmanager
+def _quiet_quantiser() -> Iterator[None]:
+    """Silence the quantiser's generic pre-processing advice (logged on the root logger)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _finish(dst: Path, src_meta: dict[str, Any], precision: str, note: str) -> dict[str, Any]:
     onnx = require("onnx", "data")
     model = onnx.load(str(dst))
@@ -55,10 +69,11 @@ def quantise_dynamic(src: str | Path, dst: str | Path) -> dict[str, Any]:
     src_meta = read_metadata(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(
-        str(src), str(dst), op_types_to_quantize=list(DYNAMIC_OPS), per_channel=False,
-        weight_type=QuantType.QInt8,
-    )
+    with _quiet_quantiser():
+        quantize_dynamic(
+            str(src), str(dst), op_types_to_quantize=list(DYNAMIC_OPS), per_channel=False,
+            weight_type=QuantType.QInt8,
+        )
     return _finish(dst, src_meta, "int8", "dynamic: " + ",".join(DYNAMIC_OPS))
 
 
@@ -168,11 +183,12 @@ def quantise_static(
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(
-        str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(STATIC_OPS), per_channel=False,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )
+    with _quiet_quantiser():
+        quantize_static(
+            str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(STATIC_OPS), per_channel=False,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
     return _finish(dst, src_meta, "int8", "static QDQ: " + ",".join(STATIC_OPS))
 
 
