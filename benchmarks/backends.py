@@ -108,7 +108,9 @@ def _candidates(module: Any, name: str, graphs: Path) -> list[Candidate]:
         if fp16.exists():
             cands.append(Candidate("onnx-cuda", "fp16", lambda: open_onnx_file(fp16, ("cuda",))))
     if "tensorrt" in providers:
-        cands.append(Candidate("onnx-tensorrt", "fp16", lambda: open_onnx(module.cpu(), name, ("tensorrt",), trt_fp16=True)))
+        cands.append(Candidate(
+            "onnx-tensorrt", "fp16", lambda: open_onnx(module.cpu(), name, ("tensorrt",), trt_fp16=True)
+        ))
     if tensorrt_available():
         cands.append(Candidate("tensorrt", "fp32", lambda: open_tensorrt(module.cpu(), name)))
         try:
@@ -116,7 +118,10 @@ def _candidates(module: Any, name: str, graphs: Path) -> list[Candidate]:
             from realtime.backends.tensorrt_backend import TensorRTHopModel
 
             plan = graphs / f"{name}-fp16.plan"
-            cands.append(Candidate("tensorrt", "fp16", lambda: TensorRTHopModel(export_tensorrt(module.cpu(), name, plan, "fp16"), name=name)))
+            cands.append(Candidate(
+                "tensorrt", "fp16",
+                lambda: TensorRTHopModel(export_tensorrt(module.cpu(), name, plan, "fp16"), name=name),
+            ))
         except ImportError:
             pass
     return cands
@@ -161,7 +166,10 @@ def bench_model(name: str, args: argparse.Namespace, graphs: Path, wanted: set[s
     cfg = module.config
     hop_ms = 1000.0 * cfg.hop_samples / cfg.sample_rate
     audio = synthetic_music(6.0, cfg.sample_rate, cfg.channels, seed=0)
-    cands = [c for c in _candidates(module, name, graphs) if wanted is None or f"{c.label}-{c.precision}" in wanted or c.label in wanted or c.label == "torch"]
+    cands = [
+        c for c in _candidates(module, name, graphs)
+        if wanted is None or c.label == "torch" or c.label in wanted or f"{c.label}-{c.precision}" in wanted
+    ]
     models = {f"{c.label} {c.precision}": c.open() for c in cands}
     reference = _output(models["torch fp32"], audio[:, : cfg.sample_rate])
     live_times: dict[str, list[float]] = {k: [] for k in models}
@@ -223,6 +231,7 @@ def _machine() -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_threads": 1,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1min_at_start": os.getloadavg()[0],
     }
     try:
         with open("/proc/cpuinfo") as f:
@@ -240,7 +249,9 @@ def format_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines += [
         f"Machine: {m.get('cpu_model', m['processor'])}, {m['cpu_count']} cores; GPU: {m['gpu'] or 'none'}; "
-        f"torch {m['torch']} ({m['torch_threads']} thread), onnxruntime {m['onnxruntime']} (1 intra-op thread).",
+        f"torch {m['torch']} ({m['torch_threads']} thread), onnxruntime {m['onnxruntime']} (1 intra-op thread); "
+        f"1-min load average {m['load_average_1min_at_start']:.2f} at start, {m.get('load_average_1min_at_end', float('nan')):.2f} at end "
+        "(shared machine: other processes' load shows in p99).",
         "Live: one hop per call, state carried; RTF = time per hop / hop duration (< 1: faster than real time). "
         "Speedup = PyTorch eager time / backend time. Block: hops per call as given.",
         "",
@@ -289,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipped {name}: {exc}")
                 continue
             report["models"].append(result)
+    report["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     (out / "backends.json").write_text(json.dumps(report, indent=2))
     md = format_markdown(report)
     (out / "backends.md").write_text(md)
