@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 times.append(dt)
             rows.append(_row(f"student {k} step{'s' if k > 1 else ''}", scores, k, times, seconds_per_clip, stems))
 
-    seg_rows = _segments(args, teacher, student, rate, stems, separate_long, sample_student, teacher_record)
+    seg_rows = _segments(args, teacher, student, rate, stems, separate_long, teacher_record)
     result = {"machine": f"{platform.node()} ({platform.machine()}), {args.threads} torch thread(s), 2-core CPU dev box",
               "teacher": str(teacher_path), "student": str(student_path) if student_path else None,
               "teacher_record": {k: teacher_record.get(k) for k in ("data", "steps", "wall_seconds", "params")},
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segments(args: argparse.Namespace, teacher: Any, student: Any, rate: int, stems: tuple[str, ...], separate_long: Any,
-              sample_student: Any, teacher_record: dict[str, Any]) -> list[dict[str, Any]]:
+              teacher_record: dict[str, Any]) -> list[dict[str, Any]]:
     """Naive / independent / autoregressive on ``--long-files`` files of ``--long-seconds``."""
     net = teacher.config
     w = net.segment_samples
@@ -198,31 +198,24 @@ def _segments(args: argparse.Namespace, teacher: Any, student: Any, rate: int, s
             times.append(dt)
         rows.append(_row(f"teacher Dirac {steps} steps, {mode}", scores, evals, times, samples / rate, stems))
     if student is not None:
-        o = student.config.context_samples
-        hop = w - o
-        scores, times = [], []
-        for i, clean_np in enumerate(files):
-            mix = torch.from_numpy(clean_np).sum(dim=0)[None]  # (1, 1, T)
-            from realtime.diffusion.segments import normalise
+        from realtime.diffusion.student import DiffusionSegmentModel
+        from realtime.engine.offline import separate_array
 
-            scaled, gain = normalise(mix)
-            padded = torch.nn.functional.pad(scaled, (o, (-samples) % hop))
-            noise = torch.randn((1, 1, len(stems), 1, w), generator=torch.Generator().manual_seed(400 + i))
+        class _Independent(DiffusionSegmentModel):
+            def separate_segment(self, audio: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+                return super().separate_segment(audio, None)
 
-            def run_ar() -> torch.Tensor:
-                context, parts = None, []
-                for s in range(0, padded.shape[-1] - o, hop):
-                    window = padded[..., s : s + w]
-                    sep = sample_student(student, window, context, 1, noise)
-                    parts.append(sep[..., o:])
-                    context = sep[..., hop:]
-                return torch.cat(parts, dim=-1)[..., :samples] / gain.unsqueeze(1)
-
-            with torch.inference_mode():
-                est, dt = _time(run_ar)
-            scores.append(_sisdri(est[0].numpy(), clean_np))
-            times.append(dt)
-        rows.append(_row("student 1 step, autoregressive", scores, -(-samples // hop), times, samples / rate, stems))
+        hop = w - student.config.context_samples
+        for label, cls in (("independent (context dropped)", _Independent), ("autoregressive", DiffusionSegmentModel)):
+            scores, times = [], []
+            for clean_np in files:
+                model = cls(student, steps=1, channels=1)
+                mix = clean_np.sum(axis=0)  # (1, T)
+                est, dt = _time(lambda: separate_array(model, mix, rate))
+                scores.append(_sisdri(est, clean_np))
+                times.append(dt)
+            rows.append(_row(f"student 1 step, {label}, streaming engine", scores, -(-samples // hop) + 1, times,
+                             samples / rate, stems))
     return rows
 
 
