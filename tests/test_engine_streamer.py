@@ -234,3 +234,19 @@ def test_backend_dispatch() -> None:
     assert open_backend("auto", _LiveLike := module, "gd").kind == "hop"
     with pytest.raises(StemstreamError, match="backend='cuda-magic'"):
         open_backend("cuda-magic", module, "gd")
+
+
+def test_shipped_models_stream_equal_one_call() -> None:
+    """Every shipped model (skipped until weights exist): odd blocks == one call, sum == mix."""
+    from realtime.models.registry import available_models, load_model
+
+    names = available_models()
+    if not names:
+        pytest.skip("no shipped weights in realtime/weights/ yet")
+    x = _signal(2, 44100 // 2, seed=7)
+    for name in names:
+        model = load_model(name, "torch")
+        whole = _stream(StreamingSeparator(model, 44100, 2), x, [x.shape[1]])
+        chunked = _stream(StreamingSeparator(model, 44100, 2), x, list(ODD_BLOCKS))
+        _assert_close(chunked, whole, tol=1e-4)
+        assert np.isfinite(whole).all(), name

@@ -1,16 +1,47 @@
-"""`stemstream bench`: not built yet (placeholder until its issue lands)."""
+"""`stemstream bench <what>`: run a benchmark from ``benchmarks/``.
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int`` and writes
+JSON + Markdown (+ PNG) under ``--out`` (default ``runs/bench/<what>/``). Modules are imported
+only when their benchmark runs, so ``stemstream --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from realtime.errors import StemstreamError
 
+#: Benchmark name -> (module, one-line description).
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "latency": ("benchmarks.latency", "algorithmic latency, compute per callback, deadline misses per block size"),
+    "backends": ("benchmarks.backends", "per-hop time of each backend and precision"),
+    "live": ("benchmarks.live_soak", "soak test of the live JACK path"),
+    "diffusion": ("benchmarks.diffusion_table", "diffusion separators: quality vs steps vs time"),
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="(not available yet)")
+    lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a benchmark (latency, backends, live, diffusion)",
+        description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
+    )
+    parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise StemstreamError("'stemstream bench' is not available in this version yet")
+    from bridge.cli import OneLineParser
+
+    module_name, description = BENCHMARKS[args.what]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StemstreamError(f"bench {args.what!r}: {module_name} is not available in this build ({exc})") from None
+    parser = OneLineParser(prog=f"stemstream bench {args.what}", description=description)
+    module.add_arguments(parser)
+    options = parser.parse_args(args.options)
+    return int(module.run(options) or 0)

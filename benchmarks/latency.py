@@ -1,0 +1,274 @@
+"""`stemstream bench latency`: latency and real-time behaviour per block size and backend.
+
+For each backend and block size (64..1024 samples at 44.1 kHz) a ``RealtimeSession`` runs
+``--callbacks`` callbacks driven like a sound card: a driver thread sleeps to each block's
+deadline and calls ``session.callback``; the session's worker thread runs the model. Reported:
+
+* ``model_latency_ms``: the separator's algorithmic latency (output ``t`` = input ``t - L``).
+* ``algorithmic_latency_ms``: plus the worst-case samples the separator holds back at this
+  block size (hop buffering): the least delay any real-time use of it can have.
+* ``session_latency_ms``: the session's input-to-output delay (adds ``queue_blocks`` block
+  periods for the worker and the fade look-ahead); the sound card's own buffers come on top.
+* ``compute_ms`` p50 / p99 / max: wall time of each worker ``separator.process`` call (one
+  block in steady state), and ``rtf`` = mean compute / block period.
+* ``callback_us`` p99: time inside the (copy-only) callback.
+* ``lateness_ms`` p50 / p99 / max: how late the driver's wake-ups were (the machine's jitter).
+* ``deadline_misses``: blocks whose output fell back to the mix.
+
+Writes ``latency.json``, ``latency.md`` and ``latency.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime.errors import StemstreamError, bad_value
+
+SAMPLE_RATE = 44100
+DEFAULT_BLOCKS = (64, 128, 256, 512, 1024)
+DEFAULT_OUT = "runs/bench/latency"
+#: Built-in models for machines without shipped weights (timing only: untrained weights).
+BUILTIN = ("untrained-live", "tiny")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``stemstream bench latency``."""
+    parser.add_argument(
+        "--model", default=None,
+        help="registry model name or .safetensors path; built-in: untrained-live (the live architecture "
+             "with seeded random weights, same cost), tiny. Default: live if shipped, else untrained-live",
+    )
+    parser.add_argument("--backends", default="all", help="comma-separated backends, or 'all' available (default)")
+    parser.add_argument("--block-sizes", default=",".join(map(str, DEFAULT_BLOCKS)), help="comma-separated block sizes")
+    parser.add_argument("--callbacks", type=int, default=10_000, help="paced callbacks per configuration (default 10000)")
+    parser.add_argument("--queue-blocks", type=int, default=1, help="session queue in blocks (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+
+
+def _module(name: str) -> tuple[Any, str]:
+    """Torch hop module and a label for ``name`` (registry model or built-in)."""
+    import torch
+
+    from realtime.models.live import LiveConfig, LiveSeparator
+
+    if name == "untrained-live":
+        torch.manual_seed(0)
+        return LiveSeparator(LiveConfig()).eval(), "untrained-live (live architecture, random weights)"
+    if name == "tiny":
+        torch.manual_seed(0)
+        cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+        return LiveSeparator(cfg).eval(), "tiny (test-size live architecture, random weights)"
+    from realtime.models.registry import load_torch_model
+
+    return load_torch_model(name), name
+
+
+def _default_model() -> str:
+    from realtime.models.registry import available_models
+
+    return "live" if "live" in available_models() else "untrained-live"
+
+
+def _music(seconds: float, seed: int = 0) -> np.ndarray:
+    """Stereo test signal ``(2, samples)``: sines plus decaying noise bursts."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    x = np.zeros((2, n))
+    for f, a in ((55.0, 0.3), (220.0, 0.15), (554.4, 0.1), (880.0, 0.05)):
+        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
+    beat = SAMPLE_RATE // 4
+    env = np.exp(-np.arange(beat) / (0.03 * SAMPLE_RATE))
+    for start in range(0, n - beat, beat):
+        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
+    return (0.5 * x).astype(np.float32)
+
+
+def _percentiles(values: list[float], scale: float) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
+    a = np.asarray(values) * scale
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()),
+            "mean": float(a.mean())}
+
+
+def measure(model: Any, block: int, callbacks: int, queue_blocks: int) -> dict[str, Any]:
+    """One configuration: a paced run of ``callbacks`` callbacks through a ``RealtimeSession``."""
+    from realtime.engine.session import RealtimeSession
+    from realtime.engine.streamer import StreamingSeparator
+
+    separator = StreamingSeparator(model, SAMPLE_RATE, 2)
+    session = RealtimeSession(separator, block, queue_blocks=queue_blocks, warmup_blocks=16)
+    period = block / SAMPLE_RATE
+    loop = _music(min(20.0, max(2.0, 2 * callbacks * period)))
+    frames = loop.shape[1] // block
+    indata = np.ascontiguousarray(loop[:, : frames * block].T)
+    views = [indata[k * block : (k + 1) * block] for k in range(frames)]
+    out = np.zeros((len(separator.stems), 2, block), np.float32)
+    lateness: list[float] = []
+    in_callback: list[float] = []
+    session.start()
+    try:
+        t0 = time.perf_counter() + 0.05
+        for k in range(callbacks):
+            due = t0 + k * period
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            woke = time.perf_counter()
+            session.callback(views[k % frames], out)
+            done = time.perf_counter()
+            lateness.append(max(0.0, woke - due))
+            in_callback.append(done - woke)
+    finally:
+        session.stop()
+    if session.worker_error is not None:
+        raise StemstreamError(f"block {block}: worker failed: {session.worker_error!r}")
+    compute = list(session.compute_s)
+    pending = separator.max_pending_samples(block)
+    stats = _percentiles(compute, 1000.0)
+    return {
+        "block_size": block,
+        "block_ms": 1000.0 * period,
+        "model_latency_ms": 1000.0 * separator.latency_samples / SAMPLE_RATE,
+        "algorithmic_latency_ms": 1000.0 * (separator.latency_samples + pending) / SAMPLE_RATE,
+        "session_latency_ms": session.latency_ms,
+        "compute_ms": stats,
+        "rtf": stats["mean"] / (1000.0 * period),
+        "worker_calls": len(compute),
+        "callback_us": _percentiles(in_callback, 1e6),
+        "lateness_ms": _percentiles(lateness, 1000.0),
+        "callbacks": callbacks,
+        "deadline_misses": session.deadline_misses,
+        "overruns": session.overruns,
+        "p99_under_half_period": stats["p99"] < 500.0 * period,
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Latency benchmark: {report['model']}",
+        "",
+        f"{report['machine']}; {report['callbacks']} paced callbacks per row, queue {report['queue_blocks']} block(s), "
+        f"{report['sample_rate']} Hz, torch threads {report['threads']}.",
+        "",
+        "| backend | block | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
+        "| callback p99 us | lateness p99 ms | misses | p99 < T/2 |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|:-:|",
+    ]
+    for r in report["results"]:
+        c = r["compute_ms"]
+        lines.append(
+            f"| {r['backend']} | {r['block_size']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
+            f"{r['algorithmic_latency_ms']:.2f} | {r['session_latency_ms']:.2f} | "
+            f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
+            f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
+        )
+    lines += ["", "Columns as in `benchmarks/latency.py`'s docstring. Skipped backends: "
+              + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none")]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    backends = sorted({r["backend"] for r in report["results"]})
+    for b in backends:
+        rows = [r for r in report["results"] if r["backend"] == b]
+        blocks = [r["block_size"] for r in rows]
+        ax1.plot(blocks, [r["compute_ms"]["p99"] for r in rows], "o-", label=f"{b} p99")
+        ax1.plot(blocks, [r["compute_ms"]["p50"] for r in rows], "x--", label=f"{b} p50")
+        ax2.plot(blocks, [r["session_latency_ms"] for r in rows], "o-", label=f"{b} session")
+    rows = [r for r in report["results"] if r["backend"] == backends[0]] if backends else []
+    if rows:
+        blocks = [r["block_size"] for r in rows]
+        ax1.plot(blocks, [r["block_ms"] for r in rows], "k-", lw=1, label="block period")
+        ax1.plot(blocks, [r["block_ms"] / 2 for r in rows], "k:", lw=1, label="half period")
+        ax2.plot(blocks, [r["algorithmic_latency_ms"] for r in rows], "k--", label="algorithmic")
+        ax2.plot(blocks, [r["model_latency_ms"] for r in rows], "k:", label="model")
+    for ax, title, ylabel in ((ax1, "compute per worker call", "ms"), (ax2, "latency", "ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("block size (samples)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"stemstream latency: {report['model']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; returns 0."""
+    import torch
+
+    from realtime.backends import available_backends, open_backend
+
+    if args.callbacks < 10:
+        raise bad_value("--callbacks", args.callbacks, "an integer >= 10")
+    try:
+        blocks = [int(b) for b in args.block_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise bad_value("--block-sizes", args.block_sizes, "comma-separated integers") from None
+    if not blocks or any(not 16 <= b <= 8192 for b in blocks):
+        raise bad_value("--block-sizes", args.block_sizes, "block sizes in [16, 8192]")
+    torch.set_num_threads(args.threads)
+    name = args.model or _default_model()
+    module, label = _module(name)
+    have = available_backends()
+    wanted = list(have) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
+    results: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for backend in wanted:
+        try:
+            model = open_backend(backend, module, name)
+        except StemstreamError as exc:
+            skipped[backend] = str(exc).split(";")[0]
+            continue
+        for block in blocks:
+            row = measure(model, block, args.callbacks, args.queue_blocks)
+            row["backend"] = backend
+            results.append(row)
+            c = row["compute_ms"]
+            print(
+                f"{backend:>9} block {block:5d}: session latency {row['session_latency_ms']:6.2f} ms, compute p50 "
+                f"{c['p50']:.3f} p99 {c['p99']:.3f} max {c['max']:.2f} ms, RTF {row['rtf']:.3f}, "
+                f"misses {row['deadline_misses']}/{args.callbacks}",
+                flush=True,
+            )
+    report = {
+        "benchmark": "latency",
+        "model": label,
+        "model_name": name,
+        "sample_rate": SAMPLE_RATE,
+        "callbacks": args.callbacks,
+        "queue_blocks": args.queue_blocks,
+        "threads": args.threads,
+        "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, "
+                   f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+                   f"torch {torch.__version__}",
+        "skipped": skipped,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.json").write_text(json.dumps(report, indent=2))
+    (out / "latency.md").write_text(_markdown(report))
+    if results:
+        _plot(report, out / "latency.png")
+    print(f"wrote {out / 'latency.json'}, {out / 'latency.md'}" + (f", {out / 'latency.png'}" if results else ""))
+    return 0
