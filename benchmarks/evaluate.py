@@ -158,9 +158,10 @@ def evaluate_tracks(
             est = estimate[keep, :, start:stop].astype(np.float64)
             ref = np.stack([track.stems[stems[i]][..., start:stop] for i in keep]).astype(np.float64)
             mix = mixture[:, start:stop]
+            score = si_sdr_stems(est, ref)
             values = {
-                "si_sdr": si_sdr_stems(est, ref),
-                "si_sdri": si_sdr_stems(est, ref) - si_sdr_stems(np.broadcast_to(mix, ref.shape), ref),
+                "si_sdr": score,
+                "si_sdri": score - si_sdr_stems(np.broadcast_to(mix, ref.shape), ref),
             }
             if with_sdr and stop - start > SDR_FILTER_LENGTH:
                 values["sdr"] = sdr(est, ref)
