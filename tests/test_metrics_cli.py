@@ -84,3 +84,10 @@ def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
     assert report["counts"]["tracks"] == 2
     assert report["overall"]["si_sdri"]["mean"] == 0.0
     assert report["overall"]["sdr"]["mean"] is not None
+
+
+def test_eval_on_a_folder_without_tracks_gives_one_line(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("export.data.loaders")
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--dataset", str(tmp_path / "empty"), "--model", "mixture"]) == 2
+    assert "no tracks found" in _error_line(capsys)
