@@ -61,7 +61,6 @@ def _write_song(folder: Path, seed: int, rate: int = 44100, seconds: float = 6.0
 
 
 def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("export.data.loaders")
     root = tmp_path / "synth"
     for k in range(2):
         _write_song(root / f"song_{k:03d}", seed=k)
@@ -87,7 +86,6 @@ def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
 
 
 def test_eval_on_a_folder_without_tracks_gives_one_line(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("export.data.loaders")
     (tmp_path / "empty").mkdir()
     assert main(["eval", "--dataset", str(tmp_path / "empty"), "--model", "mixture"]) == 2
     assert "no tracks found" in _error_line(capsys)
