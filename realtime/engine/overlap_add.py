@@ -106,7 +106,8 @@ class SegmentRunner:
     Args:
         model: a ``SegmentModel``.
         overlap_samples: samples shared by consecutive segments, ``context_samples <= overlap
-            < segment_samples``; default: ``max(context_samples, segment_samples // 4)``.
+            < segment_samples``; default: ``context_samples`` when the model is conditioned
+            on context (the overlap *is* the context), else ``segment_samples // 4``.
     """
 
     def __init__(self, model: SegmentModel, overlap_samples: int | None = None) -> None:
@@ -116,7 +117,7 @@ class SegmentRunner:
         if not 0 <= ctx < seg:
             raise bad_value("model.context_samples", ctx, f"an integer in [0, segment_samples={seg})")
         if overlap_samples is None:
-            overlap_samples = max(ctx, seg // 4)
+            overlap_samples = ctx if ctx else seg // 4
         if not isinstance(overlap_samples, int) or not ctx <= overlap_samples < seg:
             raise bad_value("overlap_samples", overlap_samples, f"an integer in [context_samples={ctx}, {seg})")
         self.model = model

@@ -136,6 +136,7 @@ class RealtimeSession:
         worker_error: the exception that stopped the worker, if any.
         overruns: times the worker dropped a backlog it could not catch up with.
         compute_s: wall-clock seconds of each ``separator.process`` call (last 100000).
+        compute_frames: input frames of each of those calls (one block when on time).
     """
 
     def __init__(
@@ -185,6 +186,7 @@ class RealtimeSession:
         self.worker_error: BaseException | None = None
         self.overruns = 0
         self.compute_s: list[float] = []
+        self.compute_frames: list[int] = []
         self._reset_positions()
         # compile the kernel now, not in the first audio callback
         self.callback(np.zeros((1, self.channels), np.float32), np.zeros((len(stems), self.channels, 1), np.float32))
@@ -312,8 +314,10 @@ class RealtimeSession:
         t0 = time.perf_counter()
         stems = sep.process(block)
         self.compute_s.append(time.perf_counter() - t0)
+        self.compute_frames.append(n)
         if len(self.compute_s) > 100_000:
             del self.compute_s[:50_000]
+            del self.compute_frames[:50_000]
         m = stems.shape[2]
         if m:
             out_pos = self._out_pos
