@@ -100,3 +100,17 @@ def test_config_validation_names_parameter() -> None:
     with pytest.raises(ConfigError, match="encoder_kernel"):
         LiveConfig(encoder_kernel=8)
     assert LiveConfig.from_dict(__import__("json").loads(LiveConfig(**TINY).to_json())) == LiveConfig(**TINY)
+
+
+@pytest.mark.parametrize("kw", [{}, {"lookahead_frames": 2, "synthesis_samples": 256}, {"kept_bins": tuple(range(0, 129, 3))}])
+def test_training_fft_path_equals_export_path(kw) -> None:
+    """The FFT path used for training computes the same function as the conv/matmul path."""
+    model = _model(**kw)
+    x = torch.randn(2, 2, 32 * 25, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        a, sa = model(x, model.init_state(2))
+        model.fast_dsp = True
+        b, sb = model(x, model.init_state(2))
+    assert (a - b).abs().max() < 1e-4
+    for k in sa:
+        assert (sa[k] - sb[k]).abs().max() < 1e-4, k

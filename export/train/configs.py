@@ -32,26 +32,26 @@ class TrainConfig:
     model: LiveConfig
     steps: int = 2000
     time_budget_s: float = 3600.0
-    batch: int = 8
-    excerpt_seconds: float = 2.0
+    batch: int = 6
+    excerpt_seconds: float = 1.5
     lr: float = 1e-3
     valid_every: int = 100
     init_from: str | None = None
     prune_macs: float = 0.0
     seed: int = 1234
-    threads: int = 2
+    threads: int = 1
     extra: dict = field(default_factory=dict)
 
 
 def _configs() -> dict[str, TrainConfig]:
     live = LiveConfig()
     return {
-        "live": TrainConfig(name="live", model=live, steps=2400, time_budget_s=3900.0),
+        "live": TrainConfig(name="live", model=live, steps=3000, time_budget_s=3200.0),
         "quality": TrainConfig(
             name="quality",
             model=LiveConfig(synthesis_samples=1024, lookahead_frames=12),
             steps=700,
-            time_budget_s=1500.0,
+            time_budget_s=1200.0,
             lr=4e-4,
             init_from="live",
         ),
@@ -59,7 +59,7 @@ def _configs() -> dict[str, TrainConfig]:
             name="live-pruned",
             model=live,  # replaced by the pruned config at run time
             steps=500,
-            time_budget_s=900.0,
+            time_budget_s=800.0,
             lr=3e-4,
             init_from="live",
             prune_macs=0.45,

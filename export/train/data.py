@@ -39,11 +39,32 @@ class SongSet:
     def seconds(self) -> float:
         return sum(a.shape[-1] for a in self.audio) / MODEL_SAMPLE_RATE
 
+    def refresh(self, stems: tuple[str, ...] = STEMS, settle_s: float = 20.0) -> int:
+        """Load song folders that appeared since loading (a data set still being rendered).
+
+        Only folders untouched for ``settle_s`` seconds are read. Returns how many were added.
+        """
+        import time
+
+        known = set(self.names)
+        added = 0
+        for song in sorted(p for p in Path(self.root).iterdir() if p.is_dir() and p.name not in known):
+            files = [song / f"{s}.wav" for s in stems]
+            if not all(f.exists() for f in files):
+                continue
+            if time.time() - max(f.stat().st_mtime for f in files) < settle_s:
+                continue
+            try:
+                self.audio.append(_read_song(files))
+            except Exception:  # half-written file: try again next time
+                continue
+            self.names.append(song.name)
+            added += 1
+        return added
+
 
 def load_songs(root: str | Path, stems: tuple[str, ...] = STEMS, limit: int | None = None) -> SongSet:
     """Load every song folder under ``root`` that has all ``stems`` as WAV files."""
-    import soundfile as sf
-
     root = Path(root)
     if not root.is_dir():
         raise bad_value("data root", str(root), "an existing folder of song folders")
@@ -52,22 +73,34 @@ def load_songs(root: str | Path, stems: tuple[str, ...] = STEMS, limit: int | No
         files = [song / f"{s}.wav" for s in stems]
         if not all(f.exists() for f in files):
             continue
-        parts = []
-        for f in files:
-            data, sr = sf.read(str(f), dtype="float32", always_2d=True)
-            if sr != MODEL_SAMPLE_RATE:
-                raise AudioInputError(f"{f}: sample rate {sr}, expected {MODEL_SAMPLE_RATE}")
-            if data.shape[1] == 1:
-                data = np.repeat(data, 2, axis=1)
-            parts.append(data.T[:2])
-        n = min(p.shape[-1] for p in parts)
-        audio.append(np.stack([p[:, :n] for p in parts]))
+        try:
+            audio.append(_read_song(files))
+        except AudioInputError:
+            raise
+        except Exception:  # a song still being written by the renderer
+            continue
         names.append(song.name)
         if limit is not None and len(names) >= limit:
             break
     if not names:
         raise bad_value("data root", str(root), f"song folders containing {', '.join(stems)} .wav files")
     return SongSet(names, audio, str(root))
+
+
+def _read_song(files: list[Path]) -> np.ndarray:
+    """Stems ``(S, 2, T)`` float32 from one WAV per stem (mono duplicated, trimmed to the shortest)."""
+    import soundfile as sf
+
+    parts = []
+    for f in files:
+        data, sr = sf.read(str(f), dtype="float32", always_2d=True)
+        if sr != MODEL_SAMPLE_RATE:
+            raise AudioInputError(f"{f}: sample rate {sr}, expected {MODEL_SAMPLE_RATE}")
+        if data.shape[1] == 1:
+            data = np.repeat(data, 2, axis=1)
+        parts.append(data.T[:2])
+    n = min(p.shape[-1] for p in parts)
+    return np.stack([p[:, :n] for p in parts])
 
 
 class RemixSampler:
@@ -86,9 +119,13 @@ class RemixSampler:
         self.rng = np.random.default_rng(seed)
         self.remix = remix
         self.gain_db = gain_db
-        long_enough = [i for i, a in enumerate(songs.audio) if a.shape[-1] > excerpt_samples]
+        self.update_pool()
+
+    def update_pool(self) -> None:
+        """Recompute the usable songs (after ``SongSet.refresh``)."""
+        long_enough = [i for i, a in enumerate(self.songs.audio) if a.shape[-1] > self.excerpt]
         if not long_enough:
-            raise bad_value("excerpt_samples", excerpt_samples, "shorter than the songs")
+            raise bad_value("excerpt_samples", self.excerpt, "shorter than the songs")
         self.pool = long_enough
 
     def _excerpt(self, song: int, stem: int) -> np.ndarray:

@@ -158,6 +158,7 @@ def train(
 
         bar = tqdm(total=total, initial=step, desc=cfg.name, mininterval=5.0)
     model.train()
+    model.fast_dsp = True  # FFT path for training; the export path is numerically the same
     running, t_last = [], time.time()
     while step < total and progress_fraction() < 1.0:
         frac = progress_fraction()
@@ -184,6 +185,11 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.2f}", lr=f"{lr:.1e}")
         done = step >= total or progress_fraction() >= 1.0
+        if step % 25 == 0 and not (Path(train_songs.root).parent / "READY").exists():
+            added = train_songs.refresh()
+            if added:
+                sampler.update_pool()
+                log(f"step {step}: {added} more train songs ({len(train_songs.names)} in all)")
         if step % cfg.valid_every == 0 or done:
             scores = validate(model, vmix, vstems)
             entry = {
@@ -214,6 +220,7 @@ def train(
     if bar is not None:
         bar.close()
     model.eval()
+    model.fast_dsp = False
     record = {
         "name": cfg.name,
         "architecture": ARCHITECTURE,

@@ -38,7 +38,7 @@ from torch import nn
 
 from realtime.errors import bad_value
 from realtime.models.base import TorchState
-from realtime.models.dsp import StreamingSTFT, overlap_add_tail
+from realtime.models.dsp import StreamingSTFT, asymmetric_windows, overlap_add_tail
 from realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
 #: Architecture identifier stored in weight files.
@@ -171,6 +171,38 @@ class LiveSeparator(nn.Module):
         self.decoder = nn.ConvTranspose1d(
             c.encoder_channels, ch, c.synthesis_samples, stride=c.hop, bias=False
         )
+        #: Training switch: compute the same DFTs with FFTs (complex ops, not exportable).
+        #: The default matmul/convolution path is the one that exports to ONNX.
+        self.fast_dsp = False
+        w_a, w_s = asymmetric_windows(c.analysis_samples, c.synthesis_samples, c.hop)
+        self.register_buffer("window_a", w_a.float(), persistent=False)
+        self.register_buffer("window_s", w_s[c.analysis_samples - c.synthesis_samples :].float(), persistent=False)
+        kept = c.kept_bins if c.kept_bins is not None else range(c.analysis_samples // 2 + 1)
+        self.register_buffer("bin_index", torch.tensor(list(kept), dtype=torch.long), persistent=False)
+
+    def _fft_analysis(self, full: torch.Tensor) -> torch.Tensor:
+        """The analysis via ``torch.fft.rfft``: ``full`` (B, C, T) -> complex (B, C, n, b)."""
+        c = self.config
+        frames = full.unfold(-1, c.analysis_samples, c.hop) * self.window_a  # (B, C, n, N)
+        spec = torch.fft.rfft(frames, dim=-1)
+        if c.kept_bins is not None:
+            spec = spec.index_select(-1, self.bin_index)
+        return spec
+
+    def _fft_synthesis(self, spec: torch.Tensor) -> torch.Tensor:
+        """The synthesis via ``irfft`` + fold: complex (B, S, C, n, b) -> (B*S*C, (n-1)H + M)."""
+        c = self.config
+        n = spec.shape[-2]
+        if c.kept_bins is not None:
+            zeros = spec.new_zeros(*spec.shape[:-1], c.analysis_samples // 2 + 1)
+            spec = zeros.index_copy(-1, self.bin_index, spec)
+        frames = torch.fft.irfft(spec, n=c.analysis_samples, dim=-1)
+        frames = frames[..., c.analysis_samples - c.synthesis_samples :] * self.window_s
+        frames = frames.reshape(-1, n, c.synthesis_samples)  # (B', n, M)
+        length = (n - 1) * c.hop + c.synthesis_samples
+        out = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, c.synthesis_samples),
+                     stride=(1, c.hop))
+        return out.reshape(frames.shape[0], length)
 
     # -- state -------------------------------------------------------------------------
     def init_state(self, batch: int = 1) -> TorchState:
@@ -203,14 +235,18 @@ class LiveSeparator(nn.Module):
         new: TorchState = {}
         full = torch.cat([state["history"], audio], dim=-1)  # (B, C, N - H + nH)
         new["history"] = full[..., full.shape[-1] - (c.analysis_samples - hop) :]
-        spec = F.conv1d(full.reshape(bsz * ch, 1, -1), self.stft.analysis_basis, stride=hop)
-        spec = spec.reshape(bsz, ch * 2 * b, n)  # (B, C*2b, n): per channel [re; im]
+        if self.fast_dsp:  # training path: complex FFTs, spec (B, C, n, b) complex
+            spec = self._fft_analysis(full)
+            mag = spec.abs().clamp_min(1e-4)
+            feat = torch.log1p(mag).transpose(1, 2).reshape(bsz, n, ch * b)
+        else:  # export path: spec (B, C*2b, n) real, per channel [re; im]
+            spec = F.conv1d(full.reshape(bsz * ch, 1, -1), self.stft.analysis_basis, stride=hop)
+            spec = spec.reshape(bsz, ch * 2 * b, n)
+            re_im = spec.reshape(bsz, ch, 2, b, n)
+            mag = torch.sqrt(re_im[:, :, 0] ** 2 + re_im[:, :, 1] ** 2 + 1e-8)  # (B, C, b, n)
+            feat = torch.log1p(mag).reshape(bsz, ch * b, n).transpose(1, 2)  # (B, n, C*b)
         enc_in = full[..., c.analysis_samples - c.encoder_kernel :]
         enc = torch.relu(self.encoder(enc_in))  # (B, N_w, n)
-
-        re_im = spec.reshape(bsz, ch, 2, b, n)
-        mag = torch.sqrt(re_im[:, :, 0] ** 2 + re_im[:, :, 1] ** 2 + 1e-8)  # (B, C, b, n)
-        feat = torch.log1p(mag).reshape(bsz, ch * b, n).transpose(1, 2)  # (B, n, C*b)
         z = torch.relu(self.spec_in(feat)) + torch.relu(self.wave_in(enc.transpose(1, 2)))
         for i, lstm in enumerate(self.lstms):
             out, (h, cc) = lstm(z, (state[f"lstm{i}_h"], state[f"lstm{i}_c"]))
@@ -219,21 +255,34 @@ class LiveSeparator(nn.Module):
 
         if lk:
             hid = torch.cat([state["hid_buf"], z.transpose(1, 2)], dim=-1)  # (B, D, L + n)
-            spec_all = torch.cat([state["spec_buf"], spec], dim=-1)
+            if self.fast_dsp:
+                buf = state["spec_buf"].reshape(bsz, ch, 2, b, lk)
+                buf = torch.complex(buf[:, :, 0], buf[:, :, 1]).transpose(-1, -2)  # (B, C, L, b)
+                spec_all = torch.cat([buf, spec], dim=2)
+                rest = spec_all[:, :, n:].transpose(-1, -2)  # (B, C, b, L)
+                new["spec_buf"] = torch.stack([rest.real, rest.imag], 2).reshape(bsz, ch * 2 * b, lk)
+                spec = spec_all[:, :, :n]
+            else:
+                spec_all = torch.cat([state["spec_buf"], spec], dim=-1)
+                new["spec_buf"] = spec_all[..., n:]
+                spec = spec_all[..., :n]
             enc_all = torch.cat([state["enc_buf"], enc], dim=-1)
             new["hid_buf"] = hid[..., n:]
-            new["spec_buf"] = spec_all[..., n:]
             new["enc_buf"] = enc_all[..., n:]
             head_in = torch.cat([hid[..., :n], hid[..., lk:]], dim=1).transpose(1, 2)
-            spec, enc = spec_all[..., :n], enc_all[..., :n]
+            enc = enc_all[..., :n]
         else:
             head_in = z
 
         masks = torch.sigmoid(self.spec_head(head_in))  # (B, n, S*C*b)
-        masks = masks.reshape(bsz, n, s, ch, 1, b).permute(0, 2, 3, 4, 5, 1)  # (B,S,C,1,b,n)
-        masked = masks * spec.reshape(bsz, 1, ch, 2, b, n)
-        masked = masked.reshape(bsz * s * ch, 2 * b, n)
-        spec_out = F.conv_transpose1d(masked, self.stft.synthesis_basis, stride=hop)
+        if self.fast_dsp:
+            masks = masks.reshape(bsz, n, s, ch, b).permute(0, 2, 3, 1, 4)  # (B,S,C,n,b)
+            spec_out = self._fft_synthesis(masks * spec.unsqueeze(1))
+        else:
+            masks = masks.reshape(bsz, n, s, ch, 1, b).permute(0, 2, 3, 4, 5, 1)  # (B,S,C,1,b,n)
+            masked = masks * spec.reshape(bsz, 1, ch, 2, b, n)
+            masked = masked.reshape(bsz * s * ch, 2 * b, n)
+            spec_out = F.conv_transpose1d(masked, self.stft.synthesis_basis, stride=hop)
         spec_out = spec_out.reshape(bsz, s, ch, -1)
 
         wmask = torch.sigmoid(self.wave_head(head_in))  # (B, n, S*N_w)
