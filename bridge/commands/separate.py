@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend", default="torch", help="torch, onnx, onnx-cuda, tensorrt or auto (default: torch)"
     )
     parser.add_argument("--block-size", type=int, default=4096, help="samples per block (default: 4096)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch intra-op threads (default 1: on a small shared CPU more threads mostly contend)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     lo, hi = BLOCK_RANGE
     if not lo <= args.block_size <= hi:
         raise bad_value("--block-size", args.block_size, f"an integer in [{lo}, {hi}] samples")
+    if not 1 <= args.threads <= 256:
+        raise bad_value("--threads", args.threads, "an integer in [1, 256]")
     audio, rate = read_audio(args.input)
     if audio.shape[0] > 2:
         raise AudioInputError(
@@ -65,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise StemstreamError(f"-o={str(outdir)!r}: cannot create the output folder ({exc.strerror})") from None
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     model = _load(args.model, args.backend)
     separator = StreamingSeparator(model, rate, audio.shape[0])
     seconds = audio.shape[1] / rate
