@@ -196,3 +196,16 @@ def test_streaming_separator_odd_blocks_onnx_equals_torch(tmp_path, live, host_r
     assert got.shape == ref.shape and got.shape[-1] >= audio.shape[1]
     diff = np.abs(got - ref)
     assert diff.max() <= TOL, f"max abs diff {diff.max():.3e} at {np.unravel_index(diff.argmax(), diff.shape)}"
+
+
+def test_fft_training_path_is_not_exported(tmp_path) -> None:
+    from realtime.models.live import LiveConfig, LiveSeparator
+
+    torch.manual_seed(0)
+    module = LiveSeparator(LiveConfig(width=32, encoder_channels=16)).eval()
+    if not hasattr(module, "fast_dsp"):
+        pytest.skip("live model has no FFT training path")
+    module.fast_dsp = True
+    result = export_onnx(module, tmp_path / "m.onnx", "m")
+    assert module.fast_dsp is True
+    assert "Conv" in result.op_counts and not {"DFT", "STFT"} & set(result.op_counts)

@@ -187,7 +187,9 @@ def export_hop_module(
             ``True``: any whole number of hops (axis ``samples``).
         opset: ONNX opset (17 or later).
 
-    The file is written unoptimised, with the metadata of :func:`graph_metadata`.
+    The file is written unoptimised, with the metadata of :func:`graph_metadata`. A module
+    with a ``fast_dsp`` flag (the live model's complex-FFT training path) is exported with
+    it off: the graph must contain only real convolutions.
     """
     if opset < 17:
         raise bad_value("opset", opset, "17 or later")
@@ -196,7 +198,10 @@ def export_hop_module(
         module = copy.deepcopy(module).cpu()  # export on the CPU; leave the caller's module alone
     cfg = module.config
     was_training = module.training
+    fast_dsp = getattr(module, "fast_dsp", None)  # live model's FFT training path: export the conv path
     module.eval()
+    if fast_dsp:
+        module.fast_dsp = False
     try:
         meta = graph_metadata(module, model_name, architecture=architecture, dynamic_hops=dynamic_hops)
         state = {k: v.detach().cpu().float() for k, v in module.init_state(1).items()}
@@ -229,6 +234,8 @@ def export_hop_module(
             tmp.unlink(missing_ok=True)
     finally:
         module.train(was_training)
+        if fast_dsp:
+            module.fast_dsp = fast_dsp
     return meta
 
 
