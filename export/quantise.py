@@ -36,6 +36,8 @@ from realtime.errors import require
 DYNAMIC_OPS: tuple[str, ...] = ("MatMul", "Gemm", "LSTM")
 #: Ops static int8 quantisation converts (Q/DQ).
 STATIC_OPS: tuple[str, ...] = ("MatMul", "Gemm")
+#: Synthetic validation songs used for calibration when present (DATA's layout).
+DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "data" / "synth" / "valid"
 #: Ops kept float32 in fp16 graphs.
 FP16_BLOCKED_OPS: tuple[str, ...] = ("LSTM", "Pow", "Sqrt", "Log")
 
@@ -83,7 +85,7 @@ def calibration_audio(
     *,
     seconds: float = 3.0,
     seed: int = 0,
-    synth_dir: str | Path | None = "data/synth/valid",
+    synth_dir: str | Path | None = DEFAULT_CALIBRATION_DIR,
     max_excerpts: int = 3,
 ) -> list[np.ndarray]:
     """Calibration signals ``(channels, samples)`` float32: white noise at two levels, two
