@@ -61,3 +61,18 @@ def test_bad_arguments_are_one_line(tmp_path, weights, capsys) -> None:
     assert main(["export", "--model", str(weights), "--precision", "int4", "--out", "x.onnx"]) == 2
     assert main(["export", "--model", str(weights), "--out", str(tmp_path)]) == 2
     assert "--out=" in capsys.readouterr().err
+
+
+def test_bench_backends_writes_json_and_markdown(tmp_path, weights, capsys) -> None:
+    import json
+
+    args = ["bench", "backends", "--models", str(weights), "--hops", "20", "--warmup", "2", "--rounds", "2",
+            "--block-hops", "8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "backends.json").read_text())
+    rows = {(r["backend"], r["precision"]): r for r in report["models"][0]["rows"]}
+    assert {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8-dynamic"), ("onnx", "int8-static"), ("onnx", "fp16")} <= set(rows)
+    assert rows[("torch", "fp32")]["speedup_live"] == 1.0
+    assert rows[("onnx", "fp32")]["max_abs_diff_vs_torch"] <= 1e-4
+    assert all(r["timed_hops"] == 20 and r["hop_p99_ms"] >= r["hop_p50_ms"] > 0 for r in rows.values())
+    assert "| onnx | int8-dynamic |" in (tmp_path / "backends.md").read_text()
