@@ -258,6 +258,26 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict[str, Any], title: str | None = None) -> str:
+    """The per-stem table as Markdown (dB, mean / median), with the protocol in one line."""
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| stem | chunks | SI-SDR | SI-SDRi | SDR |", "| --- | ---: | ---: | ---: | ---: |"]
+
+    def cell(v: dict[str, float | None]) -> str:
+        return f"{_fmt(v['mean'])} / {_fmt(v['median'])}"
+
+    for name, v in report["per_stem"].items():
+        lines.append(f"| {name} | {v['chunks']} | " + " | ".join(cell(v[m]) for m in METRICS) + " |")
+    o = report["overall"]
+    lines.append(f"| all (pooled) | {o['chunks']} | " + " | ".join(cell(o[m]) for m in METRICS) + " |")
+    lines.append("| all (stem mean) | | " + " | ".join(_fmt(o["stem_mean"][m]) for m in METRICS) + " |")
+    p, c = report["protocol"], report["counts"]
+    lines += ["", f"dB, mean / median over {p['chunk_seconds']:g} s chunks (hop {p['hop_seconds']:g} s) "
+              f"of {c['tracks']} tracks; chunks with < {p['min_active_sources']} sources above "
+              f"{p['silence_db']:g} dBFS skipped ({c['chunks_skipped_few_sources']}), silent stems skipped."]
+    return "\n".join(lines) + "\n"
+
+
 class ModelSeparator:
     """A registry model run through the streaming engine as an evaluation separator.
 

@@ -76,6 +76,8 @@ def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
     assert report["per_stem"]["bass"]["chunks"] == 2
     assert report["per_stem"]["bass"]["si_sdri"]["mean"] > 10.0
     assert "bass" in captured.out and "SI-SDRi" in captured.out
+    markdown = out.with_suffix(".md").read_text()
+    assert "| bass | 2 |" in markdown and "oracle-mask (STFT 1024)" in markdown
 
     code = main(["eval", "--dataset", str(root), "--model", "mixture", "--json", str(out)])
     assert code == 0

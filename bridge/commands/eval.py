@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, help="dataset folder (synthetic, MUSDB18-HQ, Slakh2100, realdata)")
     parser.add_argument("--model", required=True, help="registry model name or path, 'mixture' or 'oracle-mask'")
-    parser.add_argument("--json", dest="json_out", default=None, help="write the full report to this JSON file")
+    parser.add_argument("--json", dest="json_out", default=None,
+                        help="write the full report to this JSON file (and the table to the same name .md)")
     parser.add_argument("--stft-size", type=int, default=2048, help="oracle-mask STFT window in samples (hop = size/4)")
     parser.add_argument("--mask-power", type=float, default=1.0, help="oracle-mask exponent: 1 magnitude ratio, 2 power ratio")
     parser.add_argument("--backend", default="torch", help="inference backend for registry models (torch, onnx, ...)")
@@ -82,7 +83,7 @@ def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.evaluate import evaluate_tracks, format_table, write_json
+    from benchmarks.evaluate import evaluate_tracks, format_markdown, format_table, write_json
 
     if args.max_tracks is not None and args.max_tracks < 1:
         raise bad_value("--max-tracks", args.max_tracks, "a positive integer")
@@ -121,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     if args.json_out:
         out = write_json(report, args.json_out)
-        print(f"report: {out}")
+        out.with_suffix(".md").write_text(format_markdown(report, f"{label} on {dataset.name}"))
+        print(f"report: {out} (+ {out.with_suffix('.md').name})")
     return 0
