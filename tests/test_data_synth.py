@@ -139,3 +139,43 @@ def test_wav_roundtrip_and_bad_files(tmp_path):
     write_wav(tmp_path / "empty.wav", np.zeros((2, 0), np.float32), 44100)
     with pytest.raises(AudioInputError, match="no audio"):
         open_wav(tmp_path / "empty.wav")
+
+
+def _score_digest(song) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for stem, score in sorted(song.stems.items()):
+        h.update(repr((stem, score.program, score.notes, score.controls, score.pan)).encode())
+    return h.hexdigest()[:16]
+
+
+def test_generator_version_1_is_frozen():
+    """data/synth was rendered by composer version 1: it must keep producing the same notes."""
+    assert _score_digest(compose_song(1234, 12.0, version=1)) == "20386eb92964beb1"
+    assert _score_digest(compose_song(1234, 12.0, True, version=1)) == "3e89ca8197f9b800"
+    assert _score_digest(compose_song(1234, 12.0)) != _score_digest(compose_song(1234, 12.0, version=1))
+    with pytest.raises(ConfigError, match="version"):
+        compose_song(1, 5.0, version=99)
+
+
+def test_bass_locks_to_kicks_in_version_2():
+    """A kick-locked bass plays on the groove's kicks (version 1 only hit the downbeat)."""
+    checked = 0
+    for seed in range(60):
+        for version in (1, 2):
+            song = compose_song(seed, 24.0, version=version)
+            plan = song.plan
+            if plan.meter != "4/4" or plan.style not in ("rock", "pop", "dance", "funk"):
+                continue  # grooves with at least two kicks a bar
+            for sec in plan.sections:
+                if sec.roles.get("bass") != "kick" or "bass" not in sec.active or sec.bars < 2:
+                    continue
+                t0 = plan.step_time(sec.start_step) - 0.05
+                t1 = plan.step_time(sec.start_step + sec.bars * plan.steps_per_bar) - 0.05
+                onsets = [n for n in song.stems["bass"].notes if t0 <= n[0] < t1]
+                if version == 2:
+                    assert len(onsets) >= 2 * sec.bars, (seed, sec.name)  # >= 2 kicks per bar
+                    checked += 1
+                break
+    assert checked >= 3

@@ -1,6 +1,7 @@
 """`stemstream data`: make and inspect multitrack data.
 
     stemstream data synth --out DIR --songs N --seconds S --seed K [--workers W] [--extra-other]
+                          [--generator-version V]
     stemstream data info PATH
 """
 
@@ -25,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="worker processes (default: 2 or the number of cores)")
     synth.add_argument("--extra-other", action="store_true",
                        help="add strings/brass/synth parts as an 'other' stem")
+    synth.add_argument("--generator-version", type=_int("generator-version"), default=None,
+                       help="composer revision (default: newest; 1 reproduces data/synth)")
     info = sub.add_parser("info", help="list the tracks a loader finds in a folder")
     info.add_argument("path")
     parser.set_defaults(func=run)
@@ -59,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from export.data.synth import render_dataset, validate_args
+    from export.data.synth import GENERATOR_VERSION, render_dataset, validate_args
 
-    validate_args(args.out, args.songs, args.seconds, args.seed, args.workers)
+    version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
+    validate_args(args.out, args.songs, args.seconds, args.seed, args.workers, version)
     bar = tqdm(total=args.songs, unit="song", file=sys.stderr, disable=None)
 
     def progress(done: int, total: int, summary: dict) -> None:
@@ -70,7 +74,8 @@ def _synth(args: argparse.Namespace) -> int:
 
     try:
         dataset = render_dataset(args.out, args.songs, args.seconds, args.seed, workers=args.workers,
-                                 extra_other=args.extra_other, progress=progress)
+                                 extra_other=args.extra_other, progress=progress,
+                                 generator_version=version)
     finally:
         bar.close()
     speed = dataset["speed"]

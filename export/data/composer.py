@@ -15,6 +15,7 @@ import numpy as np
 from export.data import parts
 from export.data.drums import SWING_STYLES, Groove, styles_for_meter
 from export.data.theory import MODES, NOTE_NAMES, PROGRESSIONS, Chord, diatonic_chord
+from realtime.errors import bad_value
 
 #: Meter name -> (steps per bar, steps per beat) on a 16th-note grid.
 METERS: dict[str, tuple[int, int]] = {"4/4": (16, 4), "3/4": (12, 4), "6/8": (12, 6), "5/4": (20, 4)}
@@ -30,6 +31,9 @@ SECTION_SEQUENCE: tuple[tuple[str, float], ...] = (
     ("bridge", 0.7), ("chorus", 1.0), ("outro", 0.5),
 )
 INSTRUMENT_STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano")
+#: Generator revisions ``compose_song`` can reproduce, and the default (newest).
+COMPOSER_VERSIONS: tuple[int, ...] = (1, 2)
+COMPOSER_VERSION: int = 2
 
 
 @dataclass
@@ -133,9 +137,17 @@ def _other_role(program: int, rng: np.random.Generator) -> tuple[str, ...]:
     return ("lead", "lead", "pad")
 
 
-def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
+def compose_song(seed: int, seconds: float, extra_other: bool = False,
+                 version: int = COMPOSER_VERSION) -> Song:
     """Compose a song of ``seconds`` seconds from ``seed``; stems are ``bass, drums, guitar,
-    piano`` (+ ``other`` when ``extra_other``)."""
+    piano`` (+ ``other`` when ``extra_other``).
+
+    ``version`` selects the generator revision (``COMPOSER_VERSIONS``), so data rendered by
+    an older revision stays reproducible: 1 = first release (its kick-locked bass only
+    followed the downbeat, and 3/4 or 6/8 songs could change chords mid-beat); 2 = bass
+    locked to the drum groove's kicks, half-bar chord changes in 4/4 only."""
+    if version not in COMPOSER_VERSIONS:
+        raise bad_value("version", version, f"one of {COMPOSER_VERSIONS}")
     rng = np.random.default_rng(seed)
     meter = str(rng.choice(list(METER_WEIGHTS), p=list(METER_WEIGHTS.values())))
     spbar, spb = METERS[meter]
@@ -158,6 +170,8 @@ def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
     section_bars = 8 if total_bars >= 32 else 4 if total_bars >= 12 else 2 if total_bars >= 4 else 1
     harmonic = spbar if rng.random() < 0.6 else (spbar * 2 if rng.random() < 0.5 else spbar // 2)
     if section_bars * spbar < harmonic or spbar % 2 or harmonic < spb:
+        harmonic = spbar
+    if version >= 2 and harmonic < spbar and meter != "4/4":
         harmonic = spbar
     progressions: dict[str, tuple[int, ...]] = {}
     prog_pos: dict[str, int] = {}  # a progression continues where the last same-named section left it
@@ -201,6 +215,9 @@ def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
         role_options["other"] = _other_role(programs["other"], rng)
     _assign_activity(sections, stems, role_options, rng)
 
+    grooves: dict[int, Groove] = {}
+    if version >= 2:  # grooves first, so the bass can lock to the kicks
+        grooves = {idx: Groove(style, spbar, spb, sec.intensity, rng) for idx, sec in enumerate(sections)}
     timing_sd = float(rng.uniform(0.002, 0.014))
     scores: dict[str, StemScore] = {}
     for stem in stems:
@@ -211,8 +228,7 @@ def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
             role = sec.roles.get(stem, "")
             sec_roles[f"{idx}:{sec.name}"] = role if stem in sec.active else "silent"
             if stem == "drums":
-                groove = Groove(style, spbar, spb, sec.intensity, rng)
-                sec.roles["_kicks"] = ",".join(map(str, groove.kicks))
+                groove = grooves[idx] if version >= 2 else Groove(style, spbar, spb, sec.intensity, rng)
                 if stem not in sec.active:
                     continue
                 for b in range(sec.bars):
@@ -226,7 +242,7 @@ def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
             if stem not in sec.active:
                 continue
             if stem == "bass":
-                kicks = [int(x) for x in sec.roles.get("_kicks", "0").split(",")]
+                kicks = grooves[idx].kicks if version >= 2 else [0]  # v1: drums came later
                 notes += parts.bass_part(plan, sec, role, rng, kicks)
             elif stem == "guitar":
                 notes += parts.guitar_part(plan, sec, role, rng, programs["guitar"])
@@ -263,8 +279,6 @@ def compose_song(seed: int, seconds: float, extra_other: bool = False) -> Song:
             level_db=float(rng.uniform(-9.0, 3.0)),
             roles=sec_roles,
         )
-    for sec in sections:
-        sec.roles.pop("_kicks", None)
     reverb = {"roomsize": float(rng.uniform(0.15, 0.9)), "damping": float(rng.uniform(0.1, 0.8)),
               "width": float(rng.uniform(0.4, 1.0)), "level": float(rng.uniform(0.4, 1.0))}
     chorus = {"nr": int(rng.integers(2, 6)), "level": float(rng.uniform(0.5, 2.0)),

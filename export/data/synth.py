@@ -24,11 +24,13 @@ from typing import Callable
 
 import numpy as np
 
+from export.data.composer import COMPOSER_VERSION, COMPOSER_VERSIONS
 from export.data.wavio import write_wav
 from realtime.errors import bad_value
 from realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
-GENERATOR_VERSION = 1
+#: Default generator revision (see ``export.data.composer.compose_song``).
+GENERATOR_VERSION = COMPOSER_VERSION
 MIN_SECONDS, MAX_SECONDS = 1.0, 600.0
 MAX_SONGS = 100_000
 
@@ -49,7 +51,8 @@ def _gm_name(bank: int, program: int) -> str:
 
 
 def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: int,
-                extra_other: bool = False, sample_rate: int = MODEL_SAMPLE_RATE) -> dict:
+                extra_other: bool = False, sample_rate: int = MODEL_SAMPLE_RATE,
+                generator_version: int = GENERATOR_VERSION) -> dict:
     """Compose and render one song into ``out_dir/<song>/``; returns its ``song.json`` dict
     plus ``"cpu_seconds"`` (process time spent, not written to ``song.json``)."""
     from export.data.composer import compose_song, describe
@@ -57,7 +60,7 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
 
     cpu0 = time.process_time()
     seed = song_seed(dataset_seed, index)
-    song = compose_song(seed, seconds, extra_other)
+    song = compose_song(seed, seconds, extra_other, version=generator_version)
     rng = np.random.default_rng(seed ^ 0x5EED)
     stems_order = list(STEMS) + (["other"] if extra_other else [])
     total = int(round(seconds * sample_rate))
@@ -126,22 +129,25 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
         "normalisation_gain": float(norm),
         "mixture_is": "float32 sum of the stem files in the order of 'stems'",
         "renderer": {"fluidsynth": fluidsynth_version(), "soundfont": os.path.basename(DEFAULT_SOUNDFONT)},
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": generator_version,
     }
     (song_dir / "song.json").write_text(json.dumps(info, indent=1) + "\n")
     info["cpu_seconds"] = time.process_time() - cpu0
     return info
 
 
-def _render_job(job: tuple[str, int, float, int, bool]) -> dict:
-    out_dir, index, seconds, seed, extra_other = job
-    info = render_song(out_dir, index, seconds, seed, extra_other)
+def _render_job(job: tuple[str, int, float, int, bool, int]) -> dict:
+    out_dir, index, seconds, seed, extra_other, version = job
+    info = render_song(out_dir, index, seconds, seed, extra_other, generator_version=version)
     return {"name": info["name"], "cpu_seconds": info["cpu_seconds"], "style": info["style"],
             "active": {s: v["active_fraction"] for s, v in info["instruments"].items()}}
 
 
-def validate_args(out_dir: str | Path, songs: int, seconds: float, seed: int, workers: int) -> Path:
-    """Check ``render_dataset`` arguments; raises ``ConfigError``/``AudioInputError``."""
+def validate_args(out_dir: str | Path, songs: int, seconds: float, seed: int, workers: int,
+                  generator_version: int = GENERATOR_VERSION) -> Path:
+    """Check ``render_dataset`` arguments and make ``out_dir``; raises ``ConfigError``."""
+    if generator_version not in COMPOSER_VERSIONS:
+        raise bad_value("generator_version", generator_version, f"one of {COMPOSER_VERSIONS}")
     if isinstance(songs, bool) or not isinstance(songs, (int, np.integer)) or not 1 <= songs <= MAX_SONGS:
         raise bad_value("songs", songs, f"an integer in [1, {MAX_SONGS}]")
     if not isinstance(seconds, (int, float)) or not MIN_SECONDS <= float(seconds) <= MAX_SECONDS:
@@ -165,19 +171,22 @@ def validate_args(out_dir: str | Path, songs: int, seconds: float, seed: int, wo
 
 def render_dataset(out_dir: str | Path, songs: int, seconds: float, seed: int, workers: int = 2,
                    extra_other: bool = False,
-                   progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                   progress: Callable[[int, int, dict], None] | None = None,
+                   generator_version: int = GENERATOR_VERSION) -> dict:
     """Render ``songs`` songs of ``seconds`` seconds into ``out_dir`` (layout in the module
     docstring) with ``workers`` processes; writes and returns ``dataset.json``'s dict.
 
-    ``progress(done, total, song_summary)`` is called after each song. The returned dict's
+    ``progress(done, total, song_summary)`` is called after each song. ``generator_version``
+    reproduces data made by an older composer revision (``data/synth`` is version 1). The returned dict's
     ``"speed"`` holds the wall time and the rendering speed in x real time per core
     (audio seconds rendered / CPU seconds spent by the workers).
     """
-    out = validate_args(out_dir, songs, seconds, seed, workers)
+    out = validate_args(out_dir, songs, seconds, seed, workers, generator_version)
     from export.data.render import DEFAULT_SOUNDFONT, check_soundfont_file, fluidsynth_version
 
     check_soundfont_file(DEFAULT_SOUNDFONT)
-    jobs = [(str(out), i, float(seconds), int(seed), bool(extra_other)) for i in range(songs)]
+    jobs = [(str(out), i, float(seconds), int(seed), bool(extra_other), int(generator_version))
+            for i in range(songs)]
     t0 = time.perf_counter()
     results: list[dict] = []
     if workers == 1 or songs == 1:
@@ -199,7 +208,7 @@ def render_dataset(out_dir: str | Path, songs: int, seconds: float, seed: int, w
     audio_seconds = songs * float(seconds)
     dataset = {
         "format": "stemstream-synth",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": int(generator_version),
         "seed": int(seed),
         "songs": songs,
         "seconds": float(seconds),
