@@ -51,6 +51,8 @@ class TeacherTrainConfig:
     validate_every: int = 500
     threads: int = 1
     seed: int = 0
+    #: checkpoint (relative to ``--runs``) whose EMA weights start a fresh run, if it exists
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -62,7 +64,8 @@ class TeacherTrainConfig:
 
 
 CONFIGS: dict[str, TeacherTrainConfig] = {
-    "diffusion-teacher": TeacherTrainConfig(net=UNetConfig()),
+    "diffusion-teacher": TeacherTrainConfig(net=UNetConfig(), batch=4, max_minutes=40.0,
+                                            init_from="diffusion-teacher-toy/checkpoint.pt"),
     "diffusion-tiny": TeacherTrainConfig(
         net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
         batch=2,
@@ -129,7 +132,8 @@ def run_record(extra: dict[str, Any]) -> dict[str, Any]:
     return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
 
 
-def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, resume: bool, steps: int | None) -> dict[str, Any]:
+def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, resume: bool, steps: int | None,
+                  runs: str | Path = "runs") -> dict[str, Any]:
     """Train the score network; returns the run record (also written to ``out/record.json``)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -140,16 +144,25 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     ema.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
+    init_note = "from scratch"
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        init_note = str(ckpt.get("init", "resumed"))
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         LOG.info("resumed at step %d", step)
+    elif cfg.init_from and (Path(runs) / cfg.init_from).exists():
+        init = torch.load(Path(runs) / cfg.init_from, map_location="cpu", weights_only=True)
+        model.load_state_dict(init["ema"])
+        ema.load_state_dict(init["ema"])
+        LOG.info("initialised from %s (step %d)", Path(runs) / cfg.init_from, int(init["step"]))
+        init_note = f"initialised from {cfg.init_from} ({int(init['step'])} steps)"
     total = int(steps if steps is not None else cfg.steps)
     data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
+    data_note = f"{data}; {init_note}"
     train = batches(excerpt_stream(data_root, "train", cfg.net.segment_samples, cfg.net.sample_rate, cfg.seed + step), cfg.batch)
     valid = next(batches(excerpt_stream(data_root, "valid", cfg.net.segment_samples, cfg.net.sample_rate, 10_000), 4))
     gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
@@ -161,7 +174,7 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     def save() -> None:
         torch.save(
             {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-             "elapsed": time.monotonic() - start, "config": cfg.net.to_json()},
+             "elapsed": time.monotonic() - start, "config": cfg.net.to_json(), "init": init_note},
             out / "checkpoint.tmp",
         )
         (out / "checkpoint.tmp").replace(ckpt_path)
@@ -191,19 +204,19 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
             sisdri = separation_sisdri(ema, valid, steps=16, seed=7)
             history.append({"step": step, "valid_loss": vloss, "valid_sisdri_dirac16": sisdri})
             LOG.info("validate step %d loss %.4f dirac-16 SI-SDRi %.2f dB", step, vloss, sisdri)
-            _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history)
+            _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history, data_note)
     save()
-    record = _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history)
+    record = _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history, data_note)
     (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
 
 
 def _write_weights(path: Path, ema: ScoreUNet, cfg: TeacherTrainConfig, step: int, seconds: float, data: str,
-                   history: list[dict[str, float]]) -> dict[str, Any]:
+                   history: list[dict[str, float]], note: str = "") -> dict[str, Any]:
     from realtime.models.weights import save_weights
 
     record = run_record({
-        "role": "teacher", "data": data, "steps": step, "wall_seconds": round(seconds, 1),
+        "role": "teacher", "data": data, "init": note, "steps": step, "wall_seconds": round(seconds, 1),
         "batch": cfg.batch, "lr": cfg.lr, "params": count_parameters(ema), "history": history,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "net"},
     })
@@ -225,7 +238,7 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
     record = train_teacher(cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
-                           getattr(args, "steps", None))
+                           getattr(args, "steps", None), getattr(args, "runs", "runs"))
     LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])
     if getattr(args, "ship", False):
         dest = Path(__file__).resolve().parents[2] / "realtime" / "weights" / "diffusion-teacher.safetensors"

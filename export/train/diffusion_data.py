@@ -114,14 +114,18 @@ def excerpt_stream(
 
         host_rate = 44100
         need = int(math.ceil(segment_samples * host_rate / sample_rate)) + 64
-        dataset = RemixDataset(str(Path(data_root) / split), excerpt_samples=need, seed=seed)
+        dataset = RemixDataset(str(Path(data_root) / split), excerpt_samples=need, seed=seed, channels=1)
+        epoch = 0
         while True:
-            for _mixture, stems in dataset:
-                mono = np.asarray(stems, np.float32).mean(axis=1)  # (S, T)
+            dataset.set_epoch(epoch)
+            for index in range(len(dataset)):
+                _mixture, stems = dataset[index]
+                mono = np.asarray(stems, np.float32)[:, 0]  # (S, T)
                 res = soxr.resample(mono.T, host_rate, sample_rate).T[:, :segment_samples]
                 if res.shape[-1] < segment_samples or not np.any(res):
                     continue
-                yield normalise_excerpt(np.ascontiguousarray(res)[:, None, :])
+                yield normalise_excerpt(np.ascontiguousarray(res, dtype=np.float32)[:, None, :])
+            epoch += 1
     while True:
         stems = toy_excerpt(rng, segment_samples, sample_rate)
         if np.any(stems):
