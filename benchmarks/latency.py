@@ -169,7 +169,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Latency benchmark: {report['model']}",
         "",
         f"{report['machine']}; {report['callbacks']} paced callbacks per row, queue {report['queue_blocks']} block(s), "
-        f"{report['sample_rate']} Hz, torch threads {report['threads']}.",
+        f"{report['sample_rate']} Hz, torch threads {report['threads']}; 1-min load average "
+        f"{report['load_average']['before'][0]:.1f} before, {report['load_average']['after'][0]:.1f} after.",
         "",
         "| backend | block | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
         "| callback p99 us | lateness p99 ms | misses | p99 < T/2 |",
@@ -244,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = list(have) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
     results: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    load_before = os.getloadavg()
     for backend in wanted:
         try:
             model = open_backend(backend, module, name)
@@ -272,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, "
                    f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
                    f"torch {torch.__version__}",
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "skipped": skipped,
         "results": results,
     }

@@ -234,6 +234,10 @@ def test_backend_dispatch() -> None:
     assert open_backend("auto", _LiveLike := module, "gd").kind == "hop"
     with pytest.raises(StemstreamError, match="backend='cuda-magic'"):
         open_backend("cuda-magic", module, "gd")
+    for gpu in ("tensorrt", "onnx-cuda"):
+        if gpu not in available_backends():  # a CPU box: a clear error naming the extra
+            with pytest.raises(StemstreamError, match=r"stemstream\[gpu\]"):
+                open_backend(gpu, module, "gd")
 
 
 def test_shipped_models_stream_equal_one_call() -> None:
