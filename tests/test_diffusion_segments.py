@@ -79,3 +79,14 @@ def test_student_steps_use_that_many_evaluations() -> None:
         out = sample_student(step, mixture, None, 3, noise)
     assert len(calls) == 3
     torch.testing.assert_close(out.sum(dim=1), mixture, atol=1e-5, rtol=0)
+
+
+def test_student_runs_in_the_streaming_engine_at_host_rate() -> None:
+    from realtime.engine.offline import separate_array
+
+    model = DiffusionSegmentModel(tiny_student(context_samples=64), steps=1, channels=2)
+    rng = np.random.default_rng(4)
+    audio = (0.1 * rng.standard_normal((2, 3000))).astype(np.float32)  # 44.1 kHz host audio
+    out = separate_array(model, audio, 44100, block_size=1000)
+    assert out.shape == (4, 2, 3000) and np.all(np.isfinite(out))
+    assert np.abs(out).max() > 0
