@@ -125,3 +125,14 @@ def test_bad_arguments(folder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AudioInputError):
         RemixDataset(tmp_path / "empty", 100, seed=0)
+
+
+def test_pickles_paths_not_samples(folder):
+    import pickle
+
+    ds = RemixDataset(folder, 1024, seed=3, length=4)
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000  # the memory-mapped samples are not in the pickle
+    clone = pickle.loads(blob)
+    for i in range(4):
+        assert torch.equal(ds[i][1], clone[i][1])

@@ -33,13 +33,26 @@ from realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
 class _Song:
     """One song's stems as ``(samples, channels)`` arrays (memmaps or in memory); a stem the
-    song lacks is ``None``."""
+    song lacks is ``None``. Pickling (``DataLoader`` workers started with spawn) sends the
+    file paths of memory-mapped stems, not their samples, and maps them again on arrival."""
 
     def __init__(self, name: str, stems: list[np.ndarray | None], num_samples: int, channels: int):
         self.name = name
         self.stems = stems
         self.num_samples = num_samples
         self.channels = channels
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["stems"] = [str(a.filename) if isinstance(a, np.memmap) and a.filename else a
+                          for a in self.stems]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        from export.data.wavio import open_wav
+
+        state["stems"] = [open_wav(a)[0] if isinstance(a, str) else a for a in state["stems"]]
+        self.__dict__.update(state)
 
 
 def _open_synth_folder(root: Path, stems: Sequence[str]) -> list[_Song]:
