@@ -83,6 +83,7 @@ def test_json_contents(rendered):
             assert inst["bank"] == 0 and lo <= inst["program"] <= hi
         assert inst["program_name"]
         assert 0 <= inst["active_fraction"] <= 1
+        assert isinstance(inst["effects"], list)  # composer version 2
 
 
 def test_stems_enter_and_drop_out():
@@ -179,3 +180,20 @@ def test_bass_locks_to_kicks_in_version_2():
                     checked += 1
                 break
     assert checked >= 3
+
+
+def test_effect_chains():
+    from export.data.effects import apply_chain, draw_chain
+
+    rng = np.random.default_rng(0)
+    chains = [draw_chain("guitar", 27, rng) for _ in range(200)]
+    kinds = {fx["type"] for chain in chains for fx in chain}
+    assert kinds == {"distortion", "lowpass", "low_shelf", "peak", "high_shelf", "compressor"}
+    assert any(not chain for chain in chains)
+    x = (0.1 * np.random.default_rng(1).standard_normal((2, 4410))).astype(np.float32)
+    chain = next(c for c in chains if len(c) >= 4)
+    y1, y2 = apply_chain(x, chain, 44100), apply_chain(x, chain, 44100)
+    assert y1.shape == x.shape and y1.dtype == np.float32
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.allclose(y1, x)
+    assert apply_chain(x, [], 44100) is x

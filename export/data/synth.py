@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from export.data.composer import COMPOSER_VERSION, COMPOSER_VERSIONS
+from export.data.effects import apply_chain, draw_chain
 from export.data.wavio import write_wav
 from realtime.errors import bad_value
 from realtime.stems import MODEL_SAMPLE_RATE, STEMS
@@ -68,9 +69,12 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
     stem_info: dict[str, dict] = {}
     with SongSynth(sample_rate) as synth:
         rendered = {s: synth.render(song.stems[s], seconds, song.reverb, song.chorus) for s in stems_order}
+    fx_rng = np.random.default_rng([seed, 0xFE])  # production effects: version 2 and later
     for stem in stems_order:
         score = song.stems[stem]
         x = rendered[stem]
+        chain = draw_chain(stem, score.program, fx_rng) if generator_version >= 2 else []
+        x = apply_chain(x, chain, sample_rate)
         # Level each stem by its loudness where it plays, then the song's random level.
         active = np.abs(x).max(axis=0) > 1e-4
         rms = float(np.sqrt(np.mean(x[:, active] ** 2))) if active.any() else 0.0
@@ -88,6 +92,8 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
             "notes": len(score.notes),
             "roles": score.roles,
         }
+        if generator_version >= 2:
+            stem_info[stem]["effects"] = chain
     # Fade the last 20 ms (songs stop mid-note) and normalise to a random peak level.
     fade = min(total, int(0.02 * sample_rate))
     ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
