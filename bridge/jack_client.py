@@ -76,6 +76,8 @@ class JackStemClient:
         self._mix_out = np.zeros((cfg.channels, m), dtype=np.float32)
         self.callback_errors = 0
         self.last_error = ""
+        #: JACK frame time of the first processed cycle (``None`` before): the stream's sample 0.
+        self.first_frame_time: int | None = None
         self.connect_inputs = list(connect_inputs)
         self.connect_outputs = dict(connect_outputs or {})
         self.client.set_process_callback(self._process)
@@ -90,6 +92,8 @@ class JackStemClient:
         self.processor.xruns += 1
 
     def _process(self, frames: int) -> None:
+        if self.first_frame_time is None:
+            self.first_frame_time = self.client.last_frame_time
         try:
             for c, port in enumerate(self.inports):
                 self._in[:frames, c] = port.get_array()

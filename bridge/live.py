@@ -12,6 +12,7 @@ channel ``c`` -> output ``k * channels + c``), ``mix`` gives one mixed output (c
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from bridge.controls import StemControls
 from bridge.delay_line import DelayLine
 from bridge.effects import EffectsRack, EffectsSeparator
 from bridge.mixer import MixerConfig, StemMixer
+from bridge.priority import RealtimeWorkerSeparator
 from bridge.switcher import SessionFactory, SessionSwitcher
 from realtime.errors import bad_value
 
@@ -39,10 +41,16 @@ def tune_interpreter() -> None:
     The audio callback is Python, so it needs the GIL; a worker thread running Python code
     keeps it for up to the switch interval (5 ms by default, most of a 5.8 ms block). At
     0.5 ms the callback waits at most that long. Process-wide and harmless for throughput
-    here (inference releases the GIL inside torch / ONNX Runtime).
+    here (inference releases the GIL inside torch / ONNX Runtime). Also freezes the
+    garbage collector's view of the objects alive at start (below).
     """
     if sys.getswitchinterval() > LIVE_SWITCH_INTERVAL_S:
         sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
+    # Everything alive now (modules, torch, the model) moves to the permanent generation, so
+    # a cyclic-GC pass started by any thread's allocation walks only what came later and
+    # cannot hold the GIL for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class LiveConfig:
         routing: one of :data:`ROUTINGS`.
         ramp_ms: gain smoothing time constant, ms.
         fade_ms: model-switch crossfade, ms.
+        queue_blocks: blocks the engine's worker has before a deadline miss (latency grows
+            by ``queue_blocks * block_size``).
+        realtime_worker: run the inference worker with ``SCHED_FIFO`` (``bridge.priority``).
     """
 
     model: str = "live"
@@ -68,6 +79,8 @@ class LiveConfig:
     routing: str = "both"
     ramp_ms: float = 10.0
     fade_ms: float = 50.0
+    queue_blocks: int = 1
+    realtime_worker: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 192000:
@@ -76,6 +89,8 @@ class LiveConfig:
             raise bad_value("block_size", self.block_size, "an int in [16, 8192] samples")
         if not isinstance(self.channels, int) or not 1 <= self.channels <= 8:
             raise bad_value("channels", self.channels, "an int in [1, 8]")
+        if not isinstance(self.queue_blocks, int) or not 1 <= self.queue_blocks <= 64:
+            raise bad_value("queue_blocks", self.queue_blocks, "an int in [1, 64]")
         if self.routing not in ROUTINGS:
             raise bad_value("routing", self.routing, f"one of {list(ROUTINGS)}")
 
@@ -100,7 +115,10 @@ def engine_factory(
         separator: Any = StreamingSeparator(model, config.sample_rate, config.channels)
         if rack is not None and rack.active:
             separator = EffectsSeparator(separator, rack, config.channels)
-        session = RealtimeSession(separator, config.block_size, **session_kwargs)
+        if config.realtime_worker:
+            separator = RealtimeWorkerSeparator(separator)
+        kwargs = {"queue_blocks": config.queue_blocks, **session_kwargs}
+        session = RealtimeSession(separator, config.block_size, **kwargs)
         start = getattr(session, "start", None)
         if callable(start):
             start()

@@ -151,6 +151,7 @@ class LiveRun:
             client = getattr(self.host, "client", None)
             if client is not None:
                 out["jack_cpu_load_percent"] = float(client.cpu_load())
+                out["jack_first_frame_time"] = self.host.first_frame_time
         return out
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ same audio, latency-compensated, with zero xruns."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -18,8 +19,12 @@ from tests.bridge_support import TinyHopModel, music_like, stand_in_factory
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
 
 SR = 44100
-PERIOD = 256
-SECONDS = 3.0
+# 1024-sample periods (23 ms): this shared 2-vCPU VM stalls for a few ms now and then
+# (jackd's own driver thread wakes late: "JackTimedDriver::Process XRun"), which at 256 made
+# about half the runs report an xrun that no client caused. Tight 256-sample figures come
+# from the soak benchmark (benchmarks/live_soak.py), which reports xruns instead of failing.
+PERIOD = 1024
+SECONDS = 2.0
 
 
 @pytest.fixture()
@@ -40,12 +45,13 @@ def _engine_factory(block_size: int):
         from realtime.engine.streamer import StreamingSeparator
     except ImportError:
         return stand_in_factory(block_size), "stand-in"
+    from bridge.priority import RealtimeWorkerSeparator
 
     def make(name: str):
-        # 4 blocks of queue: the worker is an ordinary thread on a busy shared machine; the
-        # test checks the bridge's data path, the soak benchmark checks tight deadlines.
-        session = RealtimeSession(StreamingSeparator(TinyHopModel(name=name), SR, 2), block_size,
-                                  queue_blocks=4)
+        # 4 blocks of queue: the worker shares a busy machine; the test checks the bridge's
+        # data path, the soak benchmark checks tight deadlines. The worker runs with SCHED_FIFO where allowed (bridge.priority), as `--realtime-worker`.
+        separator = RealtimeWorkerSeparator(StreamingSeparator(TinyHopModel(name=name), SR, 2))
+        session = RealtimeSession(separator, block_size, queue_blocks=4)
         if callable(getattr(session, "start", None)):
             session.start()
         return session
@@ -74,6 +80,7 @@ class _Recorder:
         self.stems = np.zeros((4, 2, total), np.float32)
         self.mix = np.zeros((2, total), np.float32)
         self.filled = 0
+        self.done = threading.Event()
         self.client.set_process_callback(self._process)
 
     def _process(self, frames: int) -> None:
@@ -90,53 +97,85 @@ class _Recorder:
         for c, port in enumerate(self.mix_ports):
             self.mix[c, at : at + n] = port.get_array()[:n]
         self.filled = at + n
+        if self.filled >= self.stems.shape[-1]:
+            self.done.set()
 
 
-def test_recorded_stems_match_offline_separation(jack_server):
-    from bridge.jack_client import JackStemClient
+def _tiny_live_weights(path) -> str:
+    """A small instance of the real ``live`` architecture (untrained, seeded) as a weight file."""
+    import torch
+
+    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
+    from realtime.models.weights import save_weights
+
+    torch.manual_seed(0)
+    cfg = LiveConfig(analysis_samples=512, synthesis_samples=256, hop=128, width=16, lstm_layers=1,
+                     encoder_channels=16, encoder_kernel=128)
+    save_weights(path, LiveSeparator(cfg).eval(), ARCHITECTURE, cfg.to_json(), {"note": "bridge test"})
+    return str(path)
+
+
+def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp_path):
+    """`stemstream live --jack` in its own process (as a user runs it), fed by a player client
+    and recorded by a recorder client: stems equal the engine's offline separation."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from realtime.engine.offline import separate_array
+    from realtime.models.registry import load_model
 
     server, jack = jack_server
+    weights = _tiny_live_weights(tmp_path / "tiny-live.safetensors")
     audio = music_like(SECONDS, SR, seed=11)
-    factory, kind = _engine_factory(PERIOD)
-    proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="both"),
-                         factory, STEMS)
-    latency = proc.latency_samples
-    total = audio.shape[1] + latency + 2 * PERIOD
     player = JackPlayer(audio, "player", server.name)
-    recorder = _Recorder(jack, server.name, player, total)
-    stem_client = JackStemClient(proc, "stemstream", server.name,
-                                 connect_inputs=["player:out_L", "player:out_R"],
-                                 connect_outputs={f"{s}_{c}": [f"recorder:{s}_{c}"] for s in STEMS for c in "LR"}
-                                 | {f"mix_{c}": [f"recorder:mix_{c}"] for c in "LR"})
+    margin = 4 * PERIOD + 4096
+    recorder = _Recorder(jack, server.name, player, audio.shape[1] + margin)
+    player.activate()
+    recorder.client.activate()
+    connect = ["--jack-connect", "in=player:out_L,player:out_R"]
+    for s in STEMS:
+        for c in "LR":
+            connect += ["--jack-connect", f"{s}_{c}=recorder:{s}_{c}"]
+    cmd = [sys.executable, "-m", "bridge", "live", "--jack", "--jack-server", server.name, "--model", weights,
+           "--samplerate", str(SR), "--block-size", str(PERIOD), "--routing", "stems", "--no-osc",
+           "--queue-blocks", "2", "--realtime-worker", "--duration", str(SECONDS + 2.0), "--json", *connect]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    live = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
-        player.activate()
-        recorder.client.activate()
-        stem_client.start()
-        assert {p.name for p in stem_client.client.get_ports("stemstream:")} >= {
-            "stemstream:in_L", "stemstream:bass_L", "stemstream:piano_R", "stemstream:mix_R"}
-        time.sleep(0.2)
-        proc.xruns = 0  # count from the moment all clients run
+        deadline = time.monotonic() + 60.0
+        while not recorder.client.get_all_connections("recorder:piano_R") and time.monotonic() < deadline:
+            assert live.poll() is None, live.communicate()
+            time.sleep(0.1)
+        time.sleep(0.3)  # let the new client run a few cycles
         player.play()
-        deadline = time.monotonic() + SECONDS + 8.0
-        while recorder.filled < total and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stdout, stderr = live.communicate(timeout=60.0)
     finally:
-        stem_client.stop()
+        if live.poll() is None:
+            live.kill()
         recorder.client.deactivate()
         recorder.client.close()
         player.close()
-        stats = proc.stats()
-        proc.close()
-    assert recorder.filled == total, (recorder.filled, total)
-    assert stem_client.callback_errors == 0, stem_client.last_error
-    assert stats["xruns"] == 0 and stats["deadline_misses"] == 0, stats
-    reference = _offline(audio)
+    assert live.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["xruns"], summary["deadline_misses"]) == (0, 0), summary
+    assert summary["callback_errors"] == 0 and summary["nonfinite_samples"] == 0
+    latency = summary["engine_latency_samples"]
+    assert recorder.filled >= latency + audio.shape[1], (recorder.filled, latency)
+    # stemstream ran on silence from its first cycle until the player started: same input offline
+    lead = player.start_frame - summary["jack_first_frame_time"]
+    assert lead >= 0 and lead % PERIOD == 0, lead
+    torch.set_num_threads(1)
+    padded = np.concatenate([np.zeros((2, lead), np.float32), audio], axis=1)
+    reference = separate_array(load_model(weights, "torch"), padded, SR, block_size=PERIOD)[..., lead:]
     got = recorder.stems[..., latency : latency + audio.shape[1]]
     err = np.abs(got - reference)
-    assert err.max() < 1e-5, (kind, float(err.max()), np.unravel_index(err.argmax(), err.shape))
-    assert np.abs(recorder.stems[..., :latency]).max() < 1e-6  # nothing before the latency
-    # the mixed output carries the sum of the stems (unity gains)
-    np.testing.assert_allclose(recorder.mix, recorder.stems.sum(axis=0), atol=1e-5)
+    assert err.max() < 1e-4 * max(1.0, float(np.abs(reference).max())), (
+        float(err.max()), np.unravel_index(err.argmax(), err.shape))
+    assert np.abs(recorder.stems[..., : latency - PERIOD]).max() < 1e-6  # silence before the input arrives
 
 
 def test_live_run_on_jack_with_osc_and_summary(jack_server):
@@ -188,7 +227,7 @@ def test_xruns_are_counted(jack_server):
         original(*args, **kwargs)
         if slow["left"] > 0:
             slow["left"] -= 1
-            time.sleep(0.05)  # ~9 periods
+            time.sleep(0.1)  # ~4 periods
 
     proc.process = late  # type: ignore[method-assign]
     client = JackStemClient(proc, "stemstream", server.name).start()

@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", metavar="DEV", help="PortAudio output device (index or name)")
     parser.add_argument("--samplerate", type=int, default=44100, help="host sample rate in Hz (default 44100)")
     parser.add_argument("--block-size", type=int, default=256, help="callback size in samples (default 256)")
+    parser.add_argument("--queue-blocks", type=int, default=1,
+                        help="blocks of slack the inference worker gets (default 1; more = safer, +latency)")
+    parser.add_argument("--realtime-worker", action="store_true",
+                        help="run the inference worker with real-time scheduling (Linux; needs permission)")
     parser.add_argument("--model", default="live", help="model name (default live; see 'stemstream models')")
     parser.add_argument("--backend", default="torch", help="engine backend: torch, onnx, auto... (default torch)")
     parser.add_argument("--routing", choices=ROUTINGS, default="both",
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise bad_value("duration", args.duration, "a positive number of seconds")
     config = LiveConfig(model=args.model, backend=args.backend, sample_rate=args.samplerate,
-                        block_size=args.block_size, routing=args.routing)
+                        block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
+                        realtime_worker=args.realtime_worker)
     use_jack = args.jack or bool(args.jack_connect)
     options = HostOptions(
         audio="jack" if use_jack else "portaudio",

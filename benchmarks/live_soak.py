@@ -1,0 +1,221 @@
+"""Live soak: ``stemstream live`` on a private JACK dummy server for N minutes.
+
+A JACK player client loops a song (``data/synth/test/<song>/mixture.wav`` when present,
+else a synthetic music-like signal) into stemstream's inputs; stemstream runs the engine's
+real-time session and the mixer with per-stem output ports, exactly as ``stemstream live
+--jack``. Reported: xruns (JACK), deadline misses (engine), non-finite samples, CPU (process
+CPU over wall time, JACK DSP load, callback load), worker inference time per call against
+the block period, the machine's load average (this box is shared). Writes
+``live_soak.json``, ``live_soak.md`` and ``live_soak.png`` under ``--out``.
+
+``stemstream bench live --minutes 10 --block-size 256 --model live``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Default output folder.
+DEFAULT_OUT = "runs/bench/live"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak length in minutes (default 10)")
+    parser.add_argument("--block-size", type=int, default=256, help="JACK buffer size in samples (default 256)")
+    parser.add_argument("--samplerate", type=int, default=44100, help="JACK rate in Hz (default 44100)")
+    parser.add_argument("--model", default="live", help="model name or .safetensors path (default live)")
+    parser.add_argument("--backend", default="torch", help="engine backend (default torch)")
+    parser.add_argument("--queue-blocks", type=int, default=1, help="worker slack in blocks (default 1)")
+    parser.add_argument("--realtime-worker", action="store_true",
+                        help="SCHED_FIFO for the inference worker (bridge.priority)")
+    parser.add_argument("--routing", default="both", choices=("stems", "mix", "both"))
+    parser.add_argument("--effects", default=None, help="effects config file (optional)")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="run jackd with --no-realtime (default: ask for SCHED_FIFO, as a tuned audio box)")
+    parser.add_argument("--song", default=None, help="audio file to loop (default: first data/synth/test song)")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between time-series samples")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+
+
+def _synthetic(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    x = np.zeros((2, n))
+    for f, a in ((55.0, 0.3), (220.0, 0.15), (554.4, 0.1), (880.0, 0.05)):
+        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
+    beat = int(0.25 * sample_rate)
+    env = np.exp(-np.arange(beat) / (0.03 * sample_rate))
+    for start in range(0, n - beat, beat):
+        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
+    return (0.5 * x).astype(np.float32)
+
+
+def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
+    """``(audio (2, samples) at sample_rate, description)``."""
+    import soundfile as sf
+
+    candidates = [Path(path)] if path else sorted(Path("data/synth/test").glob("*/mixture.wav"))
+    for p in candidates:
+        if p.is_file():
+            audio, sr = sf.read(str(p), dtype="float32", always_2d=True)
+            audio = audio.T
+            if audio.shape[0] == 1:
+                audio = np.repeat(audio, 2, axis=0)
+            if sr != sample_rate:
+                import soxr
+
+                audio = soxr.resample(audio.T, sr, sample_rate).T.astype(np.float32)
+            return np.ascontiguousarray(audio[:2]), str(p)
+    return _synthetic(20.0, sample_rate), "synthetic (sinusoids + noise bursts, 20 s loop)"
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    a = np.asarray(values) * 1000.0
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max()), "calls": int(a.size)}
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the soak; returns the result record."""
+    from bridge.jack_player import JackPlayer
+    from bridge.jack_server import DummyJackServer
+    from bridge.live import LiveConfig
+    from bridge.live_runner import HostOptions, LiveRun
+
+    config = LiveConfig(model=args.model, backend=args.backend, sample_rate=args.samplerate,
+                        block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
+                        realtime_worker=args.realtime_worker)
+    audio, source = load_song(args.song, args.samplerate)
+    series: list[dict[str, float]] = []
+    with DummyJackServer(args.samplerate, args.block_size, realtime=not args.no_realtime) as server:
+        player = JackPlayer(audio, "player", server.name, loop=True).activate()
+        options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(player.port_names),
+                              osc_port=None, effects=args.effects)
+        run = LiveRun(config, options)
+        try:
+            time.sleep(0.5)  # let the graph settle; count from here
+            run.processor.xruns = 0
+            session = run.processor.switcher.active
+            misses0 = int(getattr(session, "deadline_misses", 0))
+            compute = getattr(session, "compute_s", None)
+            if compute is not None:
+                compute.clear()
+            run._t0, run._cpu0 = time.monotonic(), time.process_time()
+            player.play()
+            end = time.monotonic() + 60.0 * args.minutes
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(args.sample_every, left))
+                s = run.summary()
+                series.append({"t_s": s["seconds"], "xruns": s["xruns"],
+                               "deadline_misses": s["deadline_misses"] - misses0,
+                               "process_cpu_percent": s["process_cpu_percent"],
+                               "jack_cpu_load_percent": s.get("jack_cpu_load_percent", 0.0),
+                               "loadavg_1m": os.getloadavg()[0]})
+            summary = run.summary()
+            summary["deadline_misses"] -= misses0
+            summary["inference_per_call"] = _percentiles(list(compute) if compute is not None else [])
+            summary["worker_overruns"] = int(getattr(session, "overruns", 0))
+            rt_error = getattr(getattr(session, "separator", None), "realtime_error", None)
+            summary["realtime_worker_error"] = rt_error
+        finally:
+            run.close()
+            player.close()
+        summary["jack_realtime"] = server.realtime
+        summary["realtime_worker"] = args.realtime_worker
+    summary.update({
+        "minutes": args.minutes,
+        "block_period_ms": 1000.0 * args.block_size / args.samplerate,
+        "queue_blocks": args.queue_blocks,
+        "backend": args.backend,
+        "source": source,
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
+        "loadavg_end": list(os.getloadavg()),
+        "series": series,
+    })
+    return summary
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    inf = r.get("inference_per_call", {})
+    rows = [
+        ("model / backend", f"{r['model']} / {r['backend']}"),
+        ("duration", f"{r['seconds'] / 60:.2f} min ({r['callbacks']} callbacks)"),
+        ("rate / block", f"{r['sample_rate']} Hz / {r['block_size']} samples ({r['block_period_ms']:.2f} ms)"),
+        ("JACK real-time scheduling / real-time worker", f"{r['jack_realtime']} / {r['realtime_worker']}"),
+        ("xruns", str(r["xruns"])),
+        ("deadline misses", f"{r['deadline_misses']} ({100 * r['deadline_misses'] / max(1, r['callbacks']):.3f} % of blocks)"),
+        ("worker overruns", str(r["worker_overruns"])),
+        ("non-finite samples", str(r["nonfinite_samples"])),
+        ("latency", f"engine {r['engine_latency_samples']} samples ({r['engine_latency_ms']:.2f} ms), "
+                    f"+ JACK buffers {r['total_latency_ms']:.2f} ms"),
+        ("process CPU", f"{r['process_cpu_percent']:.1f} % of one core"),
+        ("JACK DSP load", f"{r.get('jack_cpu_load_percent', 0.0):.1f} %"),
+        ("callback load", f"mean {100 * r['callback_load_mean']:.1f} %, max {100 * r['callback_load_max']:.1f} % of the block"),
+        ("inference per worker call", f"p50 {inf.get('p50_ms', 0):.2f} ms, p99 {inf.get('p99_ms', 0):.2f} ms, "
+                                      f"max {inf.get('max_ms', 0):.2f} ms" if inf else "n/a"),
+        ("machine load average (1/5/15 min, end)", ", ".join(f"{x:.2f}" for x in r["loadavg_end"])),
+        ("audio", r["source"]),
+        ("machine", r["machine"]),
+    ]
+    lines = ["# Live soak (JACK dummy driver)", "", "| | |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(r: dict[str, Any], path: Path) -> bool:
+    if not r["series"]:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [p["t_s"] / 60 for p in r["series"]]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    a.plot(t, [p["process_cpu_percent"] for p in r["series"]], label="process CPU % (one core)")
+    a.plot(t, [p["jack_cpu_load_percent"] for p in r["series"]], label="JACK DSP load %")
+    a.plot(t, [100 * p["loadavg_1m"] / (os.cpu_count() or 1) for p in r["series"]], label="machine load % (1 min avg)")
+    a.set_ylabel("%")
+    a.legend(fontsize=8)
+    b.step(t, [p["xruns"] for p in r["series"]], label="xruns", where="post")
+    b.step(t, [p["deadline_misses"] for p in r["series"]], label="deadline misses", where="post")
+    b.set_xlabel("minutes")
+    b.set_ylabel("count")
+    b.legend(fontsize=8)
+    fig.suptitle(f"live soak: {r['model']}, block {r['block_size']} @ {r['sample_rate']} Hz")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from realtime.errors import bad_value
+
+    if not args.minutes > 0:
+        raise bad_value("minutes", args.minutes, "a positive number")
+    result = soak(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "live_soak.json").write_text(json.dumps(result, indent=2))
+    md = _markdown(result)
+    (out / "live_soak.md").write_text(md)
+    _plot(result, out / "live_soak.png")
+    print(md)
+    print(f"wrote {out / 'live_soak.json'}, {out / 'live_soak.md'}")
+    return 0
+
