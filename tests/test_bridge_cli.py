@@ -1,0 +1,65 @@
+"""`stemstream live` / `stemstream devices` on the command line, and the PortAudio routing layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bridge.cli import main
+from bridge.jack_client import parse_connections
+from bridge.live import LiveConfig, LiveProcessor, output_channels
+from realtime.errors import ConfigError
+from realtime.stems import STEMS
+from tests.bridge_support import stand_in_factory
+
+
+def test_devices_lists_without_error():
+    out = subprocess.run([sys.executable, "-m", "bridge", "devices", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    assert isinstance(listing["devices"], list) and isinstance(listing["vst3_plugins"], list)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["live", "--block-size", "3"], "block_size=3"),
+    (["live", "--routing", "surround"], "routing"),
+    (["live", "--model", "no-such-model", "--duration", "1"], "model='no-such-model'"),
+    (["live", "--duration", "-1"], "duration=-1"),
+    (["live", "--jack-connect", "vocals_L=system:playback_1", "--model", "no-such-model"], "no-such-model"),
+])
+def test_bad_live_arguments_give_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_interleaved_layout_for_portaudio():
+    block = 64
+    cfg = LiveConfig(model="tiny", sample_rate=44100, block_size=block, routing="both")
+    proc = LiveProcessor(cfg, stand_in_factory(block), STEMS)
+    n_out = output_channels("both", 4, 2)
+    assert n_out == 10 and output_channels("stems", 4, 2) == 8 and output_channels("mix", 4, 2) == 2
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((block * 3, 2)).astype(np.float32)
+    outdata = np.zeros((block * 3, n_out), np.float32)
+    proc.process_interleaved(x, outdata)  # 3 blocks in one callback: processed in pieces
+    # mix first (channels 0, 1), then stem k channel c at 2 + 2k + c
+    np.testing.assert_allclose(outdata[:, 0], outdata[:, 2::2].sum(axis=1), atol=1e-5)
+    np.testing.assert_allclose(outdata[:, 1], outdata[:, 3::2].sum(axis=1), atol=1e-5)
+    assert np.abs(outdata[:, 2:]).max() > 0 and proc.callbacks == 3
+    proc.close()
+
+
+def test_jack_connection_specs():
+    inputs, outputs = parse_connections(["in=system:capture_1,system:capture_2", "drums_L=mixxx:in_3",
+                                         "drums_L=carla:in_1", "mix_R=system:playback_2"], STEMS)
+    assert inputs == ["system:capture_1", "system:capture_2"]
+    assert outputs == {"drums_L": ["mixxx:in_3", "carla:in_1"], "mix_R": ["system:playback_2"]}
+    for bad in ("drums_L", "in=", "vocals_L=x:y"):
+        with pytest.raises(ConfigError):
+            parse_connections([bad], STEMS)
