@@ -167,6 +167,10 @@ def test_bad_audio_shape_and_threads(tmp_path) -> None:
         model.process_hops(np.zeros((2, 100), np.float32), model.init_state())
     with pytest.raises(AudioInputError, match=r"expected \(2, n \* 64\)"):
         model.process_hops(np.zeros((1, 64), np.float32), model.init_state())
+    state = model.init_state()
+    state["h"] = np.zeros((1, 1, 5), np.float32)
+    with pytest.raises(ConfigError, match=r"state\['h'\].shape=\(1, 1, 5\)"):
+        model.process_hops(np.zeros((2, 64), np.float32), state)
     with pytest.raises(ConfigError, match="intra_op_threads=0"):
         open_onnx(make_toy(), "toy", cache_dir=tmp_path, intra_op_threads=0)
     with pytest.raises(ConfigError, match="path="):

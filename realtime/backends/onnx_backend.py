@@ -254,8 +254,14 @@ class OnnxHopModel:
     def _run(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         feeds = {AUDIO_INPUT: audio[None]}
         for k in self.state_names:
-            feeds[STATE_PREFIX + k] = state[k]
-        outs = self.session.run(self._output_names, feeds)
+            feeds[STATE_PREFIX + k] = np.ascontiguousarray(state[k], dtype=np.float32)
+        try:
+            outs = self.session.run(self._output_names, feeds)
+        except Exception as exc:  # onnxruntime's own types; name the culprit if it is ours
+            for k in self.state_names:
+                if feeds[STATE_PREFIX + k].shape != self._state_shapes[k]:
+                    raise bad_value(f"state[{k!r}].shape", feeds[STATE_PREFIX + k].shape, f"{self._state_shapes[k]}") from None
+            raise ConfigError(f"onnx graph {str(self.path)!r}: onnxruntime failed ({exc})") from None
         return outs[0][0], dict(zip(self.state_names, outs[1:]))
 
     def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
