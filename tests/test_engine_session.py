@@ -98,8 +98,16 @@ def test_slow_model_on_worker_thread_paced_like_a_sound_card() -> None:
     model = SlowHopModel(hop=128, latency=0, sleep_s=0.08, slow_calls={40})
     session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0)
     x = _input(2, 300 * block)
+    tail = _input(2, 10 * block)
+    tail_out = np.zeros((4, 2, 10 * block), np.float32)
     with session:
         out = _run(session, x, pace_s=block / SR)
+        for k in range(10):  # recovery: once the worker is on time, separation is back
+            deadline = time.monotonic() + 10.0
+            while session.delivered_samples < session.frames + block + session.fade_samples:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            session.callback(np.ascontiguousarray(tail[:, k * block : (k + 1) * block].T), tail_out[:, :, k * block : (k + 1) * block])
     assert session.worker_error is None
     assert session.deadline_misses >= 5  # 80 ms late = ~27 blocks of 2.9 ms
     d = session.latency_samples
@@ -108,8 +116,9 @@ def test_slow_model_on_worker_thread_paced_like_a_sound_card() -> None:
     worst_gap = np.abs((G - 0.25) * x[None]).max()
     signal_slope = np.abs(np.diff(G * x[None], axis=-1)).max()
     assert np.abs(np.diff(got, axis=-1)).max() <= worst_gap / 33 + signal_slope + 1e-6
-    # back to separation at the end
-    np.testing.assert_allclose(got[:, :, -block:], (G * x[None, :, :-d])[:, :, -block:], atol=1e-6)
+    # back to separation at the end (the tail's last block is separated input from x's end / tail)
+    whole = np.concatenate([x, tail], axis=1)
+    np.testing.assert_allclose(tail_out[:, :, -block:], (G * whole[None, :, -block - d : -d]), atol=1e-6)
 
 
 def test_nonfinite_input_in_callback() -> None:

@@ -224,6 +224,12 @@ class RealtimeSession:
         return int(self._idx[_FRAMES])
 
     @property
+    def delivered_samples(self) -> int:
+        """Session position up to which the worker has delivered separated output (the
+        callback at position ``p`` with ``frames`` needs ``p + frames + fade_samples``)."""
+        return int(self._idx[_OUT_END])
+
+    @property
     def latency_ms(self) -> float:
         """``latency_samples`` in milliseconds."""
         return 1000.0 * self.latency_samples / self.sample_rate
