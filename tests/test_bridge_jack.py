@@ -116,8 +116,9 @@ def _tiny_live_weights(path) -> str:
 
 
 def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp_path):
-    """`stemstream live --jack` in its own process (as a user runs it), fed by a player client
-    and recorded by a recorder client: stems equal the engine's offline separation."""
+    """`stemstream live --jack --effects` in its own process (as a user runs it), fed by a
+    player client and recorded by a recorder client: stems equal the engine's offline
+    separation followed by the same effect chains."""
     import json
     import os
     import subprocess
@@ -125,6 +126,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
 
     import torch
 
+    from bridge.effects import build_board, validate_chain
     from realtime.engine.offline import separate_array
     from realtime.models.registry import load_model
 
@@ -140,6 +142,11 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     for s in STEMS:
         for c in "LR":
             connect += ["--jack-connect", f"{s}_{c}=recorder:{s}_{c}"]
+    chains = {"drums": [{"type": "HighpassFilter", "cutoff_frequency_hz": 1000.0}],
+              "piano": [{"type": "Gain", "gain_db": -6.0}]}
+    effects = tmp_path / "fx.json"
+    effects.write_text(json.dumps({"stems": chains}))
+    connect += ["--effects", str(effects)]
     cmd = [sys.executable, "-m", "bridge", "live", "--jack", "--jack-server", server.name, "--model", weights,
            "--samplerate", str(SR), "--block-size", str(PERIOD), "--routing", "stems", "--no-osc",
            "--queue-blocks", "2", "--realtime-worker", "--duration", str(SECONDS + 2.0), "--json", *connect]
@@ -170,7 +177,11 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     assert lead >= 0 and lead % PERIOD == 0, lead
     torch.set_num_threads(1)
     padded = np.concatenate([np.zeros((2, lead), np.float32), audio], axis=1)
-    reference = separate_array(load_model(weights, "torch"), padded, SR, block_size=PERIOD)[..., lead:]
+    reference = separate_array(load_model(weights, "torch"), padded, SR, block_size=PERIOD)
+    for s, chain in chains.items():  # the same effect chains, offline, in one call
+        k = STEMS.index(s)
+        reference[k] = build_board(validate_chain(chain)).process(reference[k], SR, reset=True)
+    reference = reference[..., lead:]
     got = recorder.stems[..., latency : latency + audio.shape[1]]
     err = np.abs(got - reference)
     assert err.max() < 1e-4 * max(1.0, float(np.abs(reference).max())), (
