@@ -8,6 +8,12 @@ latency-aligned dry mix, and the mixer, all into preallocated buffers.
 Routing (:data:`ROUTINGS`): ``stems`` puts each stem on its own output channels (stem ``k``,
 channel ``c`` -> output ``k * channels + c``), ``mix`` gives one mixed output (channels
 ``0..channels-1``), ``both`` gives the mix first, then the stems.
+
+Latency: :attr:`LiveProcessor.latency_samples` is the engine session's (model + worker queue
++ effects), at the host rate; JACK / PortAudio add their own buffers. The dry path used for
+bypass is delayed by the latency of the model active at start; after switching to a model
+with a different latency, bypass is off by the difference (the shipped live models share one
+latency).
 """
 
 from __future__ import annotations
@@ -273,7 +279,7 @@ class LiveProcessor:
         session = self.switcher.active
         osc = self.osc_counters
         return {
-            "deadline_misses": int(getattr(session, "deadline_misses", 0)),
+            "deadline_misses": int(getattr(session, "deadline_misses", 0)) + self.switcher.retired_misses,
             "nonfinite_samples": int(getattr(session, "nonfinite_samples", 0)),
             "xruns": int(self.xruns),
             "status_flags": int(self.status_flags),

@@ -71,6 +71,8 @@ class SessionSwitcher:
         self.incoming_name = ""
         self.switches = 0
         self.switch_errors = 0
+        #: deadline misses of sessions already switched away from
+        self.retired_misses = 0
         self.last_error = ""
         self._warmup_left = 0
         self._fade_pos = 0
@@ -158,6 +160,7 @@ class SessionSwitcher:
         self._fade_pos += n
         if self._fade_pos >= self.fade_samples:
             old = self.active
+            self.retired_misses += int(getattr(old, "deadline_misses", 0))
             self.active, self.active_name = incoming, self.incoming_name
             self.incoming = None
             self.switches += 1

@@ -171,3 +171,14 @@ def test_model_switch_crossfades_without_dropout(rig):
     # the level moves from the old model's to the new one's without a gap or a step
     assert signal.min() > 0.49 and abs(signal[-1] - 1.0) < 1e-3
     assert np.abs(np.diff(signal)).max() < 2.0 / proc.switcher.fade_samples
+
+
+def test_bundles_apply_every_message(rig):
+    from bridge.osc_codec import encode_bundle
+
+    proc, server, client = rig
+    dgram = encode_bundle([("/stemstream/stem/bass/gain", (0.5,)), ("/stemstream/stem/piano/solo", (1,)),
+                           ("/stemstream/nope", ())])
+    _send(client, server, "", raw=dgram)
+    assert _wait(lambda: server.counters.accepted == 2 and server.counters.unknown_address == 1)
+    assert proc.controls.gain[0] == 0.5 and proc.controls.solo[3] == 1.0
