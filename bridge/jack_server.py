@@ -31,15 +31,20 @@ class DummyJackServer:
         name: server name (default: unique ``stemstream-<hex>``).
         timeout_s: how long to wait for it to accept clients.
         realtime: ask for real-time scheduling (``-R``) instead of ``--no-realtime``.
+        capture_channels / playback_channels: ``system:capture_*`` / ``system:playback_*``
+            ports of the dummy driver (what PortAudio's JACK host API shows as channels).
     """
 
     def __init__(self, sample_rate: int = 44100, period: int = 256, name: str | None = None,
-                 timeout_s: float = 10.0, realtime: bool = False) -> None:
+                 timeout_s: float = 10.0, realtime: bool = False, capture_channels: int = 2,
+                 playback_channels: int = 2) -> None:
         self.sample_rate = sample_rate
         self.period = period
         self.name = name or f"stemstream-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
         self.request_realtime = realtime
+        self.capture_channels = capture_channels
+        self.playback_channels = playback_channels
         #: whether the server's clients run with real-time scheduling (known after start)
         self.realtime = False
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,7 +58,8 @@ class DummyJackServer:
         jack = require("jack", "live")
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_NO_START_SERVER="1")
         mode = "-R" if self.request_realtime else "--no-realtime"
-        cmd = [jackd, "-n", self.name, mode, "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
+        cmd = [jackd, "-n", self.name, mode, "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period),
+               "-C", str(self.capture_channels), "-P", str(self.playback_channels)]
         # A file, not a pipe: a chatty jackd must never block on a full pipe.
         self._logfile = tempfile.TemporaryFile()
         self.process = subprocess.Popen(cmd, stdout=self._logfile, stderr=subprocess.STDOUT, env=env)

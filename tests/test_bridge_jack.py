@@ -250,3 +250,26 @@ def test_xruns_are_counted(jack_server):
         client.stop()
         proc.close()
     assert proc.xruns > 0
+
+
+def test_stemstream_live_through_portaudio_on_jack(tmp_path):
+    """The PortAudio (sounddevice) path for real: PortAudio's JACK host API on a dummy server
+    with 10 playback channels (mix + 4 stereo stems), `stemstream live` for 1.5 s."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sounddevice")
+    weights = _tiny_live_weights(tmp_path / "tiny-live.safetensors")
+    with DummyJackServer(SR, PERIOD, realtime=True, playback_channels=10) as server:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "bridge", "live", "--model", weights, "--samplerate", str(SR),
+               "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0", "--queue-blocks", "2",
+               "--duration", "1.5", "--json"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["audio"] == "portaudio" and summary["callback_errors"] == 0
+    assert summary["callbacks"] > 0.5 * 1.5 * SR / PERIOD, summary
+    assert summary["host_latency_samples"] > 0 and summary["engine_latency_samples"] > 0
