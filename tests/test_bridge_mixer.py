@@ -128,3 +128,30 @@ def test_delay_line_any_block_sizes(delay):
         i = j
     expected = np.concatenate([np.zeros((2, delay), np.float32), x], axis=1)[:, : x.shape[1]]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_live_callback_path_does_not_allocate_per_block():
+    """Session callback (engine, worker not started: fallback path) + dry delay + mixer."""
+    pytest.importorskip("realtime.engine.session")
+    from bridge.live import LiveConfig, LiveProcessor
+    from realtime.engine.session import RealtimeSession
+    from realtime.engine.streamer import StreamingSeparator
+    from tests.bridge_support import TinyHopModel
+
+    cfg = LiveConfig(model="tiny", sample_rate=44100, block_size=BLOCK, routing="both")
+    proc = LiveProcessor(cfg, lambda name: RealtimeSession(StreamingSeparator(TinyHopModel(), 44100, 2), BLOCK),
+                         STEMS)
+    x = np.random.default_rng(0).standard_normal((BLOCK, 2)).astype(np.float32)
+    so, mo = np.zeros((4, 2, BLOCK), np.float32), np.zeros((2, BLOCK), np.float32)
+    for _ in range(5):
+        proc.process(x, so, mo)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    for _ in range(200):
+        proc.process(x, so, mo)
+    peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    proc.close()
+    assert peak < 8192, peak  # one (4, 2, 256) float32 temporary would be 8 KiB
+    assert np.abs(mo).max() > 0  # the fallback mix is heard, not silence
