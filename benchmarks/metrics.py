@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.errors import bad_value, require
+from realtime.errors import bad_value
 
 #: The seeds' epsilon (thesis Sec. 4.5.2).
 SI_SDR_EPS: float = 1e-8
@@ -134,7 +134,7 @@ def sdr(
     Returns:
         ``(stems,)`` float64 dB.
     """
-    fbe = require("fast_bss_eval", "eval")
+    import fast_bss_eval as fbe  # a core dependency, imported here to keep imports light
     est = np.asarray(estimate, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
     if est.ndim != 3 or est.shape != ref.shape:
