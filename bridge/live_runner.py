@@ -112,13 +112,11 @@ class LiveRun:
 
     def wait(self, duration_s: float | None, stop: threading.Event | None = None) -> None:
         """Block until ``duration_s`` has passed (``None``: until ``stop`` is set / Ctrl-C)."""
+        # One blocking wait (interrupted by signals on POSIX, so Ctrl-C still lands): a main
+        # thread that woke up often would hold the GIL at random moments, and if the OS
+        # preempted it then, the real-time audio callback would wait for it.
         stop = stop or threading.Event()
-        end = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.is_set():
-            left = 0.5 if end is None else min(0.5, end - time.monotonic())
-            if left <= 0:
-                return
-            stop.wait(left)
+        stop.wait(duration_s)
 
     def summary(self) -> dict[str, Any]:
         """Latency, misses, xruns, status flags, CPU: the session's figures so far."""
