@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=256, help="JACK buffer size in samples (default 256)")
     parser.add_argument("--samplerate", type=int, default=44100, help="JACK rate in Hz (default 44100)")
     parser.add_argument("--model", default="live", help="model name or .safetensors path (default live)")
-    parser.add_argument("--backend", default="torch", help="engine backend (default torch)")
+    parser.add_argument("--backend", default="auto", help="engine backend (default auto: fastest available)")
     parser.add_argument("--queue-blocks", type=int, default=1, help="worker slack in blocks (default 1)")
-    parser.add_argument("--realtime-worker", action="store_true",
-                        help="SCHED_FIFO for the inference worker (bridge.priority)")
+    parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
+                        help="do not ask for SCHED_FIFO for the inference worker (bridge.priority)")
     parser.add_argument("--routing", default="both", choices=("stems", "mix", "both"))
     parser.add_argument("--effects", default=None, help="effects config file (optional)")
     parser.add_argument("--no-realtime", action="store_true",

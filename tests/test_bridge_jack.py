@@ -49,7 +49,8 @@ def _engine_factory(block_size: int):
 
     def make(name: str):
         # 4 blocks of queue: the worker shares a busy machine; the test checks the bridge's
-        # data path, the soak benchmark checks tight deadlines. The worker runs with SCHED_FIFO where allowed (bridge.priority), as `--realtime-worker`.
+        # data path, the soak benchmark checks tight deadlines. The worker runs with
+        # SCHED_FIFO where allowed (bridge.priority), as `stemstream live` does by default.
         separator = RealtimeWorkerSeparator(StreamingSeparator(TinyHopModel(name=name), SR, 2))
         session = RealtimeSession(separator, block_size, queue_blocks=4)
         if callable(getattr(session, "start", None)):
@@ -149,7 +150,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     connect += ["--effects", str(effects)]
     cmd = [sys.executable, "-m", "bridge", "live", "--jack", "--jack-server", server.name, "--model", weights,
            "--samplerate", str(SR), "--block-size", str(PERIOD), "--routing", "stems", "--no-osc",
-           "--queue-blocks", "2", "--realtime-worker", "--duration", str(SECONDS + 2.0), "--json", *connect]
+           "--queue-blocks", "2", "--backend", "torch", "--duration", str(SECONDS + 2.0), "--json", *connect]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     live = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
@@ -266,6 +267,7 @@ def test_stemstream_live_through_portaudio_on_jack(tmp_path):
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
         cmd = [sys.executable, "-m", "bridge", "live", "--model", weights, "--samplerate", str(SR),
                "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0", "--queue-blocks", "2",
+               "--backend", "torch",
                "--duration", "1.5", "--json"]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

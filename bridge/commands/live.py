@@ -26,10 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--block-size", type=int, default=256, help="callback size in samples (default 256)")
     parser.add_argument("--queue-blocks", type=int, default=1,
                         help="blocks of slack the inference worker gets (default 1; more = safer, +latency)")
-    parser.add_argument("--realtime-worker", action="store_true",
-                        help="run the inference worker with real-time scheduling (Linux; needs permission)")
+    parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
+                        help="do not ask for real-time scheduling for the inference worker (default: ask; "
+                        "Linux, falls back silently without permission)")
     parser.add_argument("--model", default="live", help="model name (default live; see 'stemstream models')")
-    parser.add_argument("--backend", default="torch", help="engine backend: torch, onnx, auto... (default torch)")
+    parser.add_argument("--backend", default="auto",
+                        help="engine backend: auto (fastest available: ONNX Runtime on CPU), onnx, torch...")
     parser.add_argument("--routing", choices=ROUTINGS, default="both",
                         help="stems: each stem on its own outputs; mix: one mixed output; both (default)")
     parser.add_argument("--osc-port", type=int, default=DEFAULT_PORT,
