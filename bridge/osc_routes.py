@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from bridge.controls import StemControls
@@ -86,7 +86,6 @@ class Counters:
     out_of_range: int = 0
     handler_errors: int = 0
     last_error: str = ""
-    by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
