@@ -152,7 +152,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 def _markdown(r: dict[str, Any]) -> str:
     inf = r.get("inference_per_call", {})
     rows = [
-        ("model / backend", f"{r['model']} / {r['backend']}"),
+        ("model / backend", f"{r['model']} / {r['backend']} ({r.get('model_runtime', '?')})"),
         ("duration", f"{r['seconds'] / 60:.2f} min ({r['callbacks']} callbacks)"),
         ("rate / block", f"{r['sample_rate']} Hz / {r['block_size']} samples ({r['block_period_ms']:.2f} ms)"),
         ("JACK real-time scheduling / real-time worker", f"{r['jack_realtime']} / {r['realtime_worker']}"),

@@ -144,6 +144,7 @@ class LiveRun:
             "callback_load_max": stats["cpu_load_max"],
             "effects_latency_samples": self.rack.latency_samples if self.rack else 0,
         }
+        out["model_runtime"] = _runtime_name(self.processor.switcher.active)
         if self.host is not None:
             out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
             client = getattr(self.host, "client", None)
@@ -161,3 +162,12 @@ class LiveRun:
             self.osc.stop()
             self.osc = None
         self.processor.close()
+
+
+def _runtime_name(session: Any) -> str:
+    """Class name of the model object behind a session (which backend ``auto`` picked)."""
+    sep = getattr(session, "separator", None)
+    while sep is not None and hasattr(sep, "separator"):  # effects / priority wrappers
+        sep = sep.separator
+    model = getattr(sep, "model", None)
+    return type(model).__name__ if model is not None else "unknown"
