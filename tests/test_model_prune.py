@@ -66,3 +66,27 @@ def test_pruning_twice_composes_bin_indices() -> None:
     once = prune(_model(), _mix(), 0.3)
     twice = prune(once, _mix(), 0.3)
     assert set(twice.config.kept_bins) <= set(once.config.kept_bins)
+
+
+def test_transfer_to_quality_config() -> None:
+    """Quality starts from live: same-shape tensors copied, the look-ahead half of the heads
+    zeroed, the decoder taps placed at the end of the longer synthesis kernel."""
+    from dataclasses import replace
+
+    from export.train.run import transfer
+
+    live = _model()
+    same = transfer(live, live.config)
+    x = _mix()
+    with torch.no_grad():
+        a, _ = live(x, live.init_state(2))
+        b, _ = same(x, same.init_state(2))
+    assert (a - b).abs().max() < 1e-6
+    q = transfer(live, replace(live.config, synthesis_samples=256, lookahead_frames=3))
+    d = live.config.width
+    assert torch.equal(q.spec_head.weight[:, :d], live.spec_head.weight)
+    assert q.spec_head.weight[:, d:].abs().max() == 0
+    assert torch.equal(q.decoder.weight[..., -128:], live.decoder.weight)
+    with torch.no_grad():
+        y, _ = q(x, q.init_state(2))
+    assert y.shape == a.shape and torch.isfinite(y).all()

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
     parser.add_argument("--data", default="data/synth", help="data root with train/ and valid/ (default data/synth)")
     parser.add_argument("--runs", default="runs", help="where earlier runs are found for init_from (default runs)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="wall-clock training budget in seconds (default: the config's; 0: steps only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -52,6 +52,9 @@ def transfer(source: LiveSeparator, config: LiveConfig) -> LiveSeparator:
             old = src[key]
             if old.shape == value.shape:
                 value.copy_(old)
+            elif key == "decoder.weight" and old.shape[:2] == value.shape[:2] and old.shape[2] < value.shape[2]:
+                value.zero_()
+                value[..., value.shape[2] - old.shape[2] :] = old  # same taps, same frame end
             elif key.endswith("head.weight") and old.shape[0] == value.shape[0] and 2 * old.shape[1] == value.shape[1]:
                 value.zero_()
                 value[:, : old.shape[1]] = old  # mask of frame j from h_j, as in live
@@ -86,6 +89,13 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
 def run_training(config_name: str, args: Any, log: Callable[[str], None] = print) -> int:
     """Entry point of ``stemstream train`` for the non-diffusion configs; returns an exit code."""
     cfg = get_config(config_name)
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if budget < 0:
+            raise ConfigError(f"time_budget={budget!r}: expected seconds >= 0 (0: steps only)")
+        from dataclasses import replace
+
+        cfg = replace(cfg, time_budget_s=float(budget))
     data_root = Path(getattr(args, "data", None) or "data/synth")
     runs_dir = Path(getattr(args, "runs", None) or "runs")
     out_dir = Path(getattr(args, "out", None) or runs_dir / config_name)

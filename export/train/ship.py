@@ -26,10 +26,20 @@ from realtime.models.weights import read_weights, save_weights
 REAL_DEFAULT = ("../shared/realdata/musdb18-sample", "../shared/realdata/koronium")
 
 
-def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], log=print) -> dict:
-    """Evaluate and ship ``name``; returns the final scores."""
+def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: str | None = None,
+         log=print) -> dict:
+    """Evaluate and ship ``name`` (optionally with another mixture-consistency mode, chosen on
+    the validation set); returns the final scores."""
     src = runs / name / f"{name}.safetensors"
     model = load_separator(src).eval()
+    if consistency is not None and consistency != model.config.consistency:
+        from dataclasses import replace
+
+        from realtime.models.live import LiveSeparator
+
+        tuned = LiveSeparator(replace(model.config, consistency=consistency))
+        tuned.load_state_dict(model.state_dict())
+        model = tuned.eval()
     _, meta = read_weights(src)
     record = json.loads(meta.get("run_record", "{}") or "{}")
     t0 = time.time()
@@ -55,10 +65,11 @@ def main() -> None:  # pragma: no cover - script
     p.add_argument("--runs", default="runs")
     p.add_argument("--test", default="data/synth/test")
     p.add_argument("--real", nargs="*", default=list(REAL_DEFAULT))
+    p.add_argument("--consistency", default=None, choices=("none", "equal", "energy"))
     a = p.parse_args()
     torch.set_num_threads(1)
     for name in a.names:
-        ship(name, Path(a.runs), Path(a.test), tuple(a.real))
+        ship(name, Path(a.runs), Path(a.test), tuple(a.real), a.consistency)
 
 
 if __name__ == "__main__":  # pragma: no cover
