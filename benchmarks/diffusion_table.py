@@ -106,7 +106,14 @@ def _row(name: str, scores: list[np.ndarray], evals: int, seconds: list[float], 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns 0."""
     from export.distill import load_teacher
-    from realtime.diffusion.samplers import Conditioning, karras_sigmas, network_evaluations, sample_dirac, sample_gaussian
+    from realtime.diffusion.samplers import (
+        Conditioning,
+        karras_sigmas,
+        network_evaluations,
+        sample_dirac,
+        sample_dirac_projected,
+        sample_gaussian,
+    )
     from realtime.diffusion.segments import separate_long
     from realtime.diffusion.student import load_student_step, sample_student
     from realtime.errors import bad_value
@@ -130,22 +137,26 @@ def run(args: argparse.Namespace) -> int:
                      0, [0.0], seconds_per_clip, stems))
     configs = [("dirac", 8, 0, 0.75), ("dirac", 8, 1, 0.75), ("dirac", 16, 0, 0.75), ("dirac", 16, 1, 0.75),
                ("dirac", 32, 0, 0.75), ("dirac", 32, 1, 0.75), ("gaussian", 32, 0, 0.75), ("gaussian", 32, 1, 0.75),
-               ("gaussian", 32, 0, 2.0), ("gaussian", 32, 1, 2.0)]
+               ("gaussian", 32, 0, 2.0), ("gaussian", 32, 1, 2.0), ("dirac", 16, 0, 0.0), ("dirac-projected", 16, 0, 0.0),
+               ("dirac-projected", 32, 0, 0.0), ("oracle dirac", 16, 0, 0.0), ("oracle dirac-projected", 16, 0, 0.0)]
     for kind, steps, corr, gamma in configs:
-        sampler = sample_dirac if kind == "dirac" else sample_gaussian
-        churn = 20.0 if kind == "dirac" else 40.0
+        base = kind.replace("oracle ", "")
+        sampler = {"dirac": sample_dirac, "dirac-projected": sample_dirac_projected, "gaussian": sample_gaussian}[base]
+        churn = 40.0 if kind == "gaussian" else (0.0 if gamma == 0.0 and kind == "dirac" else 20.0)
         scores, times = [], []
         for i, clip in enumerate(clips):
             clean = torch.from_numpy(clip)[None]
             gen = torch.Generator().manual_seed(100 + i)
             sig = karras_sigmas(steps)
             x = torch.randn(clean.shape, generator=gen) * float(sig[0])
-            cond = Conditioning(mixture=clean.sum(dim=1), gamma_scale=gamma)
+            cond = Conditioning(mixture=clean.sum(dim=1), gamma_scale=gamma or 0.75)
+            den = (lambda z, sigma, c=clean: c) if kind.startswith("oracle") else teacher
             with torch.inference_mode():
-                est, dt = _time(lambda: sampler(teacher, x, sig, cond, s_churn=churn, corrections=corr, generator=gen))
+                est, dt = _time(lambda: sampler(den, x, sig, cond, s_churn=churn, corrections=corr, generator=gen))
             scores.append(_sisdri(est[0].numpy(), clip))
             times.append(dt)
-        label = f"teacher {kind.capitalize()} {steps} steps" + (" + correction" if corr else "") + f" (S_churn {churn:g}"
+        who = "oracle denoiser (sampler check)," if kind.startswith("oracle") else "teacher"
+        label = f"{who} {base.capitalize()} {steps} steps" + (" + correction" if corr else "") + f" (S_churn {churn:g}"
         label += f", gamma {gamma:g} sigma)" if kind == "gaussian" else ")"
         rows.append(_row(label, scores, network_evaluations(steps, corr), times, seconds_per_clip, stems))
     student = None
@@ -190,13 +201,13 @@ def _segments(args: argparse.Namespace, teacher: Any, student: Any, rate: int, s
             gen = torch.Generator().manual_seed(300 + i)
             with torch.inference_mode():
                 est, dt = _time(lambda: separate_long(teacher, clean.sum(dim=1), stems=len(stems), segment_samples=w, mode=mode,
-                                                      overlap_samples=w // 2, steps=steps, s_churn=20.0,
+                                                      overlap_samples=w // 2, steps=steps, s_churn=0.0,
                                                       valid_multiple=net.valid_multiple, generator=gen))
             windows = 1 if mode == "naive" else (-(-samples // w) if mode == "independent" else -(-samples // (w // 2)))
             evals = windows * steps
             scores.append(_sisdri(est[0].numpy(), clean_np))
             times.append(dt)
-        rows.append(_row(f"teacher Dirac {steps} steps, {mode}", scores, evals, times, samples / rate, stems))
+        rows.append(_row(f"teacher Dirac {steps} steps (S_churn 0), {mode}", scores, evals, times, samples / rate, stems))
     if student is not None:
         from realtime.diffusion.student import DiffusionSegmentModel
         from realtime.engine.offline import separate_array

@@ -62,7 +62,7 @@ class DistillConfig:
     batch: int = 4
     lr: float = 1e-4
     steps: int = 2000
-    max_minutes: float = 25.0
+    max_minutes: float = 28.0
     target_decay: float = 0.95
     ema_decay: float = 0.99
     p_context: float = 0.5

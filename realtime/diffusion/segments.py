@@ -98,8 +98,8 @@ def separate_long(
     """
     if mode not in MODES:
         raise bad_value("mode", mode, f"one of {MODES}")
-    if sampler not in ("dirac", "gaussian"):
-        raise bad_value("sampler", sampler, "'dirac' or 'gaussian'")
+    if sampler not in ("dirac", "dirac-projected", "gaussian"):
+        raise bad_value("sampler", sampler, "'dirac', 'dirac-projected' or 'gaussian'")
     w = int(segment_samples)
     o = w // 2 if overlap_samples is None else int(overlap_samples)
     if not 0 <= o < w:
