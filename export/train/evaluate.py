@@ -131,7 +131,7 @@ def evaluate_path(model: LiveSeparator | None, root: str | Path, stems: tuple[st
             full = np.concatenate([ref, extra[None]], 0)
             est = oracle_separator(full)[: len(stems)]
         else:
-            est = sep(mix)
+            est = sep(mix)[[list(model.config.stems).index(n) for n in stems]]
         for k, vals in enumerate(chunk_scores(est, ref, mix)):
             per[k].extend(vals)
     res = {n: (float(np.mean(v)) if v else float("nan")) for n, v in zip(stems, per)}
