@@ -21,6 +21,8 @@ from realtime.errors import StemstreamError, bad_value
 #: The demo song: one synthetic song rendered from this seed.
 DEMO_SEED = 20261121
 DEMO_SECONDS = 20.0
+#: The composer version the shipped models were trained on (see ``stemstream data synth --help``).
+DEMO_GENERATOR_VERSION = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +43,8 @@ def _render_demo_song(seconds: float, workdir: Path):
     from export.data.loaders import load_tracks
     from export.data.synth import render_dataset
 
-    render_dataset(workdir, songs=1, seconds=seconds, seed=DEMO_SEED, workers=1)
+    render_dataset(workdir, songs=1, seconds=seconds, seed=DEMO_SEED, workers=1,
+                   generator_version=DEMO_GENERATOR_VERSION)
     tracks = list(load_tracks(workdir))
     if len(tracks) != 1:
         raise StemstreamError(f"demo song rendering produced {len(tracks)} tracks, expected 1")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_tracks([track], lambda _t: stems_out, names)
     report["demo"] = {
         "model": args.model,
-        "backend": getattr(model, "backend_name", args.backend),
+        "backend": f"{args.backend} -> {type(model).__name__}",
         "block_size": args.block_size,
         "latency_samples": latency,
         "latency_ms": 1000.0 * latency / track.sample_rate,
