@@ -3,10 +3,12 @@
 Names understood by :func:`open_backend`:
 
 * ``torch`` - PyTorch, CPU (always available); ``realtime.backends.torch_backend``.
+* ``torch-cuda`` - PyTorch on a CUDA GPU, one hop replayed from a CUDA graph;
+  ``realtime.backends.torch_cuda_backend`` (needs a CUDA build of torch).
 * ``onnx`` - ONNX Runtime, CPU execution provider; ``realtime.backends.onnx_backend``.
 * ``onnx-cuda`` - ONNX Runtime with the CUDA execution provider (``stemstream[gpu]``).
 * ``tensorrt`` - TensorRT engine; ``realtime.backends.tensorrt_backend`` (``stemstream[gpu]``).
-* ``auto`` - the fastest that opens: tensorrt > onnx-cuda > onnx > torch.
+* ``auto`` - the fastest that opens: tensorrt > onnx-cuda > torch-cuda > onnx > torch.
 
 Backend modules are imported lazily; a missing one raises ``MissingDependencyError`` naming
 the install extra. Segment modules (``torch_backend.is_segment_module``) run on ``torch`` only.
@@ -22,7 +24,7 @@ from realtime.errors import MissingDependencyError, StemstreamError, bad_value
 from realtime.protocol import StreamModel
 
 #: Concrete backend names, fastest first (the order ``auto`` tries them in).
-BACKENDS: tuple[str, ...] = ("tensorrt", "onnx-cuda", "onnx", "torch")
+BACKENDS: tuple[str, ...] = ("tensorrt", "onnx-cuda", "torch-cuda", "onnx", "torch")
 
 #: Install extra that provides each backend's runtime.
 _EXTRAS = {"onnx": "stemstream (core: onnxruntime)", "onnx-cuda": "gpu", "tensorrt": "gpu"}
@@ -52,6 +54,10 @@ def _open(name: str, module: Any, model_name: str) -> StreamModel:
         onnx_backend = _backend_module("onnx_backend", _EXTRAS[name])
         providers = ("cpu",) if name == "onnx" else ("cuda",)
         return onnx_backend.open_onnx(module, model_name, providers)
+    if name == "torch-cuda":
+        from realtime.backends.torch_cuda_backend import open_torch_cuda
+
+        return open_torch_cuda(module, model_name)
     if name == "tensorrt":
         trt_backend = _backend_module("tensorrt_backend", "gpu")
         return trt_backend.open_tensorrt(module, model_name)
@@ -62,7 +68,7 @@ def open_backend(name: str, module: Any, model_name: str) -> StreamModel:
     """Open torch ``module`` (a hop or segment module) as a ``StreamModel`` on backend ``name``.
 
     Args:
-        name: ``torch``, ``onnx``, ``onnx-cuda``, ``tensorrt`` or ``auto``.
+        name: ``torch``, ``torch-cuda``, ``onnx``, ``onnx-cuda``, ``tensorrt`` or ``auto``.
         module: the PyTorch module (``realtime.models.base.TorchHopModule`` or a segment module).
         model_name: registry name (names cached exports and ``info.name``).
 
@@ -103,6 +109,10 @@ def available_backends() -> tuple[str, ...]:
         found.append("tensorrt")
     if have_ort and "CUDAExecutionProvider" in providers and have_own("onnx_backend"):
         found.append("onnx-cuda")
+    import torch
+
+    if torch.cuda.is_available():
+        found.append("torch-cuda")
     if have_ort and have_own("onnx_backend") and importlib.util.find_spec("onnx") is not None:
         found.append("onnx")
     found.append("torch")
