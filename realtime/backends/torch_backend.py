@@ -36,6 +36,25 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def module_info(module: Any, name: str | None, kind: str, required: tuple[str, ...]) -> ModelInfo:
+    """``ModelInfo`` of a torch hop or segment module, checking its config has ``required``.
+
+    ``kind`` (``hop`` / ``segment``) only words the error; a config without
+    ``latency_samples`` reports 0.
+    """
+    cfg = getattr(module, "config", None)
+    for attr in ("stems", "sample_rate", "channels", *required):
+        if not hasattr(cfg, attr):
+            raise bad_value("module", type(module).__name__, f"a {kind} module whose config has {attr!r}")
+    return ModelInfo(
+        name or type(module).__name__,
+        tuple(cfg.stems),
+        int(cfg.sample_rate),
+        int(cfg.channels),
+        int(getattr(cfg, "latency_samples", 0)),
+    )
+
+
 class TorchHopModel:
     """A ``HopModel`` running a torch hop module in ``torch.inference_mode``.
 
@@ -52,22 +71,12 @@ class TorchHopModel:
     kind: Literal["hop"] = "hop"
 
     def __init__(self, module: Any, name: str | None = None, max_hops_per_call: int = DEFAULT_MAX_HOPS) -> None:
-        cfg = getattr(module, "config", None)
-        for attr in ("stems", "sample_rate", "channels", "hop_samples", "latency_samples"):
-            if not hasattr(cfg, attr):
-                raise bad_value("module", type(module).__name__, f"a hop module whose config has {attr!r}")
+        self.info = module_info(module, name, "hop", ("hop_samples", "latency_samples"))
         if not isinstance(max_hops_per_call, int) or max_hops_per_call < 1:
             raise bad_value("max_hops_per_call", max_hops_per_call, "an integer >= 1")
         self.module = module.eval()
         self.device = _device_of(module)
-        self.info = ModelInfo(
-            name or type(module).__name__,
-            tuple(cfg.stems),
-            int(cfg.sample_rate),
-            int(cfg.channels),
-            int(cfg.latency_samples),
-        )
-        self.hop_samples: int = int(cfg.hop_samples)
+        self.hop_samples: int = int(module.config.hop_samples)
         self.max_hops_per_call: int = max_hops_per_call
 
     def init_state(self) -> State:
@@ -101,19 +110,10 @@ class TorchSegmentModel:
     kind: Literal["segment"] = "segment"
 
     def __init__(self, module: Any, name: str | None = None) -> None:
-        cfg = getattr(module, "config", None)
-        for attr in ("stems", "sample_rate", "channels", "segment_samples", "context_samples"):
-            if not hasattr(cfg, attr):
-                raise bad_value("module", type(module).__name__, f"a segment module whose config has {attr!r}")
+        self.info = module_info(module, name, "segment", ("segment_samples", "context_samples"))
+        cfg = module.config
         self.module = module.eval()
         self.device = _device_of(module)
-        self.info = ModelInfo(
-            name or type(module).__name__,
-            tuple(cfg.stems),
-            int(cfg.sample_rate),
-            int(cfg.channels),
-            int(getattr(cfg, "latency_samples", 0)),
-        )
         self.segment_samples: int = int(cfg.segment_samples)
         self.context_samples: int = int(cfg.context_samples)
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from realtime.errors import AudioInputError, MissingDependencyError
-from realtime.protocol import ModelInfo, State
+from realtime.backends.torch_backend import module_info
+from realtime.protocol import State
 
 
 def cuda_available() -> bool:
@@ -41,9 +42,8 @@ class TorchCudaHopModel:
             raise MissingDependencyError(
                 "backend 'torch-cuda' needs a CUDA GPU and a CUDA build of torch; none is visible here"
             )
-        cfg = module.config
-        self.info = ModelInfo(name, tuple(cfg.stems), int(cfg.sample_rate), int(cfg.channels), int(cfg.latency_samples))
-        self.hop_samples: int = int(cfg.hop_samples)
+        self.info = module_info(module, name, "hop", ("hop_samples", "latency_samples"))
+        self.hop_samples: int = int(module.config.hop_samples)
         self.max_hops_per_call: int = 1 << 16
         device = torch.device("cuda")
         self.module = module.to(device).eval()
