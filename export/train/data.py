@@ -9,6 +9,7 @@ random gain and a random left/right swap; the mixture is the sum of the stems.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
 @dataclass
 class SongSet:
-    """Songs held in memory: ``audio[i]`` is ``(stems, channels, samples)`` float32."""
+    """Songs, memory-mapped from a per-song cache: ``audio[i]`` is ``(stems, channels, samples)`` float32."""
 
     names: list[str]
     audio: list[np.ndarray]
@@ -87,8 +88,38 @@ def load_songs(root: str | Path, stems: tuple[str, ...] = STEMS, limit: int | No
     return SongSet(names, audio, str(root))
 
 
+CACHE_NAME = ".stems-cache.npy"
+
+
 def _read_song(files: list[Path]) -> np.ndarray:
-    """Stems ``(S, 2, T)`` float32 from one WAV per stem (mono duplicated, trimmed to the shortest)."""
+    """Stems ``(S, 2, T)`` float32 from one WAV per stem (mono duplicated, trimmed to the shortest).
+
+    The first read writes ``<song>/.stems-cache.npy`` beside the WAVs; later reads memory-map
+    it, so parallel training runs share one copy in the page cache instead of one each.
+    """
+    cache = files[0].parent / CACHE_NAME
+    newest = max(f.stat().st_mtime for f in files)
+    if cache.exists() and cache.stat().st_mtime >= newest:
+        try:
+            arr = np.load(cache, mmap_mode="r")
+            if arr.ndim == 3 and arr.shape[0] == len(files) and arr.dtype == np.float32:
+                return arr
+        except (OSError, ValueError):
+            pass
+    stems = _decode_song(files)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, stems)
+        tmp.replace(cache)
+    except OSError:  # read-only data: keep it in memory
+        tmp.unlink(missing_ok=True)
+        return stems
+    return np.load(cache, mmap_mode="r")
+
+
+def _decode_song(files: list[Path]) -> np.ndarray:
+    """Decode the stem WAVs of one song into ``(S, 2, T)`` float32."""
     import soundfile as sf
 
     parts = []

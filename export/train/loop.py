@@ -144,7 +144,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
     lat = model.config.latency_samples
-    budget = cfg.time_budget_s if steps is None else 0.0
+    budget = cfg.time_budget_s  # the schedule ends at whichever of steps / budget comes first
 
     def progress_fraction() -> float:
         frac = step / max(total, 1)

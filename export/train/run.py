@@ -102,6 +102,10 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     steps = getattr(args, "steps", None)
     if steps is not None and steps < 1:
         raise ConfigError(f"steps={steps!r}: expected a positive integer")
+    if steps is not None and budget is None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, time_budget_s=0.0)  # --steps alone: a pure step schedule
     torch.set_num_threads(getattr(args, "threads", None) or cfg.threads)
     if not (data_root / "train").is_dir():
         raise ConfigError(f"data={str(data_root)!r}: expected a folder with train/ and valid/ (stemstream data synth)")
