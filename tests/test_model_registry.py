@@ -61,6 +61,23 @@ def test_weight_file_roundtrip_and_checksum(tmp_path: Path) -> None:
         read_weights(bad)
 
 
+def test_half_storage_loads_exactly_the_rounded_model(tmp_path: Path) -> None:
+    from realtime.models.weights import round_to_half
+
+    torch.manual_seed(0)
+    model = LiveSeparator(TINY)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_weights(full, model, ARCHITECTURE, TINY.to_json())
+    save_weights(half, model, ARCHITECTURE, TINY.to_json(), half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    tensors, meta = read_weights(half)
+    assert meta["storage"] == "float16" and all(t.dtype == torch.float32 for t in tensors.values())
+    loaded = registry.load_torch_model(str(half))
+    rounded = round_to_half(model)
+    for name, value in rounded.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=0, atol=0)
+
+
 def test_models_command_lists(capsys) -> None:
     from bridge.cli import main
 
@@ -90,6 +107,14 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert record["train"]["steps"] == 4 and record["machine"]["torch"]
     assert main(args + ["--resume", "--steps", "6"]) == 0
     assert json.loads((out / "run_record.json").read_text())["train"]["steps"] == 6
+    # the first load wrote a memory-mappable cache per song; it holds the decoded WAVs exactly
+    from export.train.data import CACHE_NAME, load_songs
+
+    song = tmp_path / "data" / "train" / "song0"
+    assert (song / CACHE_NAME).exists()
+    cached = load_songs(tmp_path / "data" / "train").audio[0]
+    assert isinstance(cached, np.memmap)
+    np.testing.assert_array_equal(cached[1], sf.read(song / "drums.wav", dtype="float32")[0].T)
     assert main(["train", "--config", "nope"]) == 2
 
 

@@ -2,7 +2,9 @@
 
 Metadata keys: ``architecture``, ``config`` (JSON of the frozen config), ``run_record``
 (JSON: data, steps, wall time, machine, scores), ``checksum`` (SHA-256 over the tensors in
-name order, so a corrupted or hand-edited file is detected at load time).
+name order, so a corrupted or hand-edited file is detected at load time), and ``storage``
+(``float32`` or ``float16``: shipped weights may be stored in half precision to halve the
+file; they are always returned as float32, and inference runs in float32).
 """
 
 from __future__ import annotations
@@ -39,17 +41,25 @@ def save_weights(
     architecture: str,
     config_json: str,
     run_record: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> str:
-    """Write ``model``'s parameters to ``path``; returns the checksum."""
+    """Write ``model``'s parameters to ``path``; returns the checksum.
+
+    ``half``: store floating-point tensors as float16 (the caller should have evaluated the
+    model with its weights rounded the same way, see :func:`round_to_half`).
+    """
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     checksum = tensors_checksum(tensors)
     meta = {
         "architecture": architecture,
         "config": config_json,
         "run_record": json.dumps(run_record or {}, sort_keys=True),
         "checksum": checksum,
+        "storage": "float16" if half else "float32",
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
@@ -77,4 +87,15 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise WeightFileError(
             f"weights={str(path)!r}: checksum {actual[:12]}... != stored {meta['checksum'][:12]}..."
         )
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     return tensors, meta
+
+
+@torch.no_grad()
+def round_to_half(model: torch.nn.Module) -> torch.nn.Module:
+    """Round ``model``'s floating-point parameters and buffers to float16 values, in place
+    (they stay float32 tensors): the model then computes exactly what a half-stored file gives."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            t.copy_(t.half().float())
+    return model
