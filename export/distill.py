@@ -29,16 +29,14 @@ import argparse
 import json
 import logging
 import shutil
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from export.train.diffusion import run_record, si_sdr_db
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from export.train.diffusion_fit import Fit, ema_update, mean_sisdri, run_record, run_steps
 from realtime.diffusion.samplers import dirac_project, karras_sigmas
 from realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
@@ -148,15 +146,7 @@ def evaluate_student(student: StudentStep, clean: torch.Tensor, steps: int, seed
     noise = torch.randn((steps,) + tuple(clean.shape), generator=gen)
     with torch.no_grad():
         est = sample_student(student, mixture, None, steps, noise)
-    scores = []
-    for b in range(clean.shape[0]):
-        mix = mixture[b].reshape(-1).numpy()
-        for s in range(clean.shape[1]):
-            ref = clean[b, s].reshape(-1).numpy()
-            if np.sqrt(np.mean(ref**2)) < 1e-3:
-                continue
-            scores.append(si_sdr_db(est[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
-    return float(np.mean(scores)) if scores else float("nan")
+    return mean_sisdri(est, clean)
 
 
 def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | None, resume: bool,
@@ -168,16 +158,10 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
     student = make_student(teacher, cfg.context_fraction)
     target = make_student(teacher, cfg.context_fraction).requires_grad_(False)
     ema = make_student(teacher, cfg.context_fraction).requires_grad_(False)
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
-    step, elapsed = 0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        student.load_state_dict(ckpt["student"])
-        target.load_state_dict(ckpt["target"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+    fit = Fit(out, {"student": student, "target": target, "ema": ema}, "student", cfg.lr)
+    if resume:
+        fit.resume()
+    step = fit.step
     net = teacher.config
     total = int(steps if steps is not None else cfg.steps)
     data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
@@ -185,53 +169,40 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
     valid = next(batches(excerpt_stream(data_root, "valid", net.segment_samples, net.sample_rate, 10_000), 4))
     sigmas = karras_sigmas(cfg.schedule_steps)[:-1]  # decreasing sigma_max ... sigma_min: n -> n+1 denoises
     gen = torch.Generator().manual_seed(cfg.seed + step)
-    history: list[dict[str, float]] = [{"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k)
-                                                        for k in (1, 2)}}] if step == 0 else []
-    if history:
-        LOG.info("distill init %s", history[-1])
-    start = time.monotonic() - elapsed
+    history: list[dict[str, float]] = []
 
-    def save() -> None:
-        torch.save({"student": student.state_dict(), "target": target.state_dict(), "ema": ema.state_dict(),
-                    "opt": opt.state_dict(), "step": step, "elapsed": time.monotonic() - start}, out / "checkpoint.tmp")
-        (out / "checkpoint.tmp").replace(ckpt_path)
+    def validate() -> None:
+        history.append({"step": fit.step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k) for k in (1, 2)}})
+        LOG.info("distill %s %s", "init" if fit.step == 0 else "validate", history[-1])
 
     def write() -> dict[str, Any]:
         from realtime.models.weights import save_weights
 
-        record = run_record({"role": "student", "data": data, "steps": step, "teacher": teacher_path,
-                             "wall_seconds": round(time.monotonic() - start, 1), "history": history,
+        record = run_record({"role": "student", "data": data, "steps": fit.step, "teacher": teacher_path,
+                             "wall_seconds": round(fit.seconds(), 1), "history": history,
                              "distill_config": asdict(cfg), "method": "consistency distillation (Song et al. 2023 Alg. 2), "
                              "Dirac-Euler teacher step"})
         save_weights(out / "student.safetensors", ema.net, STUDENT_ARCHITECTURE, ema.config.to_json(), record)
         return record
 
-    running = 0.0
-    while step < total and time.monotonic() - start < cfg.max_minutes * 60:
-        loss = cd_loss(student, target, teacher, next(train), sigmas, cfg, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        step += 1
-        with torch.no_grad():
-            for pt, pe, ps in zip(target.parameters(), ema.parameters(), student.parameters()):
-                pt.lerp_(ps, 1 - cfg.target_decay)
-                pe.lerp_(ps, 1 - cfg.ema_decay)
-        lv = float(loss.detach())
-        running = 0.98 * running + 0.02 * lv if step > 1 else lv
-        if step % 20 == 0:
-            LOG.info("distill step %d loss %.3e (%.0f s)", step, running, time.monotonic() - start)
-        if step % cfg.checkpoint_every == 0:
-            save()
-        if step % cfg.validate_every == 0:
-            history.append({"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k) for k in (1, 2)}})
-            LOG.info("distill validate %s", history[-1])
-            write()
-    save()
-    if not history or history[-1]["step"] != step:
-        history.append({"step": step, **{f"valid_sisdri_{k}step": evaluate_student(ema, valid, k) for k in (1, 2)}})
-        LOG.info("distill validate %s", history[-1])
+    def validate_and_write() -> None:
+        validate()
+        write()
+
+    def after_update(step: int) -> None:
+        ema_update(target, student, cfg.target_decay)
+        ema_update(ema, student, cfg.ema_decay)
+
+    if step == 0:
+        validate()
+    fit.start_clock()
+    run_steps(fit, total=total, max_minutes=cfg.max_minutes,
+              loss=lambda: cd_loss(student, target, teacher, next(train), sigmas, cfg, gen), after_update=after_update,
+              checkpoint_every=cfg.checkpoint_every, validate_every=cfg.validate_every,
+              validate=validate_and_write, log_format="distill step %d loss %.3e (%.0f s)")
+    fit.save()
+    if not history or history[-1]["step"] != fit.step:
+        validate()
     record = write()
     (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return record

@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-
-import platform
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from export.train.diffusion_fit import Fit, ema_update, mean_sisdri, run_record, run_steps, si_sdr_db
 from realtime.diffusion.samplers import Conditioning, karras_sigmas, sample_dirac
 from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
 from realtime.errors import bad_value
@@ -101,13 +98,6 @@ def dsm_loss(model: ScoreUNet, clean: torch.Tensor, p_mean: float, p_std: float,
     return (weight * (denoised - clean) ** 2).mean()
 
 
-def si_sdr_db(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
-    """Scale-invariant SDR in dB of 1-D arrays (thesis Sec. 4.5.2)."""
-    alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
-    target = alpha * reference
-    return float(10 * np.log10((np.sum(target**2) + eps) / (np.sum((target - estimate) ** 2) + eps)))
-
-
 def separation_sisdri(model: ScoreUNet, clean: torch.Tensor, steps: int, seed: int) -> float:
     """Mean SI-SDRi (dB) of the Dirac separator on ``clean (B, S, C, T)`` (non-silent stems)."""
     gen = torch.Generator().manual_seed(seed)
@@ -116,20 +106,7 @@ def separation_sisdri(model: ScoreUNet, clean: torch.Tensor, steps: int, seed: i
     with torch.no_grad():
         x = torch.randn(clean.shape, generator=gen) * float(sigmas[0])
         est = sample_dirac(model, x, sigmas, Conditioning(mixture=mixture), s_churn=20.0, generator=gen)
-    scores = []
-    for b in range(clean.shape[0]):
-        mix = mixture[b].reshape(-1).numpy()
-        for s in range(clean.shape[1]):
-            ref = clean[b, s].reshape(-1).numpy()
-            if np.sqrt(np.mean(ref**2)) < 1e-3:
-                continue
-            scores.append(si_sdr_db(est[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def run_record(extra: dict[str, Any]) -> dict[str, Any]:
-    """Machine and software facts for a run record."""
-    return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
+    return mean_sisdri(est, clean)
 
 
 def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, resume: bool, steps: int | None,
@@ -142,24 +119,20 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     ema = ScoreUNet(cfg.net)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, elapsed = 0, 0.0
+    fit = Fit(out, {"model": model, "ema": ema}, "model", cfg.lr)
     init_note = "from scratch"
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = fit.resume() if resume else None
+    if ckpt is not None:
         init_note = str(ckpt.get("init", "resumed"))
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        LOG.info("resumed at step %d", step)
+        LOG.info("resumed at step %d", fit.step)
     elif cfg.init_from and (Path(runs) / cfg.init_from).exists():
         init = torch.load(Path(runs) / cfg.init_from, map_location="cpu", weights_only=True)
         model.load_state_dict(init["ema"])
         ema.load_state_dict(init["ema"])
         LOG.info("initialised from %s (step %d)", Path(runs) / cfg.init_from, int(init["step"]))
         init_note = f"initialised from {cfg.init_from} ({int(init['step'])} steps)"
+    fit.extra = {"config": cfg.net.to_json(), "init": init_note}
+    step = fit.step
     total = int(steps if steps is not None else cfg.steps)
     data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
     data_note = f"{data}; {init_note}"
@@ -168,45 +141,24 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
     LOG.info("config=%s params=%d data=%s steps=%d", cfg.net.to_json(), count_parameters(model), data, total)
     history: list[dict[str, float]] = []
-    start = time.monotonic() - elapsed
-    running = 0.0
+    fit.start_clock()
 
-    def save() -> None:
-        torch.save(
-            {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-             "elapsed": time.monotonic() - start, "config": cfg.net.to_json(), "init": init_note},
-            out / "checkpoint.tmp",
-        )
-        (out / "checkpoint.tmp").replace(ckpt_path)
-
-    while step < total and (time.monotonic() - start) < cfg.max_minutes * 60:
-        loss = dsm_loss(model, next(train), cfg.p_mean, cfg.p_std, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+    def validate() -> None:
+        ema.eval()
         with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        lv = float(loss.detach())
-        running = 0.98 * running + 0.02 * lv if step > 1 else lv
-        if step % 20 == 0:
-            LOG.info("step %d loss %.4f (%.0f s)", step, running, time.monotonic() - start)
-        if step % cfg.checkpoint_every == 0:
-            save()
-        if step % cfg.validate_every == 0 or step == total:
-            ema.eval()
-            with torch.no_grad():
-                vgen = torch.Generator().manual_seed(123)
-                vloss = float(dsm_loss(ema, valid, cfg.p_mean, 0.0, vgen))
-            sisdri = separation_sisdri(ema, valid, steps=16, seed=7)
-            history.append({"step": step, "valid_loss": vloss, "valid_sisdri_dirac16": sisdri})
-            LOG.info("validate step %d loss %.4f dirac-16 SI-SDRi %.2f dB", step, vloss, sisdri)
-            _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history, data_note)
-    save()
-    record = _write_weights(out / "teacher.safetensors", ema, cfg, step, time.monotonic() - start, data, history, data_note)
+            vloss = float(dsm_loss(ema, valid, cfg.p_mean, 0.0, torch.Generator().manual_seed(123)))
+        sisdri = separation_sisdri(ema, valid, steps=16, seed=7)
+        history.append({"step": fit.step, "valid_loss": vloss, "valid_sisdri_dirac16": sisdri})
+        LOG.info("validate step %d loss %.4f dirac-16 SI-SDRi %.2f dB", fit.step, vloss, sisdri)
+        _write_weights(out / "teacher.safetensors", ema, cfg, fit.step, fit.seconds(), data, history, data_note)
+
+    run_steps(fit, total=total, max_minutes=cfg.max_minutes,
+              loss=lambda: dsm_loss(model, next(train), cfg.p_mean, cfg.p_std, gen),
+              after_update=lambda step: ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step))),
+              checkpoint_every=cfg.checkpoint_every, validate_every=cfg.validate_every, validate=validate,
+              log_format="step %d loss %.4f (%.0f s)")
+    fit.save()
+    record = _write_weights(out / "teacher.safetensors", ema, cfg, fit.step, fit.seconds(), data, history, data_note)
     (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
 
@@ -247,5 +199,7 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_training", "separation_sisdri", "si_sdr_db", "train_teacher"]
+__all__ = [
+    "CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_record", "run_training", "separation_sisdri", "si_sdr_db", "train_teacher",
+]
 

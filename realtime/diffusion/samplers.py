@@ -20,6 +20,12 @@ generator=None, callback=None) -> x0`` (the k-diffusion convention):
 
 Network evaluations per run: ``I * (R + 1)``.
 
+The samplers differ only in what they impose on ``x`` (:func:`conditioning_projection`) and in
+the update direction (:func:`dirac_direction`, :func:`projected_direction`,
+:func:`gaussian_direction`, :func:`prior_direction`); :func:`algorithm2` is the one loop, built
+from the steps :func:`churn_alpha`, :func:`churn`, :func:`ode_derivative`, :func:`euler_step`
+and :func:`renoise`, each named after its lines of Algorithm 2.
+
 The autoregressive context (thesis Sec. 4.6, Fig. 4.4) is applied inside every step: the
 first ``overlap`` samples of every stem are overwritten with the previous window's separated
 output plus fresh noise at the current sigma, before the constraint and the network call.
@@ -105,8 +111,12 @@ def dirac_project(x: torch.Tensor, mixture: torch.Tensor, constrained: int = -1)
     return out
 
 
+Project = Callable[[torch.Tensor, float], torch.Tensor]
+Direction = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
 def _apply_context(x: torch.Tensor, cond: Conditioning, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Overwrite the first ``O`` samples of every stem with context + noise at ``sigma``."""
+    """Overwrite the first ``O`` samples of every stem with context + noise at ``sigma`` (Sec. 4.6)."""
     if cond.context is None or cond.context.shape[-1] == 0:
         return x
     o = cond.context.shape[-1]
@@ -124,90 +134,153 @@ def _apply_given(x: torch.Tensor, cond: Conditioning, sigma: float, generator: t
     return torch.where(mask, noisy, x)
 
 
-def _euler_loop(
-    derivative: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]],
-    project: Callable[[torch.Tensor, float], torch.Tensor],
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    s_churn: float,
-    corrections: int,
-    generator: torch.Generator | None,
-    callback: Callback | None,
-) -> torch.Tensor:
-    """Euler steps with churn and correction, the skeleton of the thesis' Algorithm 2.
+def conditioning_projection(
+    cond: Conditioning, generator: torch.Generator | None, *, given: bool = False, dirac_stem: int | None = None
+) -> Project:
+    """``project(x, sigma)``: what a sampler imposes on ``x (B, S, C, T)`` at noise level ``sigma``
+    before every network call and after every step, in this order: the autoregressive context
+    (Sec. 4.6), the given stems if ``given`` (Sec. 4.3.2, Eq. 4.6), the Dirac constraint on
+    stem ``dirac_stem`` if not None (Algorithm 2, lines 8 and 14)."""
 
-    ``derivative(x, sigma) -> (dx/dsigma, denoised)`` on a projected ``x``;
-    ``project(x, sigma)`` imposes the conditioning (context, given stems, Dirac constraint).
-    """
-    if s_churn < 0:
-        raise bad_value("s_churn", s_churn, "a float >= 0")
-    if corrections < 0:
-        raise bad_value("corrections", corrections, "an integer >= 0")
-    sig = [float(s) for s in sigmas]
-    steps = len(sig) - 1
-    if steps < 1 or any(a <= b for a, b in zip(sig[:-1], sig[1:])):
-        raise bad_value("sigmas", sigmas, "a strictly decreasing sequence of >= 2 values")
-    alpha = min(s_churn / steps, math.sqrt(2.0) - 1.0)
-    x = project(x, sig[0])
-    for i in range(steps):
-        s_cur, s_next = sig[i], sig[i + 1]
-        for r in range(corrections, -1, -1):
-            s_hat = s_cur * (alpha + 1.0)
-            if s_hat > s_cur:
-                x = x + math.sqrt(s_hat**2 - s_cur**2) * _randn(x, generator)
-            x = project(x, s_hat)
-            d, denoised = derivative(x, s_hat)
-            x = project(x + (s_next - s_hat) * d, s_next)
-            if callback is not None:
-                callback({"i": i, "r": r, "sigma": s_hat, "x": x, "denoised": denoised})
-            if r > 0:
-                x = x + math.sqrt(s_cur**2 - s_next**2) * _randn(x, generator)
-    return project(x, 0.0)
+    def project(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        x = _apply_context(x, cond, sigma, generator)
+        if given:
+            x = _apply_given(x, cond, sigma, generator)
+        if dirac_stem is not None:
+            x = dirac_project(x, cond.mixture, dirac_stem)
+        return x
+
+    return project
 
 
 def _sigma_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
 
-def sample_generate(
+def churn_alpha(s_churn: float, steps: int) -> float:
+    """Algorithm 2, line 2: ``alpha = min(S_churn / I, sqrt(2) - 1)``."""
+    if s_churn < 0:
+        raise bad_value("s_churn", s_churn, "a float >= 0")
+    return min(s_churn / steps, math.sqrt(2.0) - 1.0)
+
+
+def churn(x: torch.Tensor, sigma: float, alpha: float, generator: torch.Generator | None) -> tuple[torch.Tensor, float]:
+    """Algorithm 2, lines 5-7: raise the noise level to ``sigma_hat = sigma (alpha + 1)`` by adding
+    ``sqrt(sigma_hat^2 - sigma^2) eps``; returns ``(x, sigma_hat)`` (``x`` unchanged when ``alpha = 0``)."""
+    sigma_hat = sigma * (alpha + 1.0)
+    if sigma_hat > sigma:
+        x = x + math.sqrt(sigma_hat**2 - sigma**2) * _randn(x, generator)
+    return x, sigma_hat
+
+
+def ode_derivative(denoiser: Denoiser, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probability-flow ODE derivative with sigma(t) = t, ``dx/dsigma = (x - D(x, sigma)) / sigma
+    = -sigma S_theta(x, sigma)`` (Sec. 4.3.4); returns ``(derivative, denoised)``, both ``(B, S, C, T)``."""
+    denoised = denoiser(x, _sigma_batch(x, sigma))
+    return (x - denoised) / sigma, denoised
+
+
+def euler_step(x: torch.Tensor, direction: torch.Tensor, sigma_hat: float, sigma_next: float) -> torch.Tensor:
+    """Algorithm 2, line 13: ``x <- x + (sigma_{i-1} - sigma_hat) g``."""
+    return x + (sigma_next - sigma_hat) * direction
+
+
+def renoise(x: torch.Tensor, sigma: float, sigma_next: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Algorithm 2, lines 15-17 (a correction step follows): back from ``sigma_{i-1}`` to ``sigma_i``
+    by adding ``sqrt(sigma_i^2 - sigma_{i-1}^2) eps``."""
+    return x + math.sqrt(sigma**2 - sigma_next**2) * _randn(x, generator)
+
+
+def _decreasing(sigmas: torch.Tensor) -> list[float]:
+    sig = [float(s) for s in sigmas]
+    if len(sig) < 2 or any(a <= b for a, b in zip(sig[:-1], sig[1:])):
+        raise bad_value("sigmas", sigmas, "a strictly decreasing sequence of >= 2 values")
+    return sig
+
+
+def algorithm2(
     denoiser: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
-    cond: Conditioning | None = None,
-    *,
+    project: Project,
+    direction: Direction,
     s_churn: float = 0.0,
     corrections: int = 0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
+    """The thesis' Algorithm 2 with the conditioning and the update direction as arguments.
+
+    ``project(x, sigma)`` (:func:`conditioning_projection`) is lines 8 and 14 (the Dirac
+    constraint; for the other samplers the context and the given stems);
+    ``direction(d, x, sigma) -> g`` turns the ODE derivative ``d`` of :func:`ode_derivative`
+    into the update direction (lines 9-12). Network evaluations: ``I * (R + 1)``.
+    """
+    if corrections < 0:
+        raise bad_value("corrections", corrections, "an integer >= 0")
+    sig = _decreasing(sigmas)
+    alpha = churn_alpha(s_churn, len(sig) - 1)  # line 2
+    x = project(x, sig[0])  # line 1: x ~ N(0, sigma_I^2) is the caller's noise
+    for i, (s_cur, s_next) in enumerate(zip(sig[:-1], sig[1:])):  # line 3
+        for r in range(corrections, -1, -1):  # line 4
+            x, s_hat = churn(x, s_cur, alpha, generator)  # lines 5-7
+            x = project(x, s_hat)  # line 8
+            d, denoised = ode_derivative(denoiser, x, s_hat)  # the network call of line 10
+            g = direction(d, x, s_hat)  # lines 9-12
+            x = project(euler_step(x, g, s_hat, s_next), s_next)  # lines 13-14
+            if callback is not None:
+                callback({"i": i, "r": r, "sigma": s_hat, "x": x, "denoised": denoised})
+            if r > 0:
+                x = renoise(x, s_cur, s_next, generator)  # lines 15-17
+    return project(x, 0.0)
+
+
+def prior_direction(d: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The prior's own derivative (Eq. 4.5), unconstrained: generation and imputation."""
+    return d
+
+
+def dirac_direction(d: torch.Tensor, constrained: int) -> torch.Tensor:
+    """Eq. 4.10 / Algorithm 2 lines 9-12: ``g_m = S_m(z) - S_N(z)`` in derivative form
+    ``d_m - d_N`` (``d = -sigma S``); ``g_N = 0``, the constrained stem follows by projection."""
+    return d - d[:, constrained : constrained + 1]
+
+
+def projected_direction(d: torch.Tensor) -> torch.Tensor:
+    """``d`` projected orthogonally onto the constraint plane ``sum_n x_n = y``: ``d_n - mean_k d_k``."""
+    return d - d.mean(dim=1, keepdim=True)
+
+
+def gaussian_direction(d: torch.Tensor, x: torch.Tensor, sigma: float, mixture: torch.Tensor, gamma_scale: float) -> torch.Tensor:
+    """Eq. 4.8 / B.19: the derivative of the posterior score ``S_m(x) + (y - sum_n x_n) / gamma^2``,
+    ``gamma = gamma_scale * sigma``, i.e. ``d - sigma (y - sum_n x_n) / gamma^2``."""
+    gamma = gamma_scale * sigma
+    residual = (mixture - x.sum(dim=1)).unsqueeze(1)
+    return d - sigma * residual / gamma**2
+
+
+def _mixture_stem(cond: Conditioning, x: torch.Tensor) -> int:
+    """The constrained stem's index; raises unless ``cond`` carries a mixture."""
+    if cond.mixture is None:
+        raise bad_value("cond.mixture", None, "the mixture (B, C, T) to separate")
+    return cond.constrained % x.shape[1]
+
+
+def sample_generate(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond: Conditioning | None = None, *,
+                    s_churn: float = 0.0, corrections: int = 0, generator: torch.Generator | None = None,
+                    callback: Callback | None = None) -> torch.Tensor:
     """Total generation (thesis Sec. 4.3.1): sample all stems from the prior ``S_theta`` (Eq. 4.5).
 
     The mixture is the sum of the returned stems ``(B, S, C, T)``. A ``cond.context`` makes
     it an autoregressive continuation of the previous window.
     """
-    cond = cond or Conditioning()
-
-    def project(z: torch.Tensor, sigma: float) -> torch.Tensor:
-        return _apply_context(z, cond, sigma, generator)
-
-    def derivative(z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        denoised = denoiser(z, _sigma_batch(z, sigma))
-        return (z - denoised) / sigma, denoised
-
-    return _euler_loop(derivative, project, x, sigmas, s_churn, corrections, generator, callback)
+    project = conditioning_projection(cond or Conditioning(), generator)
+    return algorithm2(denoiser, x, sigmas, project, prior_direction, s_churn, corrections, generator, callback)
 
 
-def sample_partial(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    cond: Conditioning,
-    *,
-    s_churn: float = 0.0,
-    corrections: int = 0,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
+def sample_partial(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond: Conditioning, *,
+                   s_churn: float = 0.0, corrections: int = 0, generator: torch.Generator | None = None,
+                   callback: Callback | None = None) -> torch.Tensor:
     """Partial generation / source imputation (thesis Sec. 4.3.2, Eq. 4.6).
 
     The given stems ``x_I`` are replaced at every step by a forward-process sample
@@ -216,28 +289,13 @@ def sample_partial(
     """
     if cond.given is None:
         raise bad_value("cond.given", None, "the known stems (B, S, C, T) with given_mask")
-
-    def project(z: torch.Tensor, sigma: float) -> torch.Tensor:
-        return _apply_given(_apply_context(z, cond, sigma, generator), cond, sigma, generator)
-
-    def derivative(z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        denoised = denoiser(z, _sigma_batch(z, sigma))
-        return (z - denoised) / sigma, denoised
-
-    return _euler_loop(derivative, project, x, sigmas, s_churn, corrections, generator, callback)
+    project = conditioning_projection(cond, generator, given=True)
+    return algorithm2(denoiser, x, sigmas, project, prior_direction, s_churn, corrections, generator, callback)
 
 
-def sample_dirac(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    cond: Conditioning,
-    *,
-    s_churn: float = 0.0,
-    corrections: int = 0,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
+def sample_dirac(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond: Conditioning, *,
+                 s_churn: float = 0.0, corrections: int = 0, generator: torch.Generator | None = None,
+                 callback: Callback | None = None) -> torch.Tensor:
     """The "MSDM Dirac" separator (thesis Sec. 4.3.3, Eq. 4.10, Algorithm 2).
 
     The constrained stem ``N`` is set to ``y - sum_{n != N} x_n`` before every network call
@@ -245,33 +303,15 @@ def sample_dirac(
     here with the ODE derivative ``(x - D) / sigma = -sigma * score`` so that line 13 reads
     ``x <- x + (sigma_{i-1} - sigma_hat) g``. The returned stems sum to ``cond.mixture``.
     """
-    if cond.mixture is None:
-        raise bad_value("cond.mixture", None, "the mixture (B, C, T) to separate")
-    n = cond.constrained % x.shape[1]
-
-    def project(z: torch.Tensor, sigma: float) -> torch.Tensor:
-        return dirac_project(_apply_context(z, cond, sigma, generator), cond.mixture, n)
-
-    def derivative(z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        denoised = denoiser(z, _sigma_batch(z, sigma))
-        d = (z - denoised) / sigma
-        g = d - d[:, n : n + 1]
-        return g, denoised
-
-    return _euler_loop(derivative, project, x, sigmas, s_churn, corrections, generator, callback)
+    n = _mixture_stem(cond, x)
+    project = conditioning_projection(cond, generator, dirac_stem=n)
+    return algorithm2(denoiser, x, sigmas, project, lambda d, z, sigma: dirac_direction(d, n),
+                      s_churn, corrections, generator, callback)
 
 
-def sample_dirac_projected(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    cond: Conditioning,
-    *,
-    s_churn: float = 0.0,
-    corrections: int = 0,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
+def sample_dirac_projected(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond: Conditioning, *,
+                           s_churn: float = 0.0, corrections: int = 0, generator: torch.Generator | None = None,
+                           callback: Callback | None = None) -> torch.Tensor:
     """Dirac separator with an orthogonally projected update (our variant, not the thesis').
 
     Same constraint as :func:`sample_dirac` (the stems sum to ``y`` at every step), but every
@@ -283,32 +323,14 @@ def sample_dirac_projected(
     steps with churn. The projected step has no such mode: with an exact denoiser it returns
     the true stems for any schedule.
     """
-    if cond.mixture is None:
-        raise bad_value("cond.mixture", None, "the mixture (B, C, T) to separate")
-    n = cond.constrained % x.shape[1]
-
-    def project(z: torch.Tensor, sigma: float) -> torch.Tensor:
-        return dirac_project(_apply_context(z, cond, sigma, generator), cond.mixture, n)
-
-    def derivative(z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        denoised = denoiser(z, _sigma_batch(z, sigma))
-        d = (z - denoised) / sigma
-        return d - d.mean(dim=1, keepdim=True), denoised
-
-    return _euler_loop(derivative, project, x, sigmas, s_churn, corrections, generator, callback)
+    project = conditioning_projection(cond, generator, dirac_stem=_mixture_stem(cond, x))
+    return algorithm2(denoiser, x, sigmas, project, lambda d, z, sigma: projected_direction(d),
+                      s_churn, corrections, generator, callback)
 
 
-def sample_gaussian(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    cond: Conditioning,
-    *,
-    s_churn: float = 0.0,
-    corrections: int = 0,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
+def sample_gaussian(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond: Conditioning, *,
+                    s_churn: float = 0.0, corrections: int = 0, generator: torch.Generator | None = None,
+                    callback: Callback | None = None) -> torch.Tensor:
     """The "MSDM Gaussian" separator baseline (thesis Eq. 4.8, Appendix B.2 Eq. B.19; [118]).
 
     Posterior score ``S_m(x) + (y - sum_n x_n) / gamma(t)^2`` with ``gamma = gamma_scale *
@@ -316,20 +338,11 @@ def sample_gaussian(
     term with a minus sign; the gradient of ``log N(y; sum x, gamma^2)`` is ``+(y - sum x) /
     gamma^2``, used here. The stems need not sum to the mixture exactly.
     """
-    if cond.mixture is None:
-        raise bad_value("cond.mixture", None, "the mixture (B, C, T) to separate")
-
-    def project(z: torch.Tensor, sigma: float) -> torch.Tensor:
-        return _apply_context(z, cond, sigma, generator)
-
-    def derivative(z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        denoised = denoiser(z, _sigma_batch(z, sigma))
-        gamma = cond.gamma_scale * sigma
-        residual = (cond.mixture - z.sum(dim=1)).unsqueeze(1)
-        d = (z - denoised) / sigma - sigma * residual / gamma**2
-        return d, denoised
-
-    return _euler_loop(derivative, project, x, sigmas, s_churn, corrections, generator, callback)
+    _mixture_stem(cond, x)
+    project = conditioning_projection(cond, generator)
+    return algorithm2(denoiser, x, sigmas, project,
+                      lambda d, z, sigma: gaussian_direction(d, z, sigma, cond.mixture, cond.gamma_scale),
+                      s_churn, corrections, generator, callback)
 
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {

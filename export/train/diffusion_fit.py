@@ -1,0 +1,155 @@
+"""Training scaffolding shared by teacher training (``export.train.diffusion``) and consistency
+distillation (``export.distill``): the optimiser step, EMA copies, checkpoint/resume, the
+step loop with its time budget and logging, run records and the validation score.
+
+A :class:`Fit` trains one module with Adam (gradient norm clipped at 1) and checkpoints it
+with its named companions (EMA copies, consistency targets) to ``out/checkpoint.pt``::
+
+    {<name>: state_dict for every module, "opt": ..., "step": int, "elapsed": seconds, **extra}
+
+written atomically (``checkpoint.tmp`` then rename), so a killed run can resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LOG = logging.getLogger("stemstream.diffusion")
+
+
+class Fit:
+    """Adam on ``modules[trained]``, checkpointed together with the other ``modules``.
+
+    Args:
+        out: run folder; the checkpoint is ``out / "checkpoint.pt"``.
+        modules: every module saved in the checkpoint, by its checkpoint key.
+        trained: key of the module the optimiser trains.
+        lr: Adam learning rate.
+    """
+
+    def __init__(self, out: Path, modules: dict[str, torch.nn.Module], trained: str, lr: float) -> None:
+        self.out = out
+        self.modules = modules
+        self.trained = modules[trained]
+        self.opt = torch.optim.Adam(self.trained.parameters(), lr=lr)
+        self.step = 0
+        self.elapsed = 0.0
+        self.running_loss = 0.0
+        #: extra entries written into every checkpoint
+        self.extra: dict[str, Any] = {}
+        self._start = time.monotonic()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def resume(self) -> dict[str, Any] | None:
+        """Load the checkpoint if there is one (modules, optimiser, step, elapsed seconds);
+        returns it (for the caller's extra entries), or None when there is none."""
+        if not self.checkpoint_path.exists():
+            return None
+        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        for name, module in self.modules.items():
+            module.load_state_dict(ckpt[name])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        return ckpt
+
+    def start_clock(self) -> None:
+        """Start the wall clock, counting the seconds of the resumed run."""
+        self._start = time.monotonic() - self.elapsed
+
+    def seconds(self) -> float:
+        """Wall-clock seconds of training so far (resumed runs included)."""
+        return time.monotonic() - self._start
+
+    def save(self) -> None:
+        """Write the checkpoint atomically."""
+        state = {name: module.state_dict() for name, module in self.modules.items()}
+        state.update({"opt": self.opt.state_dict(), "step": self.step, "elapsed": self.seconds(), **self.extra})
+        torch.save(state, self.out / "checkpoint.tmp")
+        (self.out / "checkpoint.tmp").replace(self.checkpoint_path)
+
+    def update(self, loss: torch.Tensor) -> float:
+        """One optimiser step on ``loss`` (gradient norm clipped at 1); advances :attr:`step` and
+        the running loss (exponential average, 0.98); returns the loss value."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.trained.parameters(), 1.0)
+        self.opt.step()
+        self.step += 1
+        value = float(loss.detach())
+        self.running_loss = 0.98 * self.running_loss + 0.02 * value if self.step > 1 else value
+        return value
+
+
+def ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * model``, parameter by parameter."""
+    with torch.no_grad():
+        for pa, pm in zip(average.parameters(), model.parameters()):
+            pa.lerp_(pm, 1 - decay)
+
+
+def run_steps(
+    fit: Fit,
+    *,
+    total: int,
+    max_minutes: float,
+    loss: Callable[[], torch.Tensor],
+    after_update: Callable[[int], None],
+    checkpoint_every: int,
+    validate_every: int,
+    validate: Callable[[], None],
+    log_format: str,
+) -> None:
+    """Train until ``total`` steps or ``max_minutes`` of wall clock: ``fit.update(loss())``,
+    then ``after_update(step)`` (EMA updates), a log line every 20 steps (``log_format %
+    (step, running loss, seconds)``), a checkpoint every ``checkpoint_every`` steps, and
+    ``validate()`` every ``validate_every`` steps and at step ``total``."""
+    while fit.step < total and fit.seconds() < max_minutes * 60:
+        fit.update(loss())
+        after_update(fit.step)
+        if fit.step % 20 == 0:
+            LOG.info(log_format, fit.step, fit.running_loss, fit.seconds())
+        if fit.step % checkpoint_every == 0:
+            fit.save()
+        if fit.step % validate_every == 0 or fit.step == total:
+            validate()
+
+
+def si_sdr_db(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
+    """Scale-invariant SDR in dB of 1-D arrays (thesis Sec. 4.5.2)."""
+    alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
+    target = alpha * reference
+    return float(10 * np.log10((np.sum(target**2) + eps) / (np.sum((target - estimate) ** 2) + eps)))
+
+
+def mean_sisdri(estimate: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean SI-SDRi (dB) of ``estimate`` against ``clean``, both ``(B, S, C, T)``, over the
+    non-silent stems (RMS >= 1e-3), the mixture being ``clean.sum(dim=1)``; NaN if none."""
+    mixture = clean.sum(dim=1)
+    scores = []
+    for b in range(clean.shape[0]):
+        mix = mixture[b].reshape(-1).numpy()
+        for s in range(clean.shape[1]):
+            ref = clean[b, s].reshape(-1).numpy()
+            if np.sqrt(np.mean(ref**2)) < 1e-3:
+                continue
+            scores.append(si_sdr_db(estimate[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def run_record(extra: dict[str, Any]) -> dict[str, Any]:
+    """Machine and software facts for a run record."""
+    return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
+
+
+__all__ = ["Fit", "ema_update", "mean_sisdri", "run_record", "run_steps", "si_sdr_db"]
