@@ -1,19 +1,33 @@
-"""Per-stem effect chains: pedalboard built-ins and VST3 plugins, from a file or OSC.
+"""Per-stem effect chains: pyo built-in DSP, pedalboard built-ins and VST3 plugins, from a
+file or OSC.
 
 A chain is a JSON/TOML list of effects, each ``{"type": NAME, <param>: value, ...}`` with
-``NAME`` one of :data:`BUILTINS` (ranges checked here, so a bad value is refused before it
-reaches the audio), or ``{"type": "plugin", "path": "/path/Plugin.vst3", "params": {...}}``
-for a VST3 plugin loaded with ``pedalboard.load_plugin`` (pedalboard hosts VST3 on Linux;
-it has no LV2 host). A config file maps stems to chains::
+``NAME`` one of :data:`BUILTINS` (pedalboard) or :data:`bridge.effects_pyo.PYO_EFFECTS`
+(``pyo.lowpass``, ``pyo.eq``, ``pyo.delay``, ``pyo.reverb``...; ranges checked here, so a
+bad value is refused before it reaches the audio), or ``{"type": "plugin", "path":
+"/path/Plugin.vst3", "params": {...}}`` for a VST3 plugin loaded with
+``pedalboard.load_plugin`` (pedalboard hosts VST3 on Linux; it has no LV2 host). A config
+file maps stems to chains::
 
     {"stems": {"drums": [{"type": "HighpassFilter", "cutoff_frequency_hz": 120}],
-               "guitar": [{"type": "Reverb", "room_size": 0.4, "wet_level": 0.3}]}}
+               "guitar": [{"type": "pyo.eq", "cutoff_frequency_hz": 800, "gain_db": -4},
+                          {"type": "pyo.reverb", "room_size": 0.6, "send_level": 0.25}]}}
 
-or in TOML ``[[stems.drums]]`` tables. Chains run on the engine's worker thread right after
-inference (:class:`EffectsSeparator` wraps the streaming separator), never in the audio
-callback. Latency: the largest reported plugin latency of the chains loaded at start is the
-rack's fixed latency budget, added to the engine's reported latency; shorter chains are
-padded so stems stay aligned, and a chain set later (OSC) that needs more is refused.
+or in TOML ``[[stems.drums]]`` tables. Within one chain the ``pyo.*`` effects must be
+consecutive (pedalboard effects may come before and after them). Chains run on the engine's
+worker thread right after inference (:class:`EffectsSeparator` wraps the streaming
+separator), never in the audio callback.
+
+Latency: the largest reported plugin latency of the chains loaded at start is the rack's
+fixed latency budget, added to the engine's reported latency; shorter chains are padded so
+stems stay aligned, and a chain set later (OSC) that needs more is refused. pyo effects add
+no latency: when the chains loaded at start use pyo, the rack hands stems to pyo in whole
+pyo blocks (:data:`bridge.effects_pyo.DEFAULT_BLOCK` samples) and holds a partial block back
+until the next call. Where the separator's output always comes in multiples of that block
+(a hop model at the host rate, e.g. hop 128 at 44.1 kHz) nothing is ever held; otherwise
+up to ``block - 1`` samples wait, which :meth:`EffectsSeparator.max_pending_samples` tells
+the real-time session (its reported latency includes them). A rack started without pyo
+effects refuses pyo chains later (start with one, e.g. ``pyo.eq`` at 0 dB, to use them).
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from bridge.delay_line import DelayLine
+from bridge.effects_pyo import DEFAULT_BLOCK, PYO_EFFECTS, PyoEngine, check_sample_rate, is_pyo_effect
 from realtime.errors import bad_value, require
 
 #: Built-in effects and the accepted range of each parameter.
@@ -92,9 +107,9 @@ def validate_chain(spec: Any) -> list[dict[str, Any]]:
                 raise bad_value(f"effects[{i}].params", params, "an object of parameter values")
             chain.append({"type": "plugin", "path": path, "params": dict(params)})
             continue
-        if kind not in BUILTINS:
-            raise bad_value(f"effects[{i}].type", kind, f"'plugin' or one of {sorted(BUILTINS)}")
-        ranges = BUILTINS[kind]
+        if kind not in BUILTINS and kind not in PYO_EFFECTS:
+            raise bad_value(f"effects[{i}].type", kind, f"'plugin' or one of {sorted(BUILTINS) + sorted(PYO_EFFECTS)}")
+        ranges = BUILTINS.get(kind) or PYO_EFFECTS[kind]
         out: dict[str, Any] = {"type": kind}
         for key, value in item.items():
             if key == "type":
@@ -103,7 +118,23 @@ def validate_chain(spec: Any) -> list[dict[str, Any]]:
                 raise bad_value(f"effects[{i}].{key}", value, f"a parameter of {kind}: {sorted(ranges)}")
             out[key] = _number(f"effects[{i}].{key}", value, *ranges[key])
         chain.append(out)
+    pyo_at = [i for i, item in enumerate(chain) if is_pyo_effect(item["type"])]
+    if pyo_at and pyo_at[-1] - pyo_at[0] + 1 != len(pyo_at):
+        raise bad_value("effects", [item["type"] for item in chain], "the pyo.* effects of a chain next to each other")
     return chain
+
+
+def split_chain(chain: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A validated chain as ``(pedalboard effects before pyo, pyo effects, pedalboard after)``."""
+    at = [i for i, item in enumerate(chain) if is_pyo_effect(item["type"])]
+    if not at:
+        return list(chain), [], []
+    return chain[: at[0]], chain[at[0] : at[-1] + 1], chain[at[-1] + 1 :]
+
+
+def uses_pyo(chains: Iterable[list[dict[str, Any]]]) -> bool:
+    """Whether any chain has a ``pyo.*`` effect."""
+    return any(is_pyo_effect(item["type"]) for chain in chains for item in chain)
 
 
 def load_effects_config(path: str | Path, stems: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
@@ -132,10 +163,12 @@ def load_effects_config(path: str | Path, stems: tuple[str, ...]) -> dict[str, l
 
 
 def build_board(chain: list[dict[str, Any]]) -> Any:
-    """A ``pedalboard.Pedalboard`` for a validated chain."""
+    """A ``pedalboard.Pedalboard`` for a validated chain of pedalboard effects."""
     pb = require("pedalboard", "effects")
     plugins = []
     for item in chain:
+        if is_pyo_effect(item["type"]):
+            raise bad_value("effect", item["type"], "a pedalboard effect (pyo effects run in bridge.effects_pyo)")
         if item["type"] == "plugin":
             try:
                 plugins.append(pb.load_plugin(item["path"], parameter_values=item["params"]))
@@ -152,11 +185,61 @@ def board_latency(board: Any) -> int:
     return int(sum(int(getattr(p, "reported_latency_samples", 0) or 0) for p in board))
 
 
+#: Largest piece handed to a pedalboard board in one call, samples. Boards are primed with a
+#: block this long: pedalboard re-prepares (and so resets) its plugins whenever a block
+#: longer than any before arrives, which would put a click wherever the worker catches up.
+BOARD_BLOCK = 8192
+
+
+def prime_board(board: Any, sample_rate: int, channels: int) -> Any:
+    """Prepare ``board`` for blocks up to :data:`BOARD_BLOCK` samples, then clear its state."""
+    if len(board):
+        board.process(np.zeros((channels, BOARD_BLOCK), np.float32), sample_rate, reset=True)
+        board.reset()
+    return board
+
+
+def run_board(board: Any, x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``board`` on ``x`` ``(channels, n)`` in pieces of at most :data:`BOARD_BLOCK` samples."""
+    if x.shape[-1] <= BOARD_BLOCK:
+        return board.process(x, sample_rate, reset=False)
+    return np.concatenate([board.process(x[:, i : i + BOARD_BLOCK], sample_rate, reset=False)
+                           for i in range(0, x.shape[-1], BOARD_BLOCK)], axis=-1)
+
+
+class StemChain:
+    """One stem's chain, built: pedalboard ``pre`` -> pyo ``pyo`` (specs) -> pedalboard ``post``.
+
+    With ``sample_rate`` and ``channels`` the boards are primed (:func:`prime_board`).
+    ``latency_samples``: the plugins' reported latency (pyo effects add none).
+    """
+
+    def __init__(self, chain: list[dict[str, Any]], sample_rate: int | None = None, channels: int = 2) -> None:
+        pre, pyo, post = split_chain(chain)
+        self.pre, self.pyo, self.post = build_board(pre), pyo, build_board(post)
+        if sample_rate is not None:
+            prime_board(self.pre, sample_rate, channels)
+            prime_board(self.post, sample_rate, channels)
+        self.latency_samples = board_latency(self.pre) + board_latency(self.post)
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """Where effect ``index`` of the chain lives: ``("pre" | "pyo" | "post", index there)``."""
+        a, b = len(self.pre), len(self.pre) + len(self.pyo)
+        return ("pre", index) if index < a else ("pyo", index - a) if index < b else ("post", index - b)
+
+
 class EffectsRack:
     """Per-stem chain specs plus live processing instances (one per running separator).
 
     Control side: :meth:`set_chain`, :meth:`set_param` validate, then hand the change to
     every instance through a queue that the worker drains between blocks.
+
+    Args:
+        stems: stem names in output order.
+        sample_rate: Hz of the audio the chains process.
+        chains: ``{stem: chain}`` loaded at start (fixes the latency budget and whether pyo
+            runs, see the module docstring).
+        pyo_block: samples per pyo tick (pyo's buffer size).
     """
 
     def __init__(
@@ -164,6 +247,7 @@ class EffectsRack:
         stems: tuple[str, ...],
         sample_rate: int,
         chains: dict[str, list[dict[str, Any]]] | None = None,
+        pyo_block: int = DEFAULT_BLOCK,
     ) -> None:
         self.stems = tuple(stems)
         self.sample_rate = int(sample_rate)
@@ -172,14 +256,19 @@ class EffectsRack:
             if stem not in self.stems:
                 raise bad_value("effects stem", stem, f"one of {list(self.stems)}")
             self.chains[stem] = validate_chain(chain)
-        self.latency_samples = max(board_latency(build_board(c)) for c in self.chains.values())
+            check_sample_rate(self.chains[stem], self.sample_rate)
+        if not isinstance(pyo_block, int) or not 1 <= pyo_block <= 4096:
+            raise bad_value("pyo_block", pyo_block, "an int in [1, 4096] samples")
+        self.latency_samples = max(StemChain(c).latency_samples for c in self.chains.values())
+        #: pyo block size when the chains loaded at start use pyo, else 0 (no pyo server)
+        self.pyo_block = pyo_block if uses_pyo(self.chains.values()) else 0
         self._instances: "weakref.WeakSet[EffectsInstance]" = weakref.WeakSet()
         self._lock = threading.Lock()
 
     @property
     def active(self) -> bool:
-        """Whether any stem has a non-empty chain."""
-        return any(self.chains.values())
+        """Whether any stem has a non-empty chain (or pyo was loaded at start)."""
+        return self.pyo_block > 0 or any(self.chains.values())
 
     def chain_json(self, stem: str) -> str:
         """The chain of ``stem`` as JSON."""
@@ -200,13 +289,16 @@ class EffectsRack:
             except ValueError as exc:
                 raise bad_value("effects", spec, f"a JSON list ({exc})") from None
         chain = validate_chain(spec)
-        latency = board_latency(build_board(chain))
+        check_sample_rate(chain, self.sample_rate)
+        if uses_pyo([chain]) and not self.pyo_block:
+            raise bad_value("effects", spec, "no pyo.* effects: this rack started without any (put one in the effects file)")
+        latency = StemChain(chain).latency_samples
         if latency > self.latency_samples:
             raise bad_value("effects latency", latency, f"<= {self.latency_samples} samples (the budget fixed at start)")
         with self._lock:
             self.chains[stem] = chain
             for inst in list(self._instances):
-                inst.post(("chain", i, build_board(chain)))
+                inst.post(("chain", i, StemChain(chain, self.sample_rate, inst.channels)))
 
     def set_param(self, stem: str, index: int, param: str, value: float) -> None:
         """Set parameter ``param`` of effect ``index`` in ``stem``'s chain."""
@@ -217,10 +309,11 @@ class EffectsRack:
         item = chain[index]
         if item["type"] == "plugin":
             raise bad_value("effect", item["path"], "a built-in effect (plugin parameters: set the chain)")
-        ranges = BUILTINS[item["type"]]
+        ranges = BUILTINS.get(item["type"]) or PYO_EFFECTS[item["type"]]
         if param not in ranges:
             raise bad_value("param", param, f"a parameter of {item['type']}: {sorted(ranges)}")
         value = _number(param, value, *ranges[param])
+        check_sample_rate([{**item, param: value}], self.sample_rate)
         with self._lock:
             item[param] = value
             for inst in list(self._instances):
@@ -239,16 +332,30 @@ class EffectsInstance:
 
     def __init__(self, rack: EffectsRack, channels: int) -> None:
         self.rack = rack
-        self.boards = [build_board(rack.chains[s]) for s in rack.stems]
+        self.channels = channels
+        self.chains = [StemChain(rack.chains[s], rack.sample_rate, channels) for s in rack.stems]
         self._updates: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         self._pads: list[DelayLine] = []
-        self._channels = channels
         self._rebuild_pads()
         self.nonfinite_samples = 0
+        #: pyo chains of every stem (``None`` when the rack does not use pyo)
+        self.pyo: PyoEngine | None = None
+        s = len(rack.stems)
+        self._held = np.zeros((s, channels, 0), np.float32)
+        if rack.pyo_block:
+            self.pyo = PyoEngine(s, channels, rack.sample_rate, rack.pyo_block)
+            for k, chain in enumerate(self.chains):
+                if chain.pyo:
+                    self.pyo.set_chain(k, chain.pyo)
+
+    @property
+    def held_samples(self) -> int:
+        """Samples waiting for a whole pyo block (output later, positions unchanged)."""
+        return int(self._held.shape[-1])
 
     def _rebuild_pads(self) -> None:
         budget = self.rack.latency_samples
-        self._pads = [DelayLine(self._channels, budget - board_latency(b)) for b in self.boards]
+        self._pads = [DelayLine(self.channels, budget - c.latency_samples) for c in self.chains]
 
     def post(self, update: tuple) -> None:
         """Queue a change for the worker (control thread side)."""
@@ -262,45 +369,112 @@ class EffectsInstance:
             except queue.Empty:
                 break
             if update[0] == "chain":
-                self.boards[update[1]] = update[2]
+                _, s, chain = update
+                self.chains[s] = chain
+                if self.pyo is not None:
+                    self.pyo.set_chain(s, chain.pyo)
                 changed = True
             else:
                 _, s, index, param, value = update
-                setattr(self.boards[s][index], param, value)
+                where, k = self.chains[s].locate(index)
+                if where == "pyo":
+                    assert self.pyo is not None
+                    self.pyo.set_param(s, k, param, value)
+                else:
+                    setattr(getattr(self.chains[s], where)[k], param, value)
         if changed:
             self._rebuild_pads()
 
     def reset(self) -> None:
-        """Clear effect tails and padding."""
-        for board, pad in zip(self.boards, self._pads):
-            board.reset()
+        """Clear effect tails, padding and held samples."""
+        for chain, pad in zip(self.chains, self._pads):
+            chain.pre.reset()
+            chain.post.reset()
             pad.reset()
+        if self.pyo is not None:
+            self.pyo.reset()
+        self._held = self._held[..., :0]
 
     def process(self, stems: np.ndarray) -> np.ndarray:
         """Apply each stem's chain to ``stems`` ``(stems, channels, n)`` float32 at the rack rate.
 
-        Returns the processed stems (same shape; a new array when any chain is active).
+        Returns ``(stems, channels, m)``: ``m == n`` without pyo; with pyo, the whole pyo
+        blocks available so far (a partial block waits for the next call). Output sample
+        ``t`` always belongs to input sample ``t - rack.latency_samples``.
         """
         self._apply_updates()
-        if stems.shape[-1] == 0 or not any(len(b) for b in self.boards) and self.rack.latency_samples == 0:
+        if self.pyo is not None:
+            block = self.pyo.block
+            if self._held.shape[-1]:
+                stems = np.concatenate([self._held, stems], axis=-1)
+            whole = stems.shape[-1] - stems.shape[-1] % block
+            self._held = np.array(stems[..., whole:], dtype=np.float32)
+            stems = stems[..., :whole]
+        elif stems.shape[-1] == 0 or not any(c.pre or c.post for c in self.chains) and self.rack.latency_samples == 0:
             return stems
-        out = np.empty_like(stems)
-        for s, (board, pad) in enumerate(zip(self.boards, self._pads)):
+        return self._run(stems)
+
+    def drain(self) -> np.ndarray:
+        """The held partial pyo block, processed (padded with silence inside pyo), ``(stems,
+        channels, held_samples)``; nothing is held afterwards."""
+        r = self.held_samples
+        if r == 0 or self.pyo is None:
+            return self._held[..., :0].copy()
+        pad = np.zeros(self._held.shape[:2] + (self.pyo.block - r,), np.float32)
+        self._held, block = self._held[..., :0], np.concatenate([self._held, pad], axis=-1)
+        return self._run(block)[..., :r]
+
+    def _run(self, stems: np.ndarray) -> np.ndarray:
+        n = stems.shape[-1]
+        out = np.empty(stems.shape, np.float32)
+        if n == 0:
+            return out
+        sr = self.rack.sample_rate
+        staged = out if self.pyo is not None else None
+        for s, (chain, pad) in enumerate(zip(self.chains, self._pads)):
             x = np.ascontiguousarray(stems[s], dtype=np.float32)
-            y = board.process(x, self.rack.sample_rate, reset=False) if len(board) else x
-            pad.process(np.asarray(y, dtype=np.float32), out[s])
+            y = run_board(chain.pre, x, sr) if len(chain.pre) else x
+            if staged is None:
+                y = run_board(chain.post, np.asarray(y, np.float32), sr) if len(chain.post) else y
+                pad.process(np.asarray(y, dtype=np.float32), out[s])
+            else:
+                staged[s] = y
+        if self.pyo is not None:
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # pyo state must stay finite
+            block = self.pyo.block
+            for start in range(0, n, block):
+                piece = out[..., start : start + block]
+                self.pyo.process(piece, piece)
+            for s, (chain, pad) in enumerate(zip(self.chains, self._pads)):
+                y = run_board(chain.post, out[s], sr) if len(chain.post) else out[s].copy()
+                pad.process(np.asarray(y, dtype=np.float32), out[s])
         bad = ~np.isfinite(out)
         if bad.any():
             self.nonfinite_samples += int(bad.sum())
             out[bad] = 0.0
         return out
 
+    def close(self) -> None:
+        """Shut the pyo server down (if any)."""
+        if self.pyo is not None:
+            self.pyo.close()
+
+
+def output_multiple(separator: Any) -> int:
+    """A number every output block of ``separator`` is a multiple of (1 when unknown): the
+    hop of a hop model at the host rate."""
+    model = getattr(separator, "model", None)
+    if getattr(separator, "resampling", True) or getattr(model, "kind", None) != "hop":
+        return 1
+    return int(model.hop_samples)
+
 
 class EffectsSeparator:
     """A streaming separator followed by an effects instance (runs where ``process`` runs).
 
     Follows the engine's streaming interface: ``process(block (channels, n)) -> (stems,
-    channels, m)``, ``flush()``, ``reset()``, ``latency_samples`` (engine + effects).
+    channels, m)``, ``flush()``, ``reset()``, ``latency_samples`` (engine + effects),
+    ``max_pending_samples(block_size)`` (engine + a partial pyo block where one can wait).
     """
 
     def __init__(self, separator: Any, rack: EffectsRack, channels: int) -> None:
@@ -316,13 +490,31 @@ class EffectsSeparator:
         """Engine latency plus the effects' latency budget, samples at the host rate."""
         return int(self.separator.latency_samples) + self.rack.latency_samples
 
+    def max_pending_samples(self, block_size: int, blocks: int | None = None) -> int:
+        """Worst input-minus-output sample count: the engine's, plus ``pyo_block - 1`` when
+        the engine's output is not always made of whole pyo blocks."""
+        inner = getattr(self.separator, "max_pending_samples", None)
+        pending = int(inner(block_size, blocks) if blocks is not None else inner(block_size)) if inner else 0
+        block = self.rack.pyo_block
+        if block and output_multiple(self.separator) % block:
+            pending += block - 1
+        return pending
+
     def process(self, block: np.ndarray) -> np.ndarray:
         return self.effects.process(self.separator.process(block))
 
     def flush(self) -> np.ndarray:
-        return self.effects.process(self.separator.flush())
+        head = self.effects.process(self.separator.flush())
+        tail = self.effects.drain()
+        return head if tail.shape[-1] == 0 else np.concatenate([head, tail], axis=-1)
 
     def reset(self) -> None:
         self.separator.reset()
         self.effects.reset()
 
+    def close(self) -> None:
+        """Release the effects' pyo server (also done when this object is collected)."""
+        self.effects.close()
+        close = getattr(self.separator, "close", None)
+        if callable(close):
+            close()

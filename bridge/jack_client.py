@@ -9,6 +9,11 @@ Ports (``C`` = channel suffix ``L``/``R`` for stereo, ``1``..``n`` otherwise)::
 The process callback only copies: JACK input buffers -> a preallocated ``(frames, channels)``
 array -> :meth:`bridge.live.LiveProcessor.process` -> JACK output buffers. JACK's xrun
 callback increments ``processor.xruns``.
+
+Latency is published to the graph (:mod:`bridge.jack_latency`): every output port's capture
+latency is the upstream capture latency plus ``processor.latency_samples`` (model, queue,
+effects), every input port's playback latency the downstream playback latency plus the same;
+a model switch or an effects change makes JACK recompute them.
 """
 
 from __future__ import annotations
@@ -82,6 +87,11 @@ class JackStemClient:
         self.connect_outputs = dict(connect_outputs or {})
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
+        from bridge.jack_latency import LatencyPublisher
+
+        outputs = self.mix_ports + [p for ports in self.stem_ports for p in ports]
+        self.latency = LatencyPublisher(self.client, self.inports, outputs, lambda: processor.latency_samples)
+        processor.add_latency_listener(self.latency.recompute)
 
     @property
     def name(self) -> str:
@@ -131,6 +141,7 @@ class JackStemClient:
 
     def stop(self) -> None:
         """Deactivate and close the client."""
+        self.processor.remove_latency_listener(self.latency.recompute)
         try:
             self.client.deactivate()
         finally:

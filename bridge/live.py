@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -176,6 +177,8 @@ class LiveProcessor:
         self.cpu_load = 0.0
         self.cpu_load_max = 0.0
         self.osc_counters: Any = None
+        self._latency_listeners: list[Callable[[], None]] = []
+        self.last_listener_error = ""
 
     # ---- audio side -------------------------------------------------------------------
     def process(
@@ -253,13 +256,37 @@ class LiveProcessor:
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
+    def add_latency_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (off the audio thread) whenever :attr:`latency_samples` may
+        have changed: after a model switch completes, after an effects change."""
+        self._latency_listeners.append(listener)
+
+    def remove_latency_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._latency_listeners:
+            self._latency_listeners.remove(listener)
+
+    def _latency_changed(self) -> None:
+        for listener in list(self._latency_listeners):
+            try:
+                listener()
+            except Exception as exc:  # a host's hook must not break control
+                self.last_listener_error = f"{type(exc).__name__}: {exc}"
+
     def request_model(self, name: str) -> None:
         self.switcher.request(name)
+        if self._latency_listeners:
+            # the switch completes in the audio callback; a short-lived thread waits for it
+            def announce() -> None:
+                self.switcher.wait(120.0)
+                self._latency_changed()
+
+            threading.Thread(target=announce, name="stemstream-latency", daemon=True).start()
 
     def set_effects(self, stem: str, spec_json: str) -> None:
         if self.rack is None:
             raise bad_value("effects", spec_json, "a session started with an effects rack (--effects)")
         self.rack.set_chain(stem, spec_json)
+        self._latency_changed()
 
     def set_effect_param(self, stem: str, index: int, param: str, value: float) -> None:
         if self.rack is None:

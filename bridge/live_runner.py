@@ -143,6 +143,7 @@ class LiveRun:
             "callback_load_mean": stats["cpu_load"],
             "callback_load_max": stats["cpu_load_max"],
             "effects_latency_samples": self.rack.latency_samples if self.rack else 0,
+            "effects_pyo_block": self.rack.pyo_block if self.rack else 0,
         }
         out["model_runtime"] = _runtime_name(self.processor.switcher.active)
         if self.host is not None:
@@ -151,6 +152,7 @@ class LiveRun:
             if client is not None:
                 out["jack_cpu_load_percent"] = float(client.cpu_load())
                 out["jack_first_frame_time"] = self.host.first_frame_time
+                out["jack_published_latency_samples"] = int(self.host.latency.published)
         return out
 
     def close(self) -> None:

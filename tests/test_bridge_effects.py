@@ -118,3 +118,24 @@ def test_realtime_worker_wrapper_passes_audio_through():
     worker.join()
     np.testing.assert_array_equal(out["y"][1], audio)
     assert isinstance(sep.realtime_error, str)  # "" when SCHED_FIFO was granted, else the reason
+
+
+def test_pedalboard_chains_do_not_reset_when_a_longer_block_arrives():
+    """pedalboard re-prepares (resets) plugins on a block longer than any before; the rack
+    primes its boards so a worker catching up (one long block) causes no click."""
+    chains = {"guitar": [{"type": "HighpassFilter", "cutoff_frequency_hz": 200.0},
+                         {"type": "Reverb", "room_size": 0.6}]}
+    audio = music_like(0.2, SR, seed=6)
+
+    def run(sizes):
+        sep = EffectsSeparator(_Identity(), EffectsRack(STEMS, SR, chains), 2)
+        out, i = [], 0
+        for n in sizes:
+            out.append(sep.process(audio[:, i : i + n]))
+            i += n
+        return np.concatenate(out, axis=-1)
+
+    steady = run([64] * 100)
+    catch_up = run([64] * 40 + [1024] + [64] * 44)
+    n = min(steady.shape[-1], catch_up.shape[-1])
+    np.testing.assert_allclose(catch_up[..., :n], steady[..., :n], atol=1e-6)

@@ -119,7 +119,7 @@ def _tiny_live_weights(path) -> str:
 def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp_path):
     """`stemstream live --jack --effects` in its own process (as a user runs it), fed by a
     player client and recorded by a recorder client: stems equal the engine's offline
-    separation followed by the same effect chains."""
+    separation followed by the same effect chains (pedalboard and pyo)."""
     import json
     import os
     import subprocess
@@ -127,7 +127,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
 
     import torch
 
-    from bridge.effects import build_board, validate_chain
+    from bridge.effects import EffectsRack
     from realtime.engine.offline import separate_array
     from realtime.models.registry import load_model
 
@@ -144,6 +144,8 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
         for c in "LR":
             connect += ["--jack-connect", f"{s}_{c}=recorder:{s}_{c}"]
     chains = {"drums": [{"type": "HighpassFilter", "cutoff_frequency_hz": 1000.0}],
+              "guitar": [{"type": "pyo.lowpass", "cutoff_frequency_hz": 2000.0},
+                         {"type": "pyo.delay", "delay_seconds": 0.01, "feedback": 0.3, "mix": 0.5}],
               "piano": [{"type": "Gain", "gain_db": -6.0}]}
     effects = tmp_path / "fx.json"
     effects.write_text(json.dumps({"stems": chains}))
@@ -179,10 +181,10 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     torch.set_num_threads(1)
     padded = np.concatenate([np.zeros((2, lead), np.float32), audio], axis=1)
     reference = separate_array(load_model(weights, "torch"), padded, SR, block_size=PERIOD)
-    for s, chain in chains.items():  # the same effect chains, offline, in one call
-        k = STEMS.index(s)
-        reference[k] = build_board(validate_chain(chain)).process(reference[k], SR, reset=True)
-    reference = reference[..., lead:]
+    # the same effect chains, offline: one rack instance over the whole separation
+    fx = EffectsRack(STEMS, SR, chains).instance(2)
+    reference = np.concatenate([fx.process(reference), fx.drain()], axis=-1)[..., lead:]
+    assert summary["effects_pyo_block"] == 64
     got = recorder.stems[..., latency : latency + audio.shape[1]]
     err = np.abs(got - reference)
     assert err.max() < 1e-4 * max(1.0, float(np.abs(reference).max())), (
@@ -218,6 +220,7 @@ def test_live_run_on_jack_with_osc_and_summary(jack_server):
         player.close()
     assert summary["callbacks"] > 0.3 * SR / PERIOD and summary["callback_errors"] == 0
     assert summary["audio"] == "jack" and summary["host_latency_samples"] == 2 * PERIOD
+    assert summary["jack_published_latency_samples"] == summary["engine_latency_samples"]
     assert summary["osc_accepted"] == 1
     rms = run.processor.mixer.rms
     assert (rms > 0).all()  # every stem port carried signal
@@ -275,3 +278,69 @@ def test_stemstream_live_through_portaudio_on_jack(tmp_path):
     assert summary["audio"] == "portaudio" and summary["callback_errors"] == 0
     assert summary["callbacks"] > 0.5 * 1.5 * SR / PERIOD, summary
     assert summary["host_latency_samples"] > 0 and summary["engine_latency_samples"] > 0
+
+
+def _jack_lsp_latency(server_name: str, port: str) -> dict[str, tuple[int, int]]:
+    """``{"capture": (min, max), "playback": (min, max)}`` of ``port`` as ``jack_lsp -l`` prints it."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("jack_lsp") is None:
+        pytest.skip("jack_lsp is not installed")
+    text = subprocess.run(["jack_lsp", "-s", server_name, "-l", port], capture_output=True, text=True,
+                          timeout=10).stdout
+    found = dict(re.findall(r"port (capture|playback) latency = \[ (\d+ \d+) \]", text))
+    return {k: tuple(int(v) for v in found[k].split()) for k in ("capture", "playback")}
+
+
+def _settle(condition, timeout_s: float = 5.0) -> None:
+    """Wait until JACK has run the latency callbacks (they run on its own thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_latency_is_published_to_the_graph(jack_server):
+    """player (publishes 300 frames of its own) -> stemstream -> system:playback: other clients
+    (jack_lsp, our ctypes reader) see stemstream's outputs at upstream + engine latency, its
+    inputs at downstream + engine latency; a model switch re-publishes the new figure."""
+    from bridge.jack_client import JackStemClient
+    from bridge.jack_latency import CAPTURE, PLAYBACK, LatencyPublisher, port_latency
+    from tests.bridge_support import StandInSession
+
+    server, jack = jack_server
+
+    def factory(name: str):  # "tiny-slow" has 128 more samples of latency than "tiny"
+        return StandInSession(TinyHopModel(name=name, latency=192 if name == "tiny-slow" else 64), PERIOD)
+
+    player = JackPlayer(music_like(0.5, SR, seed=3), "player", server.name, loop=True)
+    upstream = LatencyPublisher(player.client, [], player.ports, lambda: 300)
+    player.activate()
+    proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="both"),
+                         factory, STEMS)
+    client = JackStemClient(proc, "stemstream", server.name, connect_inputs=player.port_names,
+                            connect_outputs={"mix_L": ["system:playback_1"], "mix_R": ["system:playback_2"]}).start()
+    probe = jack.Client("probe", servername=server.name, no_start_server=True)
+    try:
+        assert proc.latency_samples == 64
+        playback = port_latency(probe, "system:playback_1", PLAYBACK)
+        assert playback[1] > 0  # the dummy driver's output buffering
+        _settle(lambda: port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + 64, playback[1] + 64))
+        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + 64, 300 + 64)
+        assert port_latency(probe, "stemstream:mix_R", CAPTURE) == (364, 364)
+        assert port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + 64, playback[1] + 64)
+        assert port_latency(probe, "player:out_L", PLAYBACK)[1] == playback[1] + 64  # JACK propagated it upstream
+        lsp = _jack_lsp_latency(server.name, "stemstream:drums_R")
+        assert lsp["capture"] == (364, 364), lsp
+        proc.request_model("tiny-slow")
+        assert proc.switcher.wait(10.0) and proc.latency_samples == 192
+        _settle(lambda: port_latency(probe, "stemstream:bass_L", CAPTURE)[1] == 492)
+        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + 192, 300 + 192)
+        assert _jack_lsp_latency(server.name, "stemstream:in_R")["playback"] == (playback[0] + 192, playback[1] + 192)
+        assert client.latency.errors == 0 and client.latency.callbacks > 0 and upstream.errors == 0
+    finally:
+        probe.close()
+        client.stop()
+        proc.close()
+        player.close()
