@@ -179,3 +179,48 @@ def test_pending_samples_and_hop_alignment():
     odd = EffectsSeparator(StreamingSeparator(TinyHopModel(hop=64), SR, 2),
                            EffectsRack(STEMS, SR, chains, pyo_block=128), 2)
     assert odd.max_pending_samples(256) == base + 127
+
+
+def test_pyo_chains_and_parameters_over_osc():
+    """Real UDP on loopback: set a pyo chain, move a parameter, read the chain back; a bad
+    value is counted as rejected and never reaches the rack."""
+    import socket
+    import time
+
+    from bridge.live import LiveConfig, LiveProcessor
+    from bridge.osc_codec import decode, encode_message
+    from bridge.osc_server import OscServer
+    from tests.bridge_support import stand_in_factory
+
+    rack = EffectsRack(STEMS, SR, {"bass": [{"type": "pyo.lowpass", "cutoff_frequency_hz": 200.0}]})
+    inst = rack.instance(2)  # stands for a running separator's effects
+    proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=128), stand_in_factory(128), STEMS,
+                         rack=rack)
+    server = OscServer(proc, port=0)
+    proc.osc_counters = server.counters
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(2.0)
+    try:
+        with server:
+            def send(address, *args):
+                client.sendto(encode_message(address, args), (server.host, server.port))
+
+            send("/stemstream/stem/drums/fx", '[{"type": "pyo.delay", "delay_seconds": 0.001, "mix": 1.0}]')
+            send("/stemstream/stem/bass/fx/0/cutoff_frequency_hz", 8000.0)
+            send("/stemstream/stem/bass/fx/0/cutoff_frequency_hz", 90000.0)  # out of range
+            send("/stemstream/get/fx", "drums")
+            reply = decode(client.recvfrom(4096)[0])[0]
+            end = time.monotonic() + 2.0
+            while server.counters.accepted + server.counters.rejected < 4 and time.monotonic() < end:
+                time.sleep(0.01)
+    finally:
+        client.close()
+        proc.close()
+    assert json.loads(reply[1][1])[0]["type"] == "pyo.delay"
+    assert rack.chains["bass"][0]["cutoff_frequency_hz"] == 8000.0
+    assert server.counters.out_of_range == 1 and server.counters.accepted == 3
+    audio = np.zeros((2, 512), np.float32)
+    audio[:, 10] = 1.0
+    out = inst.process(np.repeat(audio[None], 4, axis=0))
+    assert out[1, 0, 10 + round(0.001 * SR)] == 1.0 and out[1, 0, 10] == 0.0  # the delay reached the worker side
+    assert inst.pyo is not None and inst.pyo.specs[0][0]["cutoff_frequency_hz"] == 8000.0
