@@ -259,7 +259,7 @@ def gaussian_direction(d: torch.Tensor, x: torch.Tensor, sigma: float, mixture: 
     return d - sigma * residual / gamma**2
 
 
-def _mixture_stem(cond: Conditioning, x: torch.Tensor) -> int:
+def _require_mixture(cond: Conditioning, x: torch.Tensor) -> int:
     """The constrained stem's index; raises unless ``cond`` carries a mixture."""
     if cond.mixture is None:
         raise bad_value("cond.mixture", None, "the mixture (B, C, T) to separate")
@@ -303,7 +303,7 @@ def sample_dirac(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, cond
     here with the ODE derivative ``(x - D) / sigma = -sigma * score`` so that line 13 reads
     ``x <- x + (sigma_{i-1} - sigma_hat) g``. The returned stems sum to ``cond.mixture``.
     """
-    n = _mixture_stem(cond, x)
+    n = _require_mixture(cond, x)
     project = conditioning_projection(cond, generator, dirac_stem=n)
     return algorithm2(denoiser, x, sigmas, project, lambda d, z, sigma: dirac_direction(d, n),
                       s_churn, corrections, generator, callback)
@@ -323,7 +323,7 @@ def sample_dirac_projected(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
     steps with churn. The projected step has no such mode: with an exact denoiser it returns
     the true stems for any schedule.
     """
-    project = conditioning_projection(cond, generator, dirac_stem=_mixture_stem(cond, x))
+    project = conditioning_projection(cond, generator, dirac_stem=_require_mixture(cond, x))
     return algorithm2(denoiser, x, sigmas, project, lambda d, z, sigma: projected_direction(d),
                       s_churn, corrections, generator, callback)
 
@@ -338,7 +338,7 @@ def sample_gaussian(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, c
     term with a minus sign; the gradient of ``log N(y; sum x, gamma^2)`` is ``+(y - sum x) /
     gamma^2``, used here. The stems need not sum to the mixture exactly.
     """
-    _mixture_stem(cond, x)
+    _require_mixture(cond, x)
     project = conditioning_projection(cond, generator)
     return algorithm2(denoiser, x, sigmas, project,
                       lambda d, z, sigma: gaussian_direction(d, z, sigma, cond.mixture, cond.gamma_scale),
