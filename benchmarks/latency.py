@@ -16,7 +16,11 @@ deadline and calls ``session.callback``; the session's worker thread runs the mo
 * ``lateness_ms`` p50 / p99 / max: how late the driver's wake-ups were (the machine's jitter).
 * ``deadline_misses``: blocks whose output fell back to the mix.
 
-The GIL switch interval is 0.5 ms during the run, as in ``stemstream live``.
+The GIL switch interval is 0.5 ms during the run and the objects alive at its start are
+frozen out of the cyclic garbage collector, as in ``stemstream live``. Where the system allows
+it, the driver thread runs at ``SCHED_FIFO`` priority 2 (as a sound card's audio thread does)
+and the session's worker at priority 1 (its default); ``--no-realtime`` leaves both at the
+default scheduling. The rows record what applied (``worker_scheduling``, ``driver_scheduling``).
 
 Writes ``latency.json``, ``latency.md`` and ``latency.png`` under ``--out``.
 """
@@ -24,6 +28,7 @@ Writes ``latency.json``, ``latency.md`` and ``latency.png`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -57,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--callbacks", type=int, default=10_000, help="paced callbacks per configuration (default 10000)")
     parser.add_argument("--queue-blocks", type=int, default=1, help="session queue in blocks (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="default scheduling for the driver and worker threads (no SCHED_FIFO)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
 
 
@@ -107,13 +114,16 @@ def _percentiles(values: list[float], scale: float) -> dict[str, float]:
             "mean": float(a.mean())}
 
 
-def measure(model: Any, block: int, callbacks: int, queue_blocks: int) -> dict[str, Any]:
-    """One configuration: a paced run of ``callbacks`` callbacks through a ``RealtimeSession``."""
-    from realtime.engine.session import RealtimeSession
+def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime: bool = True) -> dict[str, Any]:
+    """One configuration: a paced run of ``callbacks`` callbacks through a ``RealtimeSession``
+    (``realtime``: SCHED_FIFO driver and worker threads where allowed; module docstring)."""
+    from realtime.engine.session import RealtimeSession, set_thread_realtime
     from realtime.engine.streamer import StreamingSeparator
 
     separator = StreamingSeparator(model, SAMPLE_RATE, 2)
-    session = RealtimeSession(separator, block, queue_blocks=queue_blocks, warmup_blocks=16)
+    session = RealtimeSession(
+        separator, block, queue_blocks=queue_blocks, warmup_blocks=16, worker_priority=1 if realtime else None
+    )
     period = block / SAMPLE_RATE
     loop = _music(min(20.0, max(2.0, 2 * callbacks * period)))
     frames = loop.shape[1] // block
@@ -124,6 +134,9 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int) -> dict[s
     in_callback: list[float] = []
     switch = sys.getswitchinterval()
     sys.setswitchinterval(min(switch, LIVE_SWITCH_INTERVAL_S))  # as `stemstream live` does
+    gc.collect()
+    gc.freeze()  # as `stemstream live` does: no long full collections during the run
+    driver_scheduling = set_thread_realtime(2) if realtime else "default"
     session.start()
     try:
         t0 = time.perf_counter() + 0.05
@@ -139,6 +152,9 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int) -> dict[s
             in_callback.append(done - woke)
     finally:
         session.stop()
+        if driver_scheduling.startswith("fifo"):
+            set_thread_realtime(None)
+        gc.unfreeze()
         sys.setswitchinterval(switch)
     if session.worker_error is not None:
         raise StemstreamError(f"block {block}: worker failed: {session.worker_error!r}")
@@ -161,6 +177,8 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int) -> dict[s
         "deadline_misses": session.deadline_misses,
         "overruns": session.overruns,
         "p99_under_half_period": stats["p99"] < 500.0 * period,
+        "worker_scheduling": session.worker_scheduling,
+        "driver_scheduling": driver_scheduling,
     }
 
 
@@ -184,7 +202,9 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
             f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
         )
-    lines += ["", "Columns as in `benchmarks/latency.py`'s docstring. Skipped backends: "
+    sched = sorted({f"worker {r['worker_scheduling']}, driver {r['driver_scheduling']}" for r in report["results"]})
+    lines += ["", "Columns as in `benchmarks/latency.py`'s docstring. Thread scheduling: "
+              + ("; ".join(sched) or "n/a") + ". Skipped backends: "
               + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none")]
     return "\n".join(lines) + "\n"
 
@@ -253,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
             skipped[backend] = str(exc).split(";")[0]
             continue
         for block in blocks:
-            row = measure(model, block, args.callbacks, args.queue_blocks)
+            row = measure(model, block, args.callbacks, args.queue_blocks, realtime=not args.no_realtime)
             row["backend"] = backend
             results.append(row)
             c = row["compute_ms"]

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from realtime.engine.session import RealtimeSession
+from realtime.engine.session import RealtimeSession, set_thread_realtime
 from realtime.engine.streamer import StreamingSeparator
 from realtime.errors import ConfigError
 from tests.engine_support import GAINS, SlowHopModel
@@ -165,6 +165,33 @@ def test_callback_allocates_nothing() -> None:
     assert small == large <= 6 * 48, (small, large)
 
 
+def test_worker_scheduling_reported_and_dropped_after_overrun() -> None:
+    """The worker says how it is scheduled; a worker that overruns leaves real-time scheduling."""
+    block = 64
+    model = SlowHopModel(hop=64, sleep_s=0.4, slow_calls={0})  # stuck long enough to overrun
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0)
+    assert session.worker_scheduling == "not started"
+    indata = np.ascontiguousarray(_input(2, block).T)
+    out = np.zeros((4, 2, block), np.float32)
+    with session:
+        session.callback(indata, out)  # the worker's first call sleeps 0.4 s ...
+        deadline = time.monotonic() + 5.0
+        while model.calls == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.01)
+        for _ in range(session._in_ring.capacity // block + 4):  # ... while far more input arrives
+            session.callback(indata, out)
+        while session.overruns == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        scheduling = session.worker_scheduling
+    assert session.worker_error is None and session.overruns >= 1
+    refused = scheduling.startswith("default (") and "Error" in scheduling  # no CAP_SYS_NICE here
+    assert refused or scheduling == "default (after an overrun)", scheduling
+    assert set_thread_realtime(None).startswith("default")  # this (main) thread: unchanged, never raises
+    assert set_thread_realtime(100).startswith("default (")  # out of range: refused, not raised
+
+
 def test_bad_session_arguments() -> None:
     sep = StreamingSeparator(SlowHopModel(), SR, 2)
     with pytest.raises(ConfigError, match="fade_samples=65"):
@@ -173,3 +200,5 @@ def test_bad_session_arguments() -> None:
         RealtimeSession(sep, 64, fallback_stem="vocals")
     with pytest.raises(ConfigError, match="block_size=0"):
         RealtimeSession(sep, 0)
+    with pytest.raises(ConfigError, match="worker_priority=0"):
+        RealtimeSession(sep, 64, worker_priority=0)
