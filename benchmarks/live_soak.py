@@ -45,20 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
 
 
-def _synthetic(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    x = np.zeros((2, n))
-    for f, a in ((55.0, 0.3), (220.0, 0.15), (554.4, 0.1), (880.0, 0.05)):
-        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
-    beat = int(0.25 * sample_rate)
-    env = np.exp(-np.arange(beat) / (0.03 * sample_rate))
-    for start in range(0, n - beat, beat):
-        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
-    return (0.5 * x).astype(np.float32)
-
-
 def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
     """``(audio (2, samples) at sample_rate, description)``."""
     import soundfile as sf
@@ -75,7 +61,9 @@ def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
 
                 audio = soxr.resample(audio.T, sr, sample_rate).T.astype(np.float32)
             return np.ascontiguousarray(audio[:2]), str(p)
-    return _synthetic(20.0, sample_rate), "synthetic (sinusoids + noise bursts, 20 s loop)"
+    from bridge.jack_player import music_like
+
+    return music_like(20.0, sample_rate), "synthetic (sinusoids + noise bursts, 20 s loop)"
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

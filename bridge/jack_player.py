@@ -1,5 +1,5 @@
-"""A JACK client that plays an array into its output ports (test signal source for tests,
-benchmarks and demos without a sound card)."""
+"""A JACK client that plays an array into its output ports, and a music-like test signal to
+play (the signal source for tests, benchmarks and demos without a sound card)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ import numpy as np
 
 from bridge.jack_client import channel_names
 from realtime.errors import StemstreamError, bad_value, require
+
+
+def music_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A stereo test signal ``(2, samples)`` float32: four sinusoids (55, 220, 554.4, 880 Hz,
+    random phase per channel) plus a decaying noise burst every 0.25 s, peak about 0.6."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    x = np.zeros((2, n), np.float64)
+    for f, a in ((55.0, 0.3), (220.0, 0.15), (440.0 * 2 ** (4 / 12), 0.1), (880.0, 0.05)):
+        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
+    beat = int(0.25 * sample_rate)
+    env = np.exp(-np.arange(beat) / (0.03 * sample_rate))
+    for start in range(0, n - beat, beat):
+        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
+    return (0.5 * x).astype(np.float32)
 
 
 class JackPlayer:

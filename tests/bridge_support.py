@@ -1,5 +1,6 @@
 """Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
-session (used only where the engine's RealtimeSession is not available) and signals."""
+session (used only where the engine's RealtimeSession is not available) and the test signal
+(``music_like``, from ``bridge.jack_player``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from bridge.jack_player import music_like
 from realtime.protocol import ModelInfo, State
 from realtime.stems import STEMS
+
+__all__ = ["StandInSession", "TinyHopModel", "music_like", "stand_in_factory"]
 
 
 class TinyHopModel:
@@ -63,21 +67,6 @@ class StandInSession:
 
     def close(self) -> None:
         self.closed = True
-
-
-def music_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
-    """A stereo test signal ``(2, samples)``: a few sinusoids plus decaying noise bursts."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    x = np.zeros((2, n), np.float64)
-    for f, a in ((55.0, 0.3), (220.0, 0.15), (440.0 * 2 ** (4 / 12), 0.1), (880.0, 0.05)):
-        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
-    beat = int(0.25 * sample_rate)
-    env = np.exp(-np.arange(beat) / (0.03 * sample_rate))
-    for start in range(0, n - beat, beat):
-        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
-    return (0.5 * x).astype(np.float32)
 
 
 def stand_in_factory(block_size: int, **kwargs: Any):
