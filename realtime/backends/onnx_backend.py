@@ -4,7 +4,9 @@ Execution providers, by short name:
 
 * ``cpu`` - ``CPUExecutionProvider`` (in every onnxruntime build). One intra-op thread and
   sequential execution by default: in live use the audio thread and the inference worker
-  share a few cores, and one thread has the steadiest per-hop time.
+  share a few cores, and one thread has the steadiest per-hop time. The graph is loaded with
+  its strided convolutions as MatMuls (``realtime.backends.onnx_conv_rewrite``, in memory),
+  and then all hops of a call run in one ONNX Runtime call.
 * ``cuda`` - ``CUDAExecutionProvider`` (``onnxruntime-gpu``), CPU after it.
 * ``tensorrt`` - ``TensorrtExecutionProvider`` with CUDA registered after it so nodes
   TensorRT cannot run fall back, then CPU; engines cached on disk. Wants fixed input
@@ -160,21 +162,25 @@ def _provider_list(options: OnnxRuntimeOptions) -> list[tuple[str, dict[str, str
     return result
 
 
-def _rewritten_graph(path: Path) -> tuple[str | bytes, int]:
-    """The graph at ``path`` with strided convolutions as MatMuls (serialised), and how many
-    were rewritten; ``(str(path), 0)`` when nothing changes or ``onnx`` is missing."""
+def _rewritten_graph(path: Path) -> tuple[str | bytes, int, bool]:
+    """The graph at ``path`` with strided convolutions as MatMuls (serialised), how many were
+    rewritten, and whether no convolution is left; ``(str(path), 0, False)`` when nothing
+    changes or ``onnx`` is missing."""
     try:
         import onnx
     except ImportError:  # pragma: no cover - onnx is a core dependency
-        return str(path), 0
+        return str(path), 0, False
     from realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
 
     try:
         model = onnx.load(str(path))
     except Exception:  # unreadable here: let onnxruntime report it
-        return str(path), 0
+        return str(path), 0, False
     count = rewrite_strided_convs(model)
-    return (model.SerializeToString(), count) if count else (str(path), 0)
+    if not count:
+        return str(path), 0, False
+    left = any("Conv" in node.op_type for node in model.graph.node)  # Conv, ConvInteger, QLinearConv...
+    return model.SerializeToString(), count, not left
 
 
 def check_metadata(meta: dict[str, Any], expected: dict[str, Any], source: str) -> None:
@@ -230,9 +236,11 @@ class OnnxHopModel:
         providers = _provider_list(self.options)
         #: Convolutions rewritten as MatMuls at load (0: the graph runs as exported).
         self.rewritten_convs = 0
+        #: All hops of a call in one run (no convolution left that is slow for few frames).
+        self.batch_all_hops = False
         graph: str | bytes = str(self.path)
         if self.options.conv_as_matmul and [p for p, _ in providers] == [PROVIDERS["cpu"]]:
-            graph, self.rewritten_convs = _rewritten_graph(self.path)
+            graph, self.rewritten_convs, self.batch_all_hops = _rewritten_graph(self.path)
         try:
             self.session = ort.InferenceSession(
                 graph,
@@ -303,7 +311,7 @@ class OnnxHopModel:
         n = audio.shape[1] // hop
         if n == 0:
             return np.zeros((len(self.info.stems), ch, 0), np.float32), state
-        if self.dynamic_hops and (n >= MIN_BATCHED_HOPS or self.rewritten_convs):
+        if self.dynamic_hops and (n >= MIN_BATCHED_HOPS or self.batch_all_hops):
             return self._run(audio, state)
         pieces = []
         for j in range(n):
@@ -316,8 +324,8 @@ class OnnxHopModel:
 #: ``Conv`` is slow for a few output frames). Below it, hop-by-hop calls are faster: for ``live``
 #: on the 2-core CPU box, one 2-hop call took 2.03 ms (p50) against 1.31 ms for two 1-hop calls,
 #: while one 4-hop call took 2.09 ms against ~2.7 ms for four 1-hop calls. A graph loaded with
-#: its convolutions rewritten (``OnnxRuntimeOptions.conv_as_matmul``) always runs all hops in one
-#: call: ``live``, 2 hops: 0.65 ms in one call against 1.23 ms as two calls.
+#: all its convolutions rewritten (``OnnxRuntimeOptions.conv_as_matmul``) always runs all hops in
+#: one call (``batch_all_hops``): ``live``, 2 hops: 0.65 ms in one call against 1.23 ms as two.
 MIN_BATCHED_HOPS = 4
 
 
