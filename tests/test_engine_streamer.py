@@ -170,6 +170,7 @@ def test_nonfinite_input_replaced_and_counted() -> None:
     sep = StreamingSeparator(model, 48000, 2)
     y = _stream(sep, bad, [64, 1, 999])
     assert sep.nonfinite_samples == 5
+    assert np.isnan(bad[0, 100]) and np.isinf(bad[1, 2000:2003]).all()  # the caller's blocks are untouched
     assert np.isfinite(y).all()
     _assert_close(y, _stream(StreamingSeparator(model, 48000, 2), clean, [4000]))
 

@@ -130,9 +130,10 @@ class StreamingSeparator:
             raise AudioInputError(f"block.shape={block.shape!r}: expected ({self.channels}, samples)")
         if block.shape[1] > MAX_BLOCK:
             raise bad_value("block samples", block.shape[1], f"at most {MAX_BLOCK}")
-        x = np.array(block, dtype=np.float32, copy=True)
+        x = block if block.dtype == np.float32 else block.astype(np.float32)
         finite = np.isfinite(x)
-        if not finite.all():
+        if not finite.all():  # copy first: the caller's block is never modified
+            x = np.array(x, dtype=np.float32, copy=True)
             self.nonfinite_samples += int(x.size - np.count_nonzero(finite))
             x[~finite] = 0.0
         self.samples_in += x.shape[1]
