@@ -13,6 +13,7 @@ from realtime.backends.onnx_backend import OnnxRuntimeOptions, open_onnx
 from realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
 
 TOL = 1e-5
+torch.set_num_threads(1)
 
 
 def _graph(op: str, weight: np.ndarray, stride: int, bias: np.ndarray | None = None, **attrs: object) -> onnx.ModelProto:
@@ -90,15 +91,22 @@ def test_unsupported_convs_left_alone() -> None:
         assert model.SerializeToString() == before
 
 
-def test_live_architecture_rewritten_equals_exported(tmp_path) -> None:
-    """A small live-architecture model: the rewritten session (all hops in one call) equals the
-    graph as exported (hop by hop), output and state, over calls of 1, 2, 3 and 5 hops."""
+@pytest.fixture(scope="module")
+def tiny_live(tmp_path_factory):
+    """A small live-architecture module (seeded) and its ONNX backend, exported once."""
     from realtime.models.live import LiveConfig, LiveSeparator
 
     torch.manual_seed(0)
     cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
     module = LiveSeparator(cfg).eval()
-    fast = open_onnx(module, "tiny-live", cache_dir=tmp_path)
+    return module, open_onnx(module, "tiny-live", cache_dir=tmp_path_factory.mktemp("onnx"))
+
+
+def test_live_architecture_rewritten_equals_exported(tiny_live) -> None:
+    """A small live-architecture model: the rewritten session (all hops in one call) equals the
+    graph as exported (hop by hop), output and state, over calls of 1, 2, 3 and 5 hops."""
+    module, fast = tiny_live
+    cfg = module.config
     plain = type(fast)(fast.path, OnnxRuntimeOptions(conv_as_matmul=False), name="tiny-live")
     assert fast.rewritten_convs >= 3 and fast.batch_all_hops
     assert plain.rewritten_convs == 0 and not plain.batch_all_hops
@@ -111,3 +119,28 @@ def test_live_architecture_rewritten_equals_exported(tmp_path) -> None:
         assert np.abs(y_fast - y_plain).max() < TOL, hops
         for k in s_plain:
             assert np.abs(s_fast[k] - s_plain[k]).max() < TOL, (hops, k)
+
+
+def test_streaming_onnx_equals_one_shot_and_torch(tiny_live) -> None:
+    """Through the engine, the rewritten ONNX backend streams any block sizes (1, 63, 64, 65,
+    4097...) to the one-shot output, and matches the torch backend (< 1e-5)."""
+    from realtime.backends.torch_backend import open_torch
+    from realtime.engine.streamer import StreamingSeparator
+
+    module, model = tiny_live
+    cfg = module.config
+    x = (0.3 * np.random.default_rng(2).standard_normal((2, 9000))).astype(np.float32)
+
+    def stream(m, blocks):
+        sep = StreamingSeparator(m, 44100, 2)
+        out, pos, i = [], 0, 0
+        while pos < x.shape[1]:
+            out.append(sep.process(x[:, pos : pos + blocks[i % len(blocks)]]))
+            pos, i = pos + blocks[i % len(blocks)], i + 1
+        out.append(sep.flush())
+        return np.concatenate(out, axis=2)
+
+    one_shot = stream(model, [x.shape[1]])
+    assert one_shot.shape == (4, 2, x.shape[1] + cfg.latency_samples)
+    np.testing.assert_allclose(stream(model, [1, 63, 64, 65, 4097, 256, 7]), one_shot, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(stream(open_torch(module, "tiny-live"), [x.shape[1]]), one_shot, rtol=0, atol=1e-5)
