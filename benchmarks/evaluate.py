@@ -279,24 +279,19 @@ def format_markdown(report: dict[str, Any], title: str | None = None) -> str:
 
 
 class ModelSeparator:
-    """A registry model run through the streaming engine as an evaluation separator.
+    """A ``StreamModel`` run through the streaming engine as an evaluation separator.
 
-    ``ModelSeparator(name, backend)(track) -> (len(stems), C, T)`` with ``stems`` the model's
-    output stems. Uses ``realtime.models.registry.load_model`` and
-    ``realtime.engine.offline.separate_array`` (latency trimmed, same length as the input).
+    ``ModelSeparator(model)(track) -> (len(stems), C, T)`` with ``stems`` the model's output
+    stems (``model.info.stems``). Uses ``realtime.engine.offline.separate_array`` (blocks of
+    ``block_size`` samples, latency trimmed, same length as the input): the code path of
+    ``stemstream separate`` and of live use.
     """
 
-    def __init__(self, name: str, backend: str = "torch", block_size: int = 4096) -> None:
-        try:
-            from realtime.engine.offline import separate_array
-            from realtime.models.registry import load_model
-        except ImportError as exc:
-            raise StemstreamError(
-                f"model={name!r}: not available in this build (the model registry or the "
-                f"streaming engine is missing: {exc})"
-            ) from None
-        self.model = load_model(name, backend=backend)
-        self.stems: tuple[str, ...] = tuple(self.model.info.stems)
+    def __init__(self, model: Any, block_size: int = 4096) -> None:
+        from realtime.engine.offline import separate_array
+
+        self.model = model
+        self.stems: tuple[str, ...] = tuple(model.info.stems)
         self.block_size = int(block_size)
         self._separate = separate_array
 
@@ -306,7 +301,46 @@ class ModelSeparator:
         return np.asarray(out, dtype=np.float32)
 
 
-def model_separator(name: str, backend: str = "torch") -> ModelSeparator:
-    """A separator from registry model ``name`` through the streaming engine (see
-    :class:`ModelSeparator`; its ``stems`` attribute gives the output stem order)."""
-    return ModelSeparator(name, backend=backend)
+def model_separator(model: Any, backend: str = "torch", name: str | None = None,
+                    block_size: int = 4096) -> ModelSeparator:
+    """A separator from a model through the streaming engine (see :class:`ModelSeparator`;
+    its ``stems`` attribute gives the output stem order).
+
+    Args:
+        model: a registry model name or ``.safetensors`` path (loaded with
+            ``realtime.models.registry.load_model``), or an in-memory torch hop module
+            (e.g. a ``LiveSeparator`` being shipped; opened with
+            ``realtime.backends.open_backend``, so it runs exactly as its weight file would).
+        backend: inference backend (``torch``, ``onnx``, ...).
+        name: model name for an in-memory module (backends that cache exports use it);
+            default: the module's class name.
+        block_size: engine block in samples.
+    """
+    if isinstance(model, (str, Path)):
+        try:
+            from realtime.models.registry import load_model
+        except ImportError as exc:
+            raise StemstreamError(
+                f"model={str(model)!r}: not available in this build (the model registry is missing: {exc})"
+            ) from None
+        return ModelSeparator(load_model(str(model), backend=backend), block_size=block_size)
+    from realtime.backends import open_backend
+
+    return ModelSeparator(open_backend(backend, model, name or type(model).__name__), block_size=block_size)
+
+
+class SubsetSeparator:
+    """Picks ``stems`` (in that order) out of ``separator``'s outputs: ``(len(stems), C, T)``."""
+
+    def __init__(self, separator: Any, stems: Sequence[str]) -> None:
+        available = tuple(separator.stems)
+        stems = tuple(stems)
+        unknown = [s for s in stems if s not in available]
+        if not stems or unknown:
+            raise bad_value("stems", ",".join(stems), f"stems the model outputs: {','.join(available)}")
+        self.separator = separator
+        self.index = [available.index(s) for s in stems]
+        self.stems = stems
+
+    def __call__(self, track: Any) -> np.ndarray:
+        return self.separator(track)[self.index]

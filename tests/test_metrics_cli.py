@@ -91,3 +91,19 @@ def test_eval_on_a_folder_without_tracks_gives_one_line(tmp_path: Path, capsys) 
     (tmp_path / "empty").mkdir()
     assert main(["eval", "--dataset", str(tmp_path / "empty"), "--model", "mixture"]) == 2
     assert "no tracks found" in _error_line(capsys)
+
+
+def test_eval_oracle_with_the_live_models_windows(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "synth"
+    _write_song(root / "song_000", seed=0, seconds=4.5)
+    out = tmp_path / "r.json"
+    code = main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--oracle-windows", "live",
+                 "--stems", "bass,drums", "--json", str(out), "--no-sdr"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(out.read_text())
+    assert report["run"]["oracle_windows"] == "live" and report["run"]["stft_size"] is None
+    assert report["per_stem"]["bass"]["si_sdri"]["mean"] > 10.0
+    assert "low-delay STFT" in captured.out
+    assert main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--oracle-windows", "box"]) == 2
+    assert "--oracle-windows" in capsys.readouterr().err

@@ -215,3 +215,54 @@ def test_model_separator_runs_a_weight_file_through_the_engine(tmp_path) -> None
     assert report["per_stem"]["bass"]["chunks"] == 1  # a 2 s track is one chunk
     assert report["stems_not_in_dataset"] == {"guitar": 1, "piano": 1}
     assert np.isfinite(report["overall"]["si_sdri"]["mean"])
+
+
+def _noise_track(seconds: float, names: tuple[str, ...], seed: int) -> Track:
+    rng = np.random.default_rng(seed)
+    n = int(44100 * seconds)
+    stems = {s: (0.1 * rng.standard_normal((2, n)) * np.linspace(k % 2, 1, n)).astype(np.float32)
+             for k, s in enumerate(names)}
+    return Track("noise", 44100, stems, np.sum(list(stems.values()), axis=0).astype(np.float32))
+
+
+def test_live_window_oracle_is_aligned_sums_to_the_mixture_and_ignores_block_size() -> None:
+    from benchmarks.reference import LowDelayOracleMaskSeparator
+
+    track = _noise_track(1.3, ("bass", "drums", "piano"), 7)
+    sep = reference_separator("oracle-mask", ("bass", "drums", "guitar"), windows="live")
+    assert isinstance(sep, LowDelayOracleMaskSeparator)
+    assert (sep.analysis_samples, sep.synthesis_samples, sep.hop_samples) == (1024, 256, 128)
+    assert sep.latency_samples == 128
+    est = sep(track)
+    assert est.shape == (3, 2, track.num_samples) and est.dtype == np.float32
+    assert np.all(est[2] == 0.0)  # guitar: not in the track
+    full = LowDelayOracleMaskSeparator(("bass", "drums", "piano"))(track)
+    np.testing.assert_allclose(full.sum(0), track.mixture, atol=1e-5)  # masks sum to one
+    np.testing.assert_array_equal(full[:2], est[:2])
+    small_blocks = LowDelayOracleMaskSeparator(("bass", "drums", "piano"), block_hops=3)(track)
+    np.testing.assert_allclose(small_blocks, full, atol=1e-6)
+    # a lone stem comes back exactly, aligned with the input (latency trimmed)
+    lone = Track("one", 44100, {"drums": track.stems["drums"]}, track.stems["drums"].copy())
+    np.testing.assert_allclose(LowDelayOracleMaskSeparator(("drums",))(lone)[0], lone.mixture, atol=1e-5)
+    with pytest.raises(ConfigError, match="oracle windows"):
+        reference_separator("oracle-mask", ("bass",), windows="square")
+
+
+def test_model_separator_of_a_module_equals_its_weight_file(tmp_path) -> None:
+    from benchmarks.evaluate import SubsetSeparator, model_separator
+    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
+    from realtime.models.weights import save_weights
+
+    torch.manual_seed(1)
+    config = LiveConfig(width=16, lstm_layers=1, encoder_channels=8, encoder_kernel=128)
+    module = LiveSeparator(config).eval()
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, module, ARCHITECTURE, config.to_json())
+    track = _noise_track(0.5, ("bass", "drums"), 8)
+    in_memory, from_file = model_separator(module, name="tiny"), model_separator(path)
+    assert in_memory.stems == from_file.stems == config.stems
+    np.testing.assert_array_equal(in_memory(track), from_file(track))
+    picked = SubsetSeparator(in_memory, ("drums", "bass"))
+    np.testing.assert_array_equal(picked(track), in_memory(track)[[1, 0]])
+    with pytest.raises(ConfigError, match="stems"):
+        SubsetSeparator(in_memory, ("vocals",))

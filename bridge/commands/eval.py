@@ -1,10 +1,11 @@
 """`stemstream eval`: score a separator on a dataset with the seeds' chunk protocol.
 
-    stemstream eval --dataset PATH --model NAME [--json OUT] [--stft-size N] [--backend NAME]
-                    [--max-tracks K] [--stems a,b]
+    stemstream eval --dataset PATH --model NAME [--json OUT] [--backend NAME]
+                    [--stft-size N | --oracle-windows live] [--max-tracks K] [--stems a,b]
 
 ``NAME`` is a registry model (run through the streaming engine) or a reference separator:
-``mixture`` (SI-SDRi exactly 0) or ``oracle-mask`` (ideal ratio masks at ``--stft-size``).
+``mixture`` (SI-SDRi exactly 0) or ``oracle-mask`` (ideal ratio masks through a Hann STFT of
+``--stft-size``, or with ``--oracle-windows live`` through the live model's own low-delay STFT).
 Prints a per-stem table (SI-SDR, SI-SDRi, SDR in dB, mean and median over 4 s chunks) and
 writes the full report as JSON with ``--json``.
 """
@@ -31,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="registry model name or path, 'mixture' or 'oracle-mask'")
     parser.add_argument("--json", dest="json_out", default=None,
                         help="write the full report to this JSON file (and the table to the same name .md)")
-    parser.add_argument("--stft-size", type=int, default=2048, help="oracle-mask STFT window in samples (hop = size/4)")
+    parser.add_argument("--stft-size", type=int, default=2048,
+                        help="oracle-mask Hann STFT window in samples (hop = size/4); ignored with --oracle-windows live")
+    parser.add_argument("--oracle-windows", choices=("hann", "live"), default="hann",
+                        help="oracle-mask STFT: 'hann' (centered Hann window of --stft-size) or 'live' (the live "
+                        "model's own low-delay STFT: analysis 1024, synthesis 256, hop 128 samples, i.e. the "
+                        "ceiling of a mask-based model with the live model's windows)")
     parser.add_argument("--mask-power", type=float, default=1.0, help="oracle-mask exponent: 1 magnitude ratio, 2 power ratio")
     parser.add_argument("--backend", default="torch", help="inference backend for registry models (torch, onnx, ...)")
     parser.add_argument("--max-tracks", type=int, default=None, help="evaluate at most this many tracks")
@@ -52,22 +58,6 @@ def _parse_stems(text: str | None) -> tuple[str, ...] | None:
     return stems
 
 
-class _Subset:
-    """Picks ``stems`` out of a separator's outputs."""
-
-    def __init__(self, separator: Any, stems: tuple[str, ...]) -> None:
-        available = tuple(separator.stems)
-        unknown = [s for s in stems if s not in available]
-        if unknown:
-            raise bad_value("--stems", ",".join(stems), f"stems the model outputs: {','.join(available)}")
-        self.separator = separator
-        self.index = [available.index(s) for s in stems]
-        self.stems = stems
-
-    def __call__(self, track: Any) -> Any:
-        return self.separator(track)[self.index]
-
-
 def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) -> Any:
     from benchmarks.reference import REFERENCE_SEPARATORS, reference_separator
 
@@ -75,11 +65,16 @@ def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) ->
         from realtime.stems import STEMS
 
         return reference_separator(args.model, stems or STEMS, stft_size=args.stft_size,
-                                   mask_power=args.mask_power)
-    from benchmarks.evaluate import model_separator
+                                   mask_power=args.mask_power, windows=args.oracle_windows)
+    from benchmarks.evaluate import SubsetSeparator, model_separator
 
     separator = model_separator(args.model, backend=args.backend)
-    return _Subset(separator, stems) if stems else separator
+    if not stems:
+        return separator
+    try:
+        return SubsetSeparator(separator, stems)
+    except StemstreamError:
+        raise bad_value("--stems", ",".join(stems), f"stems the model outputs: {','.join(separator.stems)}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,11 +108,14 @@ def run(args: argparse.Namespace) -> int:
     )
     report["run"] = {
         "model": args.model, "dataset": str(dataset), "backend": args.backend,
-        "stft_size": args.stft_size if args.model == "oracle-mask" else None,
+        "stft_size": args.stft_size if args.model == "oracle-mask" and args.oracle_windows == "hann" else None,
+        "oracle_windows": args.oracle_windows if args.model == "oracle-mask" else None,
         "mask_power": args.mask_power if args.model == "oracle-mask" else None,
         "max_tracks": args.max_tracks, "seconds": round(time.perf_counter() - started, 3),
     }
-    label = f"{args.model}" + (f" (STFT {args.stft_size})" if args.model == "oracle-mask" else "")
+    label = args.model
+    if args.model == "oracle-mask":
+        label += " (live model's low-delay STFT)" if args.oracle_windows == "live" else f" (STFT {args.stft_size})"
     print(f"{label} on {dataset}")
     print(format_table(report))
     if args.json_out:

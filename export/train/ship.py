@@ -1,11 +1,20 @@
 """Ship a trained model: held-out test scores into its run record, weights into ``realtime/weights``.
 
-``python -m export.train.ship live [--runs runs] [--test data/synth/test] [--real DIR ...]``
+``python -m export.train.ship live [--runs runs] [--test data/synth/test] [--real DIR ...]
+[--weights-dir realtime/weights] [--sdr]``
 
 Evaluates ``runs/<name>/<name>.safetensors`` on the held-out synthetic test set (all four
-stems) and on real music folders (bass and drums only; never trained on), adds the figures
-as ``final_scores`` to the run record, and writes ``realtime/weights/<name>.safetensors``
-(config + run record + checksum in the metadata) and ``<name>.run_record.json`` beside it.
+stems) and on real music folders (bass and drums only; never trained on; the other stems of
+those folders stay in the mixture), adds the figures as ``final_scores`` to the run record,
+and writes ``<weights-dir>/<name>.safetensors`` (config + run record + checksum in the
+metadata) and ``<name>.run_record.json`` beside it.
+
+Scoring is ``stemstream eval``'s, nothing else: ``benchmarks.evaluate.evaluate_tracks`` on
+``export.data.loaders.load_tracks``, the model run through the streaming engine
+(``benchmarks.evaluate.model_separator``) exactly as its shipped weight file would run. The
+full reports go to ``runs/<name>/final_eval/<set>.json``; ``final_scores[<set>]`` keeps the
+per-stem mean SI-SDRi, ``mean`` (the mean of the per-stem means), ``chunks`` per stem and
+``songs``.
 """
 
 from __future__ import annotations
@@ -13,71 +22,115 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from export.train.evaluate import evaluate_path
 from export.train.run import load_separator
-from realtime.models.live import ARCHITECTURE
+from realtime.models.live import ARCHITECTURE, LiveSeparator
 from realtime.models.registry import WEIGHTS_DIR
 from realtime.models.weights import read_weights, round_to_half, save_weights
 
 REAL_DEFAULT = ("../shared/realdata/musdb18-sample", "../shared/realdata/koronium")
 
+#: Stems scored on real music (the others are not ours to separate but stay in the mixture).
+REAL_STEMS = ("bass", "drums")
+
+
+def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]:
+    """The compact scores of a ``benchmarks.evaluate.evaluate_tracks`` report: per-stem mean
+    of ``metric`` (dB), ``mean`` (the per-stem means averaged: the "All" column), ``chunks``
+    per stem and ``songs``."""
+    per = report["per_stem"]
+    out: dict[str, Any] = {s: per[s][metric]["mean"] for s in per}
+    out["mean"] = report["overall"]["stem_mean"][metric]
+    out["chunks"] = {s: per[s]["chunks"] for s in per}
+    out["songs"] = report["counts"]["tracks"]
+    return out
+
+
+def evaluate_model(model: LiveSeparator, data: str | Path, stems: tuple[str, ...] | None = None,
+                   with_sdr: bool = False) -> dict[str, Any]:
+    """``evaluate_tracks`` report of the in-memory ``model`` on every track under ``data``,
+    scoring ``stems`` (default: all the model's outputs)."""
+    from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator
+    from export.data.loaders import load_tracks
+
+    separator: Any = model_separator(model, name="ship")
+    if stems is not None and tuple(stems) != separator.stems:
+        separator = SubsetSeparator(separator, stems)
+    return evaluate_tracks(load_tracks(data), separator, separator.stems, with_sdr=with_sdr)
+
 
 def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: str | None = None,
-         log=print, half: bool = True) -> dict:
+         log: Callable[[str], Any] = print, half: bool = True, weights_dir: Path = WEIGHTS_DIR,
+         with_sdr: bool = False) -> dict:
     """Evaluate and ship ``name`` (optionally with another mixture-consistency mode, chosen on
     the validation set); returns the final scores.
 
     ``half`` (default): weights are rounded to float16 before evaluation and stored as float16,
     so the file is half the size and the scores are those of exactly the shipped weights.
+    ``weights_dir``: where the weight file and run record go. ``with_sdr``: also BSS Eval SDR
+    (slower) in the full reports.
     """
+    from benchmarks.evaluate import write_json
+
     src = runs / name / f"{name}.safetensors"
     model = load_separator(src).eval()
     if consistency is not None and consistency != model.config.consistency:
-        from dataclasses import replace
-
-        from realtime.models.live import LiveSeparator
-
         tuned = LiveSeparator(replace(model.config, consistency=consistency))
         tuned.load_state_dict(model.state_dict())
         model = tuned.eval()
     if half:
         round_to_half(model)
+        # round_to_half also rounds derived (non-persistent) buffers such as the STFT bases;
+        # a model loaded from the shipped file recomputes those, so evaluate that model.
+        shipped = LiveSeparator(model.config)
+        shipped.load_state_dict(model.state_dict())
+        model = shipped.eval()
     _, meta = read_weights(src)
     record = json.loads(meta.get("run_record", "{}") or "{}")
     record["weights_storage"] = "float16" if half else "float32"
+    reports_dir = runs / name / "final_eval"
     t0 = time.time()
-    scores: dict = {"test": evaluate_path(model, test, model.config.stems) | {"data": str(test)}}
-    log(f"{name} test: {json.dumps(scores['test'])}")
-    for folder in real:
-        if Path(folder).exists():
-            res = evaluate_path(model, folder, ("bass", "drums"))
-            scores[Path(folder).name] = res | {"data": str(folder)}
-            log(f"{name} {Path(folder).name}: {json.dumps(res)}")
+    sets = [("test", Path(test), None)]
+    sets += [(Path(f).name, Path(f), REAL_STEMS) for f in real if Path(f).exists()]
+    scores: dict[str, Any] = {}
+    for label, folder, stems in sets:
+        report = evaluate_model(model, folder, stems, with_sdr=with_sdr)
+        report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "export.train.ship"}
+        write_json(report, reports_dir / f"{label}.json")
+        scores[label] = summarise(report) | {"data": str(folder)}
+        log(f"{name} {label}: {json.dumps(scores[label])}")
     scores["eval_wall_s"] = round(time.time() - t0, 1)
+    scores["protocol"] = "benchmarks.evaluate.evaluate_tracks (stemstream eval), streaming engine, torch"
     record["final_scores"] = scores
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    save_weights(WEIGHTS_DIR / f"{name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record, half=half)
-    (WEIGHTS_DIR / f"{name}.run_record.json").write_text(json.dumps(record, indent=1))
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(weights_dir / f"{name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record, half=half)
+    (weights_dir / f"{name}.run_record.json").write_text(json.dumps(record, indent=1))
     (runs / name / "final_scores.json").write_text(json.dumps(scores, indent=1))
     return scores
 
 
 def main() -> None:  # pragma: no cover - script
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="+")
     p.add_argument("--runs", default="runs")
     p.add_argument("--test", default="data/synth/test")
     p.add_argument("--real", nargs="*", default=list(REAL_DEFAULT))
     p.add_argument("--consistency", default=None, choices=("none", "equal", "energy"))
     p.add_argument("--fp32", action="store_true", help="store float32 weights (default: float16)")
+    p.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
+                   help=f"where the weights and run record go (default: {WEIGHTS_DIR})")
+    p.add_argument("--sdr", action="store_true", help="also compute BSS Eval SDR in the full reports (slower)")
     a = p.parse_args()
     torch.set_num_threads(1)
     for name in a.names:
-        ship(name, Path(a.runs), Path(a.test), tuple(a.real), a.consistency, half=not a.fp32)
+        ship(name, Path(a.runs), Path(a.test), tuple(a.real), a.consistency, half=not a.fp32,
+             weights_dir=Path(a.weights_dir), with_sdr=a.sdr)
 
 
 if __name__ == "__main__":  # pragma: no cover
