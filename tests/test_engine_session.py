@@ -192,6 +192,27 @@ def test_worker_scheduling_reported_and_dropped_after_overrun() -> None:
     assert set_thread_realtime(100).startswith("default (")  # out of range: refused, not raised
 
 
+def test_callback_signals_the_worker() -> None:
+    """Each callback writes one count to the worker's eventfd (Linux), from the numba kernel."""
+    import os
+
+    from realtime.engine.wakeup import Wakeup
+
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64)
+    if session._wakeup.fd < 0:
+        pytest.skip("no eventfd on this platform: the worker polls")
+    os.eventfd_read(session._wakeup.fd)  # the compile call in __init__ signalled once
+    x = _input(2, 5 * 64)
+    _run(session, x, pump_unless=lambda k: False)
+    assert os.eventfd_read(session._wakeup.fd) == 5
+    wake = Wakeup()
+    wake.signal()
+    t0 = time.monotonic()
+    wake.wait(5.0)  # returns at once: signalled
+    wake.wait(0.001)  # the signal was consumed: this one times out
+    assert time.monotonic() - t0 < 4.0
+
+
 def test_bad_session_arguments() -> None:
     sep = StreamingSeparator(SlowHopModel(), SR, 2)
     with pytest.raises(ConfigError, match="fade_samples=65"):

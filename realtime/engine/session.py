@@ -25,8 +25,10 @@ silence, never a click because inference was late. Each block not fully separate
 one deadline miss. Before :meth:`RealtimeSession.start` (or after the worker failed) every
 block is a miss and the output is the fallback mix.
 
-The worker thread polls the input ring (no signalling from the callback), runs
-``separator.process`` on every new block and writes the result to the output ring. If it
+The worker thread sleeps until the callback signals a new block (an ``eventfd`` written from
+the numba kernel, ``realtime.engine.wakeup``; where there is none it polls the input ring every
+``poll_s``), runs ``separator.process`` on every new block and writes the result to the output
+ring. If it
 falls so far behind that unread input would be overwritten, it drops the backlog, resets
 the separator and resumes (``overruns`` counts this).
 
@@ -51,10 +53,15 @@ import numba
 import numpy as np
 
 from realtime.engine.ringbuffer import SampleRing, copy_in
+from realtime.engine.wakeup import Wakeup, signal_eventfd
 from realtime.errors import StemstreamError, bad_value
 
-# Slots of the shared int64 position/counter array.
-_FRAMES, _OUT_START, _OUT_END, _MODE, _MISSES, _NONFINITE, _BLOCKS = range(7)
+# Slots of the shared int64 position/counter array (_WAKE holds the constant 1 the callback
+# writes to the worker's eventfd).
+_FRAMES, _OUT_START, _OUT_END, _MODE, _MISSES, _NONFINITE, _BLOCKS, _WAKE = range(8)
+
+#: Longest wait of a worker woken by an eventfd before it looks at the rings anyway, seconds.
+EVENT_WAIT_S = 0.05
 
 #: Longest fade allowed, in samples.
 MAX_FADE = 64
@@ -86,6 +93,7 @@ def _callback_kernel(
     mix_gain: np.ndarray,
     delay: int,
     fade: int,
+    wake_fd: int,
 ) -> None:
     frames = indata.shape[0]
     pos = idx[_FRAMES]
@@ -139,6 +147,8 @@ def _callback_kernel(
                 else:
                     out[s, c, t] = w * out_ring[s, c, oslot] + (1.0 - w) * mix_gain[s] * mix
     idx[_BLOCKS] += 1
+    if wake_fd >= 0:  # wake the worker: one write(2), no Python object, the GIL stays held
+        signal_eventfd(wake_fd, idx[_WAKE:].ctypes.data)
 
 
 class RealtimeSession:
@@ -154,8 +164,8 @@ class RealtimeSession:
         fade_samples: length of the fades out of and into separation, 1..64.
         warmup_blocks: blocks of silence run through the separator in :meth:`start` (then
             reset), so first-call costs do not land on the audio.
-        poll_s: worker's polling interval in seconds (default: an eighth of a block period,
-            within 0.2..2 ms).
+        poll_s: worker's polling interval in seconds where the callback cannot signal it
+            (no ``eventfd``; default: an eighth of a block period, within 0.2..2 ms).
         worker_priority: ``SCHED_FIFO`` priority of the worker thread (1..99) where the
             system allows it; None: default scheduling (module docstring).
 
@@ -211,6 +221,7 @@ class RealtimeSession:
         self._in_ring = SampleRing((self.channels,), self.latency_samples + (queue_blocks + 64) * block_size)
         self._out_ring = SampleRing((len(stems), self.channels), self.queue_samples + 4 * block_size)
         self._idx = np.zeros(8, np.int64)
+        self._wakeup = Wakeup()
         self._mix_gain = np.full(len(stems), 1.0 / len(stems), np.float32)
         if fallback_stem is not None:
             self._mix_gain[:] = 0.0
@@ -229,6 +240,7 @@ class RealtimeSession:
 
     def _reset_positions(self) -> None:
         self._idx[:] = 0
+        self._idx[_WAKE] = 1
         self._idx[_OUT_START] = 0
         self._idx[_OUT_END] = self.queue_samples  # primed: separation of the silence before t=0
         self._idx[_MODE] = 1
@@ -277,7 +289,7 @@ class RealtimeSession:
             indata = np.ascontiguousarray(indata, dtype=np.float32)
         _callback_kernel(
             indata, out_stems, self._in_ring.data, self._out_ring.data, self._idx, self._mix_gain,
-            self.latency_samples, self.fade_samples,
+            self.latency_samples, self.fade_samples, self._wakeup.fd,
         )
 
     # -- worker side -----------------------------------------------------------------------
@@ -298,6 +310,7 @@ class RealtimeSession:
     def stop(self) -> None:
         """Stop the worker thread and wait for it; the callback keeps working (fallback mix)."""
         self._stop.set()
+        self._wakeup.signal()
         if self._thread is not None:
             self._thread.join(timeout=10.0)
             self._thread = None
@@ -323,9 +336,10 @@ class RealtimeSession:
             self.worker_scheduling = set_thread_realtime(self.worker_priority)
             realtime = self.worker_scheduling.startswith("fifo")
         overruns = self.overruns
+        wait_s = EVENT_WAIT_S if self._wakeup.fd >= 0 else self.poll_s
         while not self._stop.is_set():
             if not self._step():
-                time.sleep(self.poll_s)
+                self._wakeup.wait(wait_s)
             elif realtime and self.overruns != overruns:  # cannot keep up: stop starving others
                 self.worker_scheduling = set_thread_realtime(None) + " (after an overrun)"
                 realtime = False
