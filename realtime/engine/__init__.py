@@ -8,6 +8,7 @@
 * ``session.RealtimeSession`` - copy-only audio callback, inference on a worker thread,
   deadline fallback to the time-aligned mix with short fades.
 * ``ringbuffer`` / ``resample`` - the preallocated rings and the soxr stream resampler.
+* ``wakeup`` - the eventfd through which the callback's numba kernel wakes the worker.
 
 Submodules are imported explicitly (``from realtime.engine.streamer import ...``) so that
 importing one does not pull in numba or soxr for the others.
