@@ -178,6 +178,7 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime:
         "overruns": session.overruns,
         "p99_under_half_period": stats["p99"] < 500.0 * period,
         "worker_scheduling": session.worker_scheduling,
+        "worker_wakeup": session.worker_wakeup,
         "driver_scheduling": driver_scheduling,
     }
 
@@ -202,7 +203,8 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
             f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
         )
-    sched = sorted({f"worker {r['worker_scheduling']}, driver {r['driver_scheduling']}" for r in report["results"]})
+    sched = sorted({f"worker {r['worker_scheduling']} (woken by {r['worker_wakeup']}), driver {r['driver_scheduling']}"
+                    for r in report["results"]})
     lines += ["", "Columns as in `benchmarks/latency.py`'s docstring. Thread scheduling: "
               + ("; ".join(sched) or "n/a") + ". Skipped backends: "
               + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none")]

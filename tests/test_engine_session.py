@@ -204,7 +204,7 @@ def test_callback_signals_the_worker() -> None:
     os.eventfd_read(session._wakeup.fd)  # the compile call in __init__ signalled once
     x = _input(2, 5 * 64)
     _run(session, x, pump_unless=lambda k: False)
-    assert os.eventfd_read(session._wakeup.fd) == 5
+    assert os.eventfd_read(session._wakeup.fd) == 5 and session.worker_wakeup == "eventfd"
     wake = Wakeup()
     wake.signal()
     t0 = time.monotonic()

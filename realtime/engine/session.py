@@ -281,6 +281,11 @@ class RealtimeSession:
         """``latency_samples`` in milliseconds."""
         return 1000.0 * self.latency_samples / self.sample_rate
 
+    @property
+    def worker_wakeup(self) -> str:
+        """How the worker learns of a new block: ``"eventfd"`` or ``"polling every X ms"``."""
+        return "eventfd" if self._wakeup.fd >= 0 else f"polling every {1000.0 * self.poll_s:.2f} ms"
+
     # -- audio side ------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, out_stems: np.ndarray) -> None:
         """Audio-callback side: copy ``indata`` ``(frames, channels)`` in, fill ``out_stems``
