@@ -8,8 +8,9 @@ Callback contract (as python-sounddevice's ``Stream``)::
 * ``out_stems``: ``(stems, channels, frames)`` float32, filled in place.
 * The callback copies ``indata`` into a preallocated input ring (NaN/Inf -> 0, counted),
   and copies separated samples from a preallocated output ring into ``out_stems``; it does no
-  inference, no I/O, takes no lock, allocates nothing and creates no Python object (one
-  numba kernel, positions exchanged through an int64 array). Call it from one thread only.
+  inference, no file I/O, takes no lock, allocates nothing and creates no Python object (one
+  numba kernel, positions exchanged through an int64 array; its one system call is the
+  non-blocking ``eventfd`` write that wakes the worker). Call it from one thread only.
 * Output stem sample ``t`` (counted over all callbacks) is the separation of input sample
   ``t - latency_samples``, where ``latency_samples`` = the separator's latency + the
   worker's queue (``queue_blocks * block_size``) + the separator's worst-case pending
@@ -28,9 +29,8 @@ block is a miss and the output is the fallback mix.
 The worker thread sleeps until the callback signals a new block (an ``eventfd`` written from
 the numba kernel, ``realtime.engine.wakeup``; where there is none it polls the input ring every
 ``poll_s``), runs ``separator.process`` on every new block and writes the result to the output
-ring. If it
-falls so far behind that unread input would be overwritten, it drops the backlog, resets
-the separator and resumes (``overruns`` counts this).
+ring. If it falls so far behind that unread input would be overwritten, it drops the backlog,
+resets the separator and resumes (``overruns`` counts this).
 
 Scheduling: where the system allows it (Linux with CAP_SYS_NICE or an ``rtprio`` limit), the
 worker runs at ``SCHED_FIFO`` priority ``worker_priority`` (default 1, the lowest real-time
