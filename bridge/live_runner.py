@@ -146,6 +146,9 @@ class LiveRun:
             "effects_pyo_block": self.rack.pyo_block if self.rack else 0,
         }
         out["model_runtime"] = _runtime_name(self.processor.switcher.active)
+        session = self.processor.switcher.active
+        out["worker_scheduling"] = str(getattr(session, "worker_scheduling", "n/a"))
+        out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
         if self.host is not None:
             out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
             client = getattr(self.host, "client", None)
