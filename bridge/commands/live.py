@@ -107,4 +107,5 @@ def format_summary(s: dict) -> str:
         f"cpu: process {s['process_cpu_percent']:.0f} % of one core ({s['cpu_cores']} cores), callback load "
         f"mean {100 * s['callback_load_mean']:.1f} % / max {100 * s['callback_load_max']:.1f} % of the block time",
         f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected; model switches {s['model_switches']}",
+        f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}",
     ])
