@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "separate",
     "live",
     "devices",
+    "effects",
     "models",
     "eval",
     "data",

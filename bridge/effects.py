@@ -1,12 +1,15 @@
-"""Per-stem effect chains: pyo built-in DSP, pedalboard built-ins and VST3 plugins, from a
-file or OSC.
+"""Per-stem effect chains: pyo built-in DSP, pedalboard built-ins, VST3 and LV2 plugins,
+from a file or OSC.
 
 A chain is a JSON/TOML list of effects, each ``{"type": NAME, <param>: value, ...}`` with
 ``NAME`` one of :data:`BUILTINS` (pedalboard) or :data:`bridge.effects_pyo.PYO_EFFECTS`
 (``pyo.lowpass``, ``pyo.eq``, ``pyo.delay``, ``pyo.reverb``...; ranges checked here, so a
 bad value is refused before it reaches the audio), or ``{"type": "plugin", "path":
 "/path/Plugin.vst3", "params": {...}}`` for a VST3 plugin loaded with
-``pedalboard.load_plugin`` (pedalboard hosts VST3 on Linux; it has no LV2 host). A config
+``pedalboard.load_plugin`` (pedalboard hosts VST3 on Linux; it has no LV2 host), or
+``{"type": "lv2", "uri": "http://...", "params": {symbol: value}}`` for an LV2 plugin hosted
+through liblilv by :mod:`bridge.lv2_host` (parameters range-checked against the plugin's
+ports, settable over OSC by symbol; its latency port counts like a VST3's latency). A config
 file maps stems to chains::
 
     {"stems": {"drums": [{"type": "HighpassFilter", "cutoff_frequency_hz": 120}],
@@ -42,6 +45,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from bridge import lv2_host
 from bridge.delay_line import DelayLine
 from bridge.effects_pyo import DEFAULT_BLOCK, PYO_EFFECTS, PyoEngine, check_sample_rate, is_pyo_effect
 from realtime.errors import bad_value, require
@@ -98,6 +102,9 @@ def validate_chain(spec: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or "type" not in item:
             raise bad_value(f"effects[{i}]", item, "an object with a 'type'")
         kind = item["type"]
+        if kind == "lv2":
+            chain.append(lv2_host.validate_item(item, i))
+            continue
         if kind == "plugin":
             path = item.get("path")
             params = item.get("params", {})
@@ -108,7 +115,8 @@ def validate_chain(spec: Any) -> list[dict[str, Any]]:
             chain.append({"type": "plugin", "path": path, "params": dict(params)})
             continue
         if kind not in BUILTINS and kind not in PYO_EFFECTS:
-            raise bad_value(f"effects[{i}].type", kind, f"'plugin' or one of {sorted(BUILTINS) + sorted(PYO_EFFECTS)}")
+            raise bad_value(f"effects[{i}].type", kind,
+                            f"'plugin', 'lv2' or one of {sorted(BUILTINS) + sorted(PYO_EFFECTS)}")
         ranges = BUILTINS.get(kind) or PYO_EFFECTS[kind]
         out: dict[str, Any] = {"type": kind}
         for key, value in item.items():
@@ -162,9 +170,31 @@ def load_effects_config(path: str | Path, stems: tuple[str, ...]) -> dict[str, l
     return chains
 
 
-def build_board(chain: list[dict[str, Any]]) -> Any:
-    """A ``pedalboard.Pedalboard`` for a validated chain of pedalboard effects."""
+def _check_rate(chain: list[dict[str, Any]], sample_rate: int) -> None:
+    """Rate-dependent checks: pyo filter frequencies, LV2 ranges given per sample rate."""
+    check_sample_rate(chain, sample_rate)
+    lv2_host.check_rate(chain, sample_rate)
+
+
+def build_board(chain: list[dict[str, Any]], sample_rate: int | None = None, channels: int = 2) -> Any:
+    """A ``pedalboard.Pedalboard`` for a validated chain of pedalboard effects; with LV2
+    effects (which need ``sample_rate`` and ``channels``) a :class:`bridge.lv2_host.SerialBoard`."""
     pb = require("pedalboard", "effects")
+    if any(item["type"] == "lv2" for item in chain):
+        if sample_rate is None:
+            raise bad_value("sample_rate", sample_rate, "a rate in Hz to build LV2 effects at")
+        segments: list[Any] = []
+        run: list[dict[str, Any]] = []
+        for item in chain + [{"type": "lv2"}]:  # a sentinel closes the last pedalboard run
+            if item["type"] != "lv2":
+                run.append(item)
+                continue
+            if run:
+                segments.append(build_board(run))
+                run = []
+            if "uri" in item:
+                segments.append(lv2_host.Lv2Effect(item["uri"], item["params"], sample_rate, channels))
+        return lv2_host.SerialBoard(segments)
     plugins = []
     for item in chain:
         if is_pyo_effect(item["type"]):
@@ -216,7 +246,8 @@ class StemChain:
 
     def __init__(self, chain: list[dict[str, Any]], sample_rate: int | None = None, channels: int = 2) -> None:
         pre, pyo, post = split_chain(chain)
-        self.pre, self.pyo, self.post = build_board(pre), pyo, build_board(post)
+        self.pre, self.pyo = build_board(pre, sample_rate, channels), pyo
+        self.post = build_board(post, sample_rate, channels)
         if sample_rate is not None:
             prime_board(self.pre, sample_rate, channels)
             prime_board(self.post, sample_rate, channels)
@@ -256,14 +287,19 @@ class EffectsRack:
             if stem not in self.stems:
                 raise bad_value("effects stem", stem, f"one of {list(self.stems)}")
             self.chains[stem] = validate_chain(chain)
-            check_sample_rate(self.chains[stem], self.sample_rate)
+            _check_rate(self.chains[stem], self.sample_rate)
         if not isinstance(pyo_block, int) or not 1 <= pyo_block <= 4096:
             raise bad_value("pyo_block", pyo_block, "an int in [1, 4096] samples")
-        self.latency_samples = max(StemChain(c).latency_samples for c in self.chains.values())
+        self.latency_samples = max(self._latency(c) for c in self.chains.values())
         #: pyo block size when the chains loaded at start use pyo, else 0 (no pyo server)
         self.pyo_block = pyo_block if uses_pyo(self.chains.values()) else 0
         self._instances: "weakref.WeakSet[EffectsInstance]" = weakref.WeakSet()
         self._lock = threading.Lock()
+
+    def _latency(self, chain: list[dict[str, Any]]) -> int:
+        """A chain's plugin latency, samples (LV2 effects are built at the rack rate to read it)."""
+        lv2 = any(item["type"] == "lv2" for item in chain)
+        return StemChain(chain, self.sample_rate if lv2 else None).latency_samples
 
     @property
     def active(self) -> bool:
@@ -289,10 +325,10 @@ class EffectsRack:
             except ValueError as exc:
                 raise bad_value("effects", spec, f"a JSON list ({exc})") from None
         chain = validate_chain(spec)
-        check_sample_rate(chain, self.sample_rate)
+        _check_rate(chain, self.sample_rate)
         if uses_pyo([chain]) and not self.pyo_block:
             raise bad_value("effects", spec, "no pyo.* effects: this rack started without any (put one in the effects file)")
-        latency = StemChain(chain).latency_samples
+        latency = self._latency(chain)
         if latency > self.latency_samples:
             raise bad_value("effects latency", latency, f"<= {self.latency_samples} samples (the budget fixed at start)")
         with self._lock:
@@ -309,6 +345,13 @@ class EffectsRack:
         item = chain[index]
         if item["type"] == "plugin":
             raise bad_value("effect", item["path"], "a built-in effect (plugin parameters: set the chain)")
+        if item["type"] == "lv2":
+            value = lv2_host.check_param(lv2_host.plugin_info(item["uri"]), param, value, self.sample_rate)
+            with self._lock:
+                item["params"][param] = value
+                for inst in list(self._instances):
+                    inst.post(("param", i, index, param, value))
+            return
         ranges = BUILTINS.get(item["type"]) or PYO_EFFECTS[item["type"]]
         if param not in ranges:
             raise bad_value("param", param, f"a parameter of {item['type']}: {sorted(ranges)}")
@@ -381,7 +424,7 @@ class EffectsInstance:
                     assert self.pyo is not None
                     self.pyo.set_param(s, k, param, value)
                 else:
-                    setattr(getattr(self.chains[s], where)[k], param, value)
+                    lv2_host.set_effect_param(getattr(self.chains[s], where)[k], param, value)
         if changed:
             self._rebuild_pads()
 

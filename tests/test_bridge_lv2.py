@@ -1,0 +1,242 @@
+"""LV2 plugins (swh-lv2) hosted through liblilv on real audio: discovery, a lowpass keeps a low
+sine and attenuates a high one, output does not depend on the block size, the latency port is
+reported and compensated, bad parameters are one-line errors, OSC parameter changes arrive."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bridge import lv2_host
+from bridge.effects import EffectsRack, EffectsSeparator, build_board, validate_chain
+from realtime.errors import ConfigError, MissingDependencyError
+from realtime.stems import STEMS
+from tests.bridge_support import music_like
+
+SR = 44100
+SWH = "http://plugin.org.uk/swh-plugins/"
+LOWPASS, HIGHPASS, DELAY, LIMITER, PLATE = (SWH + n for n in ("lowpass_iir", "highpass_iir", "delay_l",
+                                                               "fastLookaheadLimiter", "plate"))
+
+try:
+    _URIS = {p.uri for p in lv2_host.list_plugins()}
+except MissingDependencyError as exc:
+    pytest.skip(f"liblilv is not installed (apt-get install {lv2_host.APT_PACKAGE}): {exc}", allow_module_level=True)
+if LOWPASS not in _URIS:
+    pytest.skip("the swh LV2 plugins are not installed (apt-get install swh-lv2)", allow_module_level=True)
+
+
+class _Identity:
+    """Four stems that are copies of the input (effects see real audio)."""
+
+    latency_samples = 32
+
+    def process(self, block):
+        return np.repeat(np.asarray(block, np.float32)[None], 4, axis=0)
+
+    def flush(self):
+        return np.zeros((4, 2, 0), np.float32)
+
+    def reset(self):
+        pass
+
+
+def _stream(sep, audio, block):
+    pieces = [sep.process(audio[:, i : i + block]) for i in range(0, audio.shape[1], block)]
+    return np.concatenate(pieces + [sep.flush()], axis=-1)
+
+
+def _sines(freqs, seconds=0.3):
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(0.3 * np.sin(2 * np.pi * f * t) for f in freqs)
+    return np.stack([x, x]).astype(np.float32)
+
+
+def _level_db(x, f):
+    """Level of the sinusoid at ``f`` Hz in ``x`` (channels, n), dB (second half: steady state)."""
+    y = x[0, x.shape[-1] // 2 :]
+    t = np.arange(y.size) / SR
+    return 20 * np.log10(2 * np.abs(np.mean(y * np.exp(-2j * np.pi * f * t))) + 1e-12)
+
+
+def test_discovery_finds_the_swh_plugins_and_their_ports():
+    plugins = {p.uri: p for p in lv2_host.list_plugins()}
+    assert {LOWPASS, HIGHPASS, DELAY, LIMITER} <= set(plugins)
+    lp = plugins[LOWPASS]
+    assert lp.name == "Glame Lowpass Filter" and not lp.problem
+    assert len(lp.audio_inputs) == 1 and len(lp.audio_outputs) == 1 and lp.latency_port is None
+    cutoff = lp.control("cutoff")
+    assert cutoff is not None and cutoff.per_sample_rate  # bounds are multiples of the rate
+    lo, hi, default = cutoff.bounds(SR)
+    assert lo == pytest.approx(0.0001 * SR) and hi == pytest.approx(0.45 * SR) and lo < default < hi
+    assert plugins[LIMITER].latency_port is not None  # lv2:reportsLatency
+    assert "needs both" in plugins[SWH + "sinCos"].problem  # an oscillator: no audio input
+
+
+def test_lowpass_keeps_a_low_sine_and_attenuates_a_high_one():
+    chains = {"bass": [{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 500.0, "stages": 2}}],
+              "drums": [{"type": "lv2", "uri": HIGHPASS, "params": {"cutoff": 2000.0, "stages": 2}}]}
+    audio = _sines([100.0, 8000.0])
+    out = _stream(EffectsSeparator(_Identity(), EffectsRack(STEMS, SR, chains), 2), audio, 256)
+    assert out.shape == (4, 2, audio.shape[1])
+    low_in, high_in = _level_db(audio, 100.0), _level_db(audio, 8000.0)
+    assert abs(_level_db(out[0], 100.0) - low_in) < 0.5
+    assert _level_db(out[0], 8000.0) < high_in - 60.0  # 4 poles, 4 octaves above the cutoff
+    assert _level_db(out[1], 100.0) < low_in - 60.0
+    assert abs(_level_db(out[1], 8000.0) - high_in) < 0.5
+    np.testing.assert_allclose(out[0, 0], out[0, 1], atol=1e-6)  # two mono instances, same input
+    np.testing.assert_array_equal(out[2], audio)  # no chain
+
+
+def test_output_does_not_depend_on_the_block_size_and_latency_is_compensated():
+    chains = {"bass": [{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 300.0}},
+                       {"type": "Gain", "gain_db": -3.0}],
+              "drums": [{"type": "lv2", "uri": DELAY, "params": {"delay_time": 0.01}}],
+              "guitar": [{"type": "lv2", "uri": LIMITER, "params": {"limit": -6.0}}]}
+    audio = music_like(0.3, SR, seed=11)
+    outs = {}
+    for block in (64, 512, 8193):
+        rack = EffectsRack(STEMS, SR, chains)
+        outs[block] = _stream(EffectsSeparator(_Identity(), rack, 2), audio, block)
+    for block, out in outs.items():
+        err = np.abs(out - outs[64])
+        assert err.max() < 1e-6, (block, float(err.max()), np.unravel_index(err.argmax(), err.shape))
+    latency = rack.latency_samples
+    assert latency > 0 and EffectsSeparator(_Identity(), rack, 2).latency_samples == 32 + latency
+    out = outs[64]
+    np.testing.assert_array_equal(out[3, :, latency:], audio[:, :-latency])  # piano padded to the budget
+    assert np.abs(out[2]).max() <= 10 ** (-6 / 20) + 1e-3  # the limiter limits
+    assert np.abs(out[2]).max() > 0.1 and np.isfinite(out).all()
+    shifted = [np.abs(out[1, :, latency + d :] - audio[:, : -(latency + d)]).max() for d in (441, 442)]
+    assert min(shifted) == 0.0, shifted  # a pure 10 ms delay (swh's delay_l reads one sample behind)
+
+
+def test_mixed_chain_on_real_audio_equals_the_steps_one_after_another():
+    """pedalboard HighpassFilter -> LV2 lowpass -> LV2 plate (mono in, stereo out) through a
+    streaming separator of a hop model, as ``stemstream live`` runs it."""
+    from realtime.engine.streamer import StreamingSeparator
+    from tests.bridge_support import TinyHopModel
+
+    chain = [{"type": "HighpassFilter", "cutoff_frequency_hz": 150.0},
+             {"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 4000.0}},
+             {"type": "lv2", "uri": PLATE, "params": {"wet": 0.3}}]
+    sep = EffectsSeparator(StreamingSeparator(TinyHopModel(hop=128), SR, 2),
+                           EffectsRack(STEMS, SR, {"piano": chain}), 2)
+    audio = music_like(0.3, SR, seed=12)
+    out = _stream(sep, audio, 256)
+    plain = _stream(StreamingSeparator(TinyHopModel(hop=128), SR, 2), audio, 256)
+    assert out.shape == plain.shape and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[:3], plain[:3])
+    board = build_board(validate_chain(chain), SR, 2)
+    assert isinstance(board, lv2_host.SerialBoard) and len(board) == 3
+    np.testing.assert_allclose(out[3], board.process(plain[3], SR), atol=1e-6)
+    assert np.abs(out[3] - plain[3]).max() > 0.01
+
+
+@pytest.mark.parametrize("spec, names", [
+    ([{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 30000.0}}], ["cutoff=30000.0", "19845"]),
+    ([{"type": "lv2", "uri": LOWPASS, "params": {"stages": 11}}], ["stages=11", "[1, 10]"]),
+    ([{"type": "lv2", "uri": LOWPASS, "params": {"stages": "two"}}], ["stages='two'"]),
+    ([{"type": "lv2", "uri": LOWPASS, "params": {"q": 1.0}}], ["q=1.0", "cutoff"]),
+    ([{"type": "lv2", "uri": SWH + "nothing_here"}], ["nothing_here", "installed LV2 plugin"]),
+    ([{"type": "lv2", "uri": SWH + "sinCos"}], ["sinCos", "0 audio inputs"]),
+    ([{"type": "lv2", "path": LOWPASS}], ["path"]),
+])
+def test_bad_lv2_entries_are_one_line_errors(spec, names):
+    rack = EffectsRack(STEMS, SR)
+    with pytest.raises(ConfigError) as info:
+        rack.set_chain("bass", json.dumps(spec))
+    message = str(info.value)
+    assert "\n" not in message and all(n in message for n in names), message
+    assert rack.chains["bass"] == []
+
+
+def test_parameters_over_osc_reach_the_plugin():
+    """Real UDP on loopback: move the lowpass cutoff of the bass; an out-of-range value and an
+    unknown symbol are counted as rejected and change nothing."""
+    import socket
+    import time
+
+    from bridge.live import LiveConfig, LiveProcessor
+    from bridge.osc_codec import encode_message
+    from bridge.osc_server import OscServer
+    from tests.bridge_support import stand_in_factory
+
+    rack = EffectsRack(STEMS, SR, {"bass": [{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 200.0}}]})
+    inst = rack.instance(2)  # stands for a running separator's effects
+    audio = np.repeat(_sines([3000.0])[None], 4, axis=0)
+    assert _level_db(inst.process(audio)[0], 3000.0) < _level_db(audio[0], 3000.0) - 40
+    proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=128), stand_in_factory(128), STEMS,
+                         rack=rack)
+    server = OscServer(proc, port=0)
+    proc.osc_counters = server.counters
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with server:
+            for value, symbol in ((15000.0, "cutoff"), (90000.0, "cutoff"), (1.0, "resonance")):
+                client.sendto(encode_message(f"/stemstream/stem/bass/fx/0/{symbol}", (value,)),
+                              (server.host, server.port))
+            end = time.monotonic() + 2.0
+            while server.counters.accepted + server.counters.rejected < 3 and time.monotonic() < end:
+                time.sleep(0.01)
+    finally:
+        client.close()
+        proc.close()
+    assert server.counters.accepted == 1 and server.counters.out_of_range == 2
+    assert rack.chains["bass"][0]["params"] == {"cutoff": 15000.0}
+    out = inst.process(audio)
+    assert abs(_level_db(out[0], 3000.0) - _level_db(audio[0], 3000.0)) < 0.5  # the new cutoff arrived
+    with pytest.raises(ConfigError, match=r"cutoff=-1\.0: expected a number in \[4\.41, 19845\]"):
+        rack.set_param("bass", 0, "cutoff", -1.0)
+
+
+@pytest.mark.parametrize("uri", [PLATE, "urn:dragonfly:early"])
+def test_reset_clears_the_tail(uri):
+    """``reset`` gives the output of a fresh instance (the dragonfly reverb, an optional
+    package, also takes the urid:map and options:options features this host provides)."""
+    if uri not in _URIS:
+        pytest.skip(f"{uri} is not installed (apt-get install dragonfly-reverb-lv2)")
+    audio = music_like(0.2, SR, seed=13)
+    effect = lv2_host.Lv2Effect(uri, {}, SR, 2)
+    fresh = effect.process(audio)
+    assert np.isfinite(fresh).all() and np.abs(fresh - audio).max() > 0.01
+    effect.process(audio)
+    effect.reset()
+    np.testing.assert_array_equal(effect.process(audio), fresh)
+    effect.close()
+
+
+def test_plugins_needing_features_we_lack_are_refused_naming_them():
+    hall = "https://github.com/michaelwillis/dragonfly-reverb"
+    if hall not in _URIS:
+        pytest.skip("dragonfly-reverb-lv2 is not installed (its hall reverb requires worker:schedule)")
+    with pytest.raises(ConfigError, match="worker#schedule") as info:
+        validate_chain([{"type": "lv2", "uri": hall}])
+    assert "\n" not in str(info.value)
+
+
+def test_listing_command(capsys):
+    from bridge.cli import main
+
+    assert main(["effects", "--lv2"]) == 0
+    listing = capsys.readouterr().out
+    assert LOWPASS in listing and SWH + "sinCos " not in listing
+    assert main(["effects", "--lv2", LOWPASS]) == 0
+    assert "cutoff" in capsys.readouterr().out
+    assert main(["effects", "--lv2", SWH + "nothing_here"]) == 2
+    assert "nothing_here" in capsys.readouterr().err
+
+
+def test_missing_liblilv_is_one_line_naming_the_package(monkeypatch):
+    import ctypes
+
+    def no_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(lv2_host, "_STATE", {})
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    with pytest.raises(MissingDependencyError, match="apt-get install liblilv-0-0") as info:
+        lv2_host.list_plugins()
+    assert "\n" not in str(info.value)
