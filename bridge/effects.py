@@ -347,6 +347,11 @@ class EffectsRack:
             raise bad_value("effect", item["path"], "a built-in effect (plugin parameters: set the chain)")
         if item["type"] == "lv2":
             value = lv2_host.check_param(lv2_host.plugin_info(item["uri"]), param, value, self.sample_rate)
+            params = {**item["params"], param: value}
+            if lv2_host.latency_with(item["uri"], params, self.sample_rate) != lv2_host.latency_with(
+                    item["uri"], item["params"], self.sample_rate):  # new latency: rebuild (pads, budget)
+                self.set_chain(stem, [{**it, "params": params} if k == index else it for k, it in enumerate(chain)])
+                return
             with self._lock:
                 item["params"][param] = value
                 for inst in list(self._instances):

@@ -344,6 +344,16 @@ def check_rate(chain: list[dict[str, Any]], sample_rate: float) -> None:
             validate_item(item, i, sample_rate)
 
 
+def latency_with(uri: str, params: dict[str, float], sample_rate: float) -> int:
+    """The latency the plugin reports with these parameters, samples (0 without a latency
+    port; an instance is built and run briefly to read it)."""
+    if plugin_info(uri).latency_port is None:
+        return 0
+    effect = Lv2Effect(uri, params, sample_rate, len(plugin_info(uri).audio_outputs))
+    effect.close()
+    return effect.latency_samples
+
+
 def _features(sample_rate: float, max_block: int) -> tuple[Any, list[Any]]:
     """A NULL-terminated ``LV2_Feature*`` array and the objects it points into (keep alive)."""
     umap, uunmap = _UridMap(None, _MAP_CB), _UridUnmap(None, _UNMAP_CB)
@@ -447,6 +457,8 @@ class Lv2Effect:
         self.per_channel = width == 1 and outs == 1
         self.runners = [_Runner(info, values, sample_rate) for _ in range(channels if self.per_channel else 1)]
         self.reported_latency_samples = 0
+        #: times a non-finite output restarted the plugin
+        self.restarts = 0
         if info.latency_port is not None:
             self.process(np.zeros((channels, 256), np.float32))
             self.reported_latency_samples = max(0, int(round(float(self.runners[0].controls[info.latency_port]))))
@@ -474,10 +486,13 @@ class Lv2Effect:
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``x`` ``(channels, n)`` float32 -> ``(channels, n)`` (into ``out`` when given),
-        in pieces of at most :data:`MAX_BLOCK` samples."""
+        in pieces of at most :data:`MAX_BLOCK` samples. Non-finite input samples are fed as
+        0; non-finite output is zeroed and restarts the plugin (counted in ``restarts``)."""
         if out is None:
             out = np.empty((self.channels, x.shape[-1]), np.float32)
         n = x.shape[-1]
+        if n and not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         downmix = not self.per_channel and len(self.info.audio_inputs) == 1 and self.channels > 1
         for start in range(0, n, MAX_BLOCK):
             k = min(MAX_BLOCK, n - start)
@@ -494,6 +509,10 @@ class Lv2Effect:
                     out[c, start : start + k] = r.audio_out[0, :k]
                 else:
                     out[:, start : start + k] = r.audio_out[:, :k]
+        if n and not np.isfinite(out).all():
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            self.restarts += 1
+            self.reset()
         return out
 
     def close(self) -> None:

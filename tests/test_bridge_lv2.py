@@ -208,6 +208,24 @@ def test_reset_clears_the_tail(uri):
     effect.close()
 
 
+def test_non_finite_input_is_fed_as_silence_and_toml_configs_load(tmp_path):
+    from bridge.effects import load_effects_config
+
+    toml = tmp_path / "fx.toml"
+    toml.write_text(f'[[stems.bass]]\ntype = "lv2"\nuri = "{LOWPASS}"\nparams = {{cutoff = 800.0}}\n')
+    chain = load_effects_config(toml, STEMS)["bass"]
+    assert chain == [{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 800.0}}]
+    audio = music_like(0.1, SR, seed=14)
+    broken = audio.copy()
+    broken[0, 100:110] = np.nan
+    broken[1, 200] = np.inf
+    cleaned = np.nan_to_num(broken, nan=0.0, posinf=0.0)
+    effect = lv2_host.Lv2Effect(LOWPASS, chain[0]["params"], SR, 2)
+    out = effect.process(broken)
+    assert np.isfinite(out).all() and effect.restarts == 0
+    np.testing.assert_array_equal(out, lv2_host.Lv2Effect(LOWPASS, {"cutoff": 800.0}, SR, 2).process(cleaned))
+
+
 def test_plugins_needing_features_we_lack_are_refused_naming_them():
     hall = "https://github.com/michaelwillis/dragonfly-reverb"
     if hall not in _URIS:
@@ -215,6 +233,23 @@ def test_plugins_needing_features_we_lack_are_refused_naming_them():
     with pytest.raises(ConfigError, match="worker#schedule") as info:
         validate_chain([{"type": "lv2", "uri": hall}])
     assert "\n" not in str(info.value)
+
+
+def test_a_parameter_that_changes_the_latency_rebuilds_the_chain_within_the_budget():
+    lookahead = SWH + "lookaheadLimiter"
+    rack = EffectsRack(STEMS, SR, {"guitar": [{"type": "lv2", "uri": lookahead, "params": {"delay_s": 0.05}}]})
+    sep = EffectsSeparator(_Identity(), rack, 2)
+    assert rack.latency_samples == 2205 and sep.latency_samples == 32 + 2205
+    audio = 0.1 * music_like(0.2, SR, seed=15)  # below the limit: the limiter only delays
+    rack.set_param("guitar", 0, "delay_s", 0.01)  # 441 samples: rebuilt, padded to the budget
+    rack.set_param("guitar", 0, "limit", -1.0)  # latency unchanged: a plain parameter change
+    with pytest.raises(ConfigError, match="effects latency=4410"):
+        rack.set_param("guitar", 0, "delay_s", 0.1)  # over the budget fixed at start
+    assert rack.chains["guitar"][0]["params"] == {"delay_s": 0.01, "limit": -1.0}
+    out = _stream(sep, audio, 256)
+    assert sep.effects.chains[2].latency_samples == 441 and sep.latency_samples == 32 + 2205
+    np.testing.assert_allclose(out[2, :, 2205:], audio[:, :-2205], atol=1e-3)
+    np.testing.assert_array_equal(out[3, :, 2205:], audio[:, :-2205])
 
 
 def test_listing_command(capsys):
