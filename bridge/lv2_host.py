@@ -426,6 +426,11 @@ class _Runner:
         self._finalizer()
 
 
+def _finite(x: np.ndarray) -> bool:
+    """Whether every sample is finite (a sum first: no temporary array on the usual path)."""
+    return math.isfinite(float(x.sum())) or bool(np.isfinite(x).all())
+
+
 class Lv2Effect:
     """An LV2 plugin on ``(channels, n)`` float32 blocks at a fixed ``sample_rate`` (Hz).
 
@@ -491,7 +496,7 @@ class Lv2Effect:
         if out is None:
             out = np.empty((self.channels, x.shape[-1]), np.float32)
         n = x.shape[-1]
-        if n and not np.isfinite(x).all():
+        if n and not _finite(x):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         downmix = not self.per_channel and len(self.info.audio_inputs) == 1 and self.channels > 1
         for start in range(0, n, MAX_BLOCK):
@@ -509,7 +514,7 @@ class Lv2Effect:
                     out[c, start : start + k] = r.audio_out[0, :k]
                 else:
                     out[:, start : start + k] = r.audio_out[:, :k]
-        if n and not np.isfinite(out).all():
+        if n and not _finite(out):
             np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.restarts += 1
             self.reset()
