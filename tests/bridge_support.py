@@ -1,6 +1,7 @@
 """Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
-session (used only where the engine's RealtimeSession is not available) and the test signal
-(``music_like``, from ``bridge.jack_player``)."""
+session (used only where the engine's RealtimeSession is not available), an identity
+separator and sine helpers for the effects tests, and the test signal (``music_like``, from
+``bridge.jack_player``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,54 @@ from bridge.jack_player import music_like
 from realtime.protocol import ModelInfo, State
 from realtime.stems import STEMS
 
-__all__ = ["StandInSession", "TinyHopModel", "music_like", "stand_in_factory"]
+__all__ = [
+    "IdentityStems", "StandInSession", "TinyHopModel", "level_db", "music_like", "sines",
+    "stand_in_factory", "stream_blocks", "wait_for_osc",
+]
+
+
+class IdentityStems:
+    """A separator whose four stems are copies of the input (effects see real audio)."""
+
+    latency_samples = 32
+
+    def process(self, block):
+        return np.repeat(np.asarray(block, np.float32)[None], 4, axis=0)
+
+    def flush(self):
+        return np.zeros((4, 2, 0), np.float32)
+
+    def reset(self):
+        pass
+
+
+def stream_blocks(sep: Any, audio: np.ndarray, block: int) -> np.ndarray:
+    """Feed ``audio`` (channels, n) to ``sep`` in blocks of ``block``, then flush: the whole output."""
+    pieces = [sep.process(audio[:, i : i + block]) for i in range(0, audio.shape[1], block)]
+    return np.concatenate(pieces + [sep.flush()], axis=-1)
+
+
+def wait_for_osc(server: Any, count: int, timeout_s: float = 2.0) -> None:
+    """Wait until ``server`` has accepted or rejected ``count`` messages (or ``timeout_s`` passed)."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while server.counters.accepted + server.counters.rejected < count and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def sines(freqs: list[float], seconds: float, sample_rate: int = 44100) -> np.ndarray:
+    """A stereo sum of sines at 0.3 amplitude each, ``(2, n)`` float32."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = sum(0.3 * np.sin(2 * np.pi * f * t) for f in freqs)
+    return np.stack([x, x]).astype(np.float32)
+
+
+def level_db(x: np.ndarray, f: float, sample_rate: int = 44100) -> float:
+    """Level of the sinusoid at ``f`` Hz in ``x`` (channels, n), dB (second half: steady state)."""
+    y = x[0, x.shape[-1] // 2 :]
+    t = np.arange(y.size) / sample_rate
+    return float(20 * np.log10(2 * np.abs(np.mean(y * np.exp(-2j * np.pi * f * t))) + 1e-12))
 
 
 class TinyHopModel:

@@ -11,24 +11,10 @@ import pytest
 from bridge.effects import EffectsRack, EffectsSeparator, find_plugins, load_effects_config, validate_chain
 from realtime.errors import ConfigError
 from realtime.stems import STEMS
+from tests.bridge_support import IdentityStems as _Identity
 from tests.bridge_support import music_like
 
 SR = 44100
-
-
-class _Identity:
-    """A separator whose four stems are copies of the input (effects see real audio)."""
-
-    latency_samples = 32
-
-    def process(self, block):
-        return np.repeat(block[None], 4, axis=0)
-
-    def flush(self):
-        return np.zeros((4, 2, 0), np.float32)
-
-    def reset(self):
-        pass
 
 
 def _run(sep, audio, block=256):

@@ -16,44 +16,17 @@ pytest.importorskip("pyo")
 from bridge.effects import EffectsRack, EffectsSeparator, build_board, validate_chain  # noqa: E402
 from realtime.errors import ConfigError  # noqa: E402
 from realtime.stems import STEMS  # noqa: E402
-from tests.bridge_support import TinyHopModel, music_like  # noqa: E402
+from tests.bridge_support import IdentityStems as _Identity  # noqa: E402
+from tests.bridge_support import TinyHopModel, music_like, sines  # noqa: E402
+from tests.bridge_support import level_db as _level_db  # noqa: E402
+from tests.bridge_support import stream_blocks as _stream  # noqa: E402
+from tests.bridge_support import wait_for_osc  # noqa: E402
 
 SR = 44100
 
 
-class _Identity:
-    """Four stems that are copies of the input; output as long as the input (multiple 1)."""
-
-    latency_samples = 32
-
-    def process(self, block):
-        return np.repeat(np.asarray(block, np.float32)[None], 4, axis=0)
-
-    def flush(self):
-        return np.zeros((4, 2, 0), np.float32)
-
-    def reset(self):
-        pass
-
-
-def _stream(sep, audio, block):
-    """Feed ``audio`` in blocks of ``block``, then flush: the whole output."""
-    pieces = [sep.process(audio[:, i : i + block]) for i in range(0, audio.shape[1], block)]
-    return np.concatenate(pieces + [sep.flush()], axis=-1)
-
-
 def _sines(freqs, seconds=0.5):
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(0.3 * np.sin(2 * np.pi * f * t) for f in freqs)
-    return np.stack([x, x]).astype(np.float32)
-
-
-def _level_db(x, f):
-    """Level of the sinusoid at ``f`` Hz in ``x`` (channels, n), dB (steady state: second half)."""
-    y = x[0, x.shape[-1] // 2 :]
-    t = np.arange(y.size) / SR
-    amp = 2 * np.abs(np.mean(y * np.exp(-2j * np.pi * f * t)))
-    return 20 * np.log10(amp + 1e-12)
+    return sines(freqs, seconds, SR)
 
 
 def test_lowpass_keeps_a_low_sine_and_attenuates_a_high_one():
@@ -185,7 +158,6 @@ def test_pyo_chains_and_parameters_over_osc():
     """Real UDP on loopback: set a pyo chain, move a parameter, read the chain back; a bad
     value is counted as rejected and never reaches the rack."""
     import socket
-    import time
 
     from bridge.live import LiveConfig, LiveProcessor
     from bridge.osc_codec import decode, encode_message
@@ -210,9 +182,7 @@ def test_pyo_chains_and_parameters_over_osc():
             send("/stemstream/stem/bass/fx/0/cutoff_frequency_hz", 90000.0)  # out of range
             send("/stemstream/get/fx", "drums")
             reply = decode(client.recvfrom(4096)[0])[0]
-            end = time.monotonic() + 2.0
-            while server.counters.accepted + server.counters.rejected < 4 and time.monotonic() < end:
-                time.sleep(0.01)
+            wait_for_osc(server, 4)
     finally:
         client.close()
         proc.close()

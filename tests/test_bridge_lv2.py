@@ -13,7 +13,11 @@ from bridge import lv2_host
 from bridge.effects import EffectsRack, EffectsSeparator, build_board, validate_chain
 from realtime.errors import ConfigError, MissingDependencyError
 from realtime.stems import STEMS
-from tests.bridge_support import music_like
+from tests.bridge_support import IdentityStems as _Identity
+from tests.bridge_support import level_db as _level_db
+from tests.bridge_support import music_like, sines
+from tests.bridge_support import stream_blocks as _stream
+from tests.bridge_support import wait_for_osc
 
 SR = 44100
 SWH = "http://plugin.org.uk/swh-plugins/"
@@ -28,37 +32,8 @@ if LOWPASS not in _URIS:
     pytest.skip("the swh LV2 plugins are not installed (apt-get install swh-lv2)", allow_module_level=True)
 
 
-class _Identity:
-    """Four stems that are copies of the input (effects see real audio)."""
-
-    latency_samples = 32
-
-    def process(self, block):
-        return np.repeat(np.asarray(block, np.float32)[None], 4, axis=0)
-
-    def flush(self):
-        return np.zeros((4, 2, 0), np.float32)
-
-    def reset(self):
-        pass
-
-
-def _stream(sep, audio, block):
-    pieces = [sep.process(audio[:, i : i + block]) for i in range(0, audio.shape[1], block)]
-    return np.concatenate(pieces + [sep.flush()], axis=-1)
-
-
 def _sines(freqs, seconds=0.3):
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(0.3 * np.sin(2 * np.pi * f * t) for f in freqs)
-    return np.stack([x, x]).astype(np.float32)
-
-
-def _level_db(x, f):
-    """Level of the sinusoid at ``f`` Hz in ``x`` (channels, n), dB (second half: steady state)."""
-    y = x[0, x.shape[-1] // 2 :]
-    t = np.arange(y.size) / SR
-    return 20 * np.log10(2 * np.abs(np.mean(y * np.exp(-2j * np.pi * f * t))) + 1e-12)
+    return sines(freqs, seconds, SR)
 
 
 def test_discovery_finds_the_swh_plugins_and_their_ports():
@@ -157,7 +132,6 @@ def test_parameters_over_osc_reach_the_plugin():
     """Real UDP on loopback: move the lowpass cutoff of the bass; an out-of-range value and an
     unknown symbol are counted as rejected and change nothing."""
     import socket
-    import time
 
     from bridge.live import LiveConfig, LiveProcessor
     from bridge.osc_codec import encode_message
@@ -178,9 +152,7 @@ def test_parameters_over_osc_reach_the_plugin():
             for value, symbol in ((15000.0, "cutoff"), (90000.0, "cutoff"), (1.0, "resonance")):
                 client.sendto(encode_message(f"/stemstream/stem/bass/fx/0/{symbol}", (value,)),
                               (server.host, server.port))
-            end = time.monotonic() + 2.0
-            while server.counters.accepted + server.counters.rejected < 3 and time.monotonic() < end:
-                time.sleep(0.01)
+            wait_for_osc(server, 3)
     finally:
         client.close()
         proc.close()
