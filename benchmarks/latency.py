@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from bridge.jack_player import music_like
 from realtime.errors import StemstreamError, bad_value
 
 SAMPLE_RATE = 44100
@@ -91,21 +92,6 @@ def _default_model() -> str:
     return "live" if "live" in available_models() else "untrained-live"
 
 
-def _music(seconds: float, seed: int = 0) -> np.ndarray:
-    """Stereo test signal ``(2, samples)``: sines plus decaying noise bursts."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
-    x = np.zeros((2, n))
-    for f, a in ((55.0, 0.3), (220.0, 0.15), (554.4, 0.1), (880.0, 0.05)):
-        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(2, 1)))
-    beat = SAMPLE_RATE // 4
-    env = np.exp(-np.arange(beat) / (0.03 * SAMPLE_RATE))
-    for start in range(0, n - beat, beat):
-        x[:, start : start + beat] += 0.2 * rng.standard_normal((2, beat)) * env
-    return (0.5 * x).astype(np.float32)
-
-
 def _percentiles(values: list[float], scale: float) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
@@ -125,7 +111,7 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime:
         separator, block, queue_blocks=queue_blocks, warmup_blocks=16, worker_priority=1 if realtime else None
     )
     period = block / SAMPLE_RATE
-    loop = _music(min(20.0, max(2.0, 2 * callbacks * period)))
+    loop = music_like(min(20.0, max(2.0, 2 * callbacks * period)), SAMPLE_RATE)
     frames = loop.shape[1] // block
     indata = np.ascontiguousarray(loop[:, : frames * block].T)
     views = [indata[k * block : (k + 1) * block] for k in range(frames)]

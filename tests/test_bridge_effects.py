@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from bridge.effects import EffectsRack, EffectsSeparator, find_plugins, load_effects_config, validate_chain
+from bridge.effects import EffectsRack, EffectsSeparator
+from bridge.effects_spec import find_plugins, load_effects_config, validate_chain
 from realtime.errors import ConfigError
 from realtime.stems import STEMS
 from tests.bridge_support import IdentityStems as _Identity

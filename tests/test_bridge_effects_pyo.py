@@ -13,7 +13,9 @@ import pytest
 os.environ.setdefault("PYO_GUI_WX", "0")  # pyo prints a wxPython notice otherwise
 pytest.importorskip("pyo")
 
-from bridge.effects import EffectsRack, EffectsSeparator, build_board, validate_chain  # noqa: E402
+from bridge.effects import EffectsRack, EffectsSeparator  # noqa: E402
+from bridge.effects_boards import build_board  # noqa: E402
+from bridge.effects_spec import validate_chain  # noqa: E402
 from realtime.errors import ConfigError  # noqa: E402
 from realtime.stems import STEMS  # noqa: E402
 from tests.bridge_support import IdentityStems as _Identity  # noqa: E402

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from bridge import lv2_host
-from bridge.effects import EffectsRack, EffectsSeparator, build_board, validate_chain
+from bridge import lv2_host, lv2_world
+from bridge.effects import EffectsRack, EffectsSeparator
+from bridge.effects_boards import build_board
+from bridge.effects_spec import validate_chain
 from realtime.errors import ConfigError, MissingDependencyError
 from realtime.stems import STEMS
 from tests.bridge_support import IdentityStems as _Identity
@@ -25,9 +27,9 @@ LOWPASS, HIGHPASS, DELAY, LIMITER, PLATE = (SWH + n for n in ("lowpass_iir", "hi
                                                                "fastLookaheadLimiter", "plate"))
 
 try:
-    _URIS = {p.uri for p in lv2_host.list_plugins()}
+    _URIS = {p.uri for p in lv2_world.list_plugins()}
 except MissingDependencyError as exc:
-    pytest.skip(f"liblilv is not installed (apt-get install {lv2_host.APT_PACKAGE}): {exc}", allow_module_level=True)
+    pytest.skip(f"liblilv is not installed (apt-get install {lv2_world.APT_PACKAGE}): {exc}", allow_module_level=True)
 if LOWPASS not in _URIS:
     pytest.skip("the swh LV2 plugins are not installed (apt-get install swh-lv2)", allow_module_level=True)
 
@@ -37,7 +39,7 @@ def _sines(freqs, seconds=0.3):
 
 
 def test_discovery_finds_the_swh_plugins_and_their_ports():
-    plugins = {p.uri: p for p in lv2_host.list_plugins()}
+    plugins = {p.uri: p for p in lv2_world.list_plugins()}
     assert {LOWPASS, HIGHPASS, DELAY, LIMITER} <= set(plugins)
     lp = plugins[LOWPASS]
     assert lp.name == "Glame Lowpass Filter" and not lp.problem
@@ -181,7 +183,7 @@ def test_reset_clears_the_tail(uri):
 
 
 def test_non_finite_input_is_fed_as_silence_and_toml_configs_load(tmp_path):
-    from bridge.effects import load_effects_config
+    from bridge.effects_spec import load_effects_config
 
     toml = tmp_path / "fx.toml"
     toml.write_text(f'[[stems.bass]]\ntype = "lv2"\nuri = "{LOWPASS}"\nparams = {{cutoff = 800.0}}\n')
@@ -242,8 +244,8 @@ def test_missing_liblilv_is_one_line_naming_the_package(monkeypatch):
     def no_library(name, *args, **kwargs):
         raise OSError(f"{name}: cannot open shared object file")
 
-    monkeypatch.setattr(lv2_host, "_STATE", {})
+    monkeypatch.setattr(lv2_world, "_STATE", {})
     monkeypatch.setattr(ctypes, "CDLL", no_library)
     with pytest.raises(MissingDependencyError, match="apt-get install liblilv-0-0") as info:
-        lv2_host.list_plugins()
+        lv2_world.list_plugins()
     assert "\n" not in str(info.value)

@@ -26,7 +26,7 @@ def _range(lo: float, hi: float) -> str:
 
 
 def _plugin(uri: str, rate: int, as_json: bool) -> int:
-    from bridge.lv2_host import plugin_info
+    from bridge.lv2_world import plugin_info
 
     info = plugin_info(uri)
     controls = [{"symbol": c.symbol, "name": c.name, "range": c.bounds(rate)[:2], "default": c.bounds(rate)[2]}
@@ -48,7 +48,7 @@ def _plugin(uri: str, rate: int, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.lv2_host import list_plugins
+    from bridge.lv2_world import list_plugins
     from realtime.errors import MissingDependencyError
 
     if args.lv2:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(rows)} LV2 plugins{'' if args.all else ' that can be hosted (--all: every one)'}; "
               "L: reports latency; 'stemstream effects --lv2 URI' lists one plugin's parameters")
         return 0
-    from bridge.effects import BUILTINS, find_plugins
+    from bridge.effects_spec import BUILTINS, find_plugins
     from bridge.effects_pyo import PYO_EFFECTS
 
     vst3 = find_plugins()
