@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--effects", default=None, help="effects config file (optional)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="run jackd with --no-realtime (default: ask for SCHED_FIFO, as a tuned audio box)")
+    parser.add_argument("--python-callback", dest="jack_native", action="store_false",
+                        help="run stemstream's JACK process callback in Python (default: native code, no GIL)")
     parser.add_argument("--song", default=None, help="audio file to loop (default: first data/synth/test song)")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between time-series samples")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
@@ -89,7 +91,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     with DummyJackServer(args.samplerate, args.block_size, realtime=not args.no_realtime) as server:
         player = JackPlayer(audio, "player", server.name, loop=True).activate()
         options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(player.port_names),
-                              osc_port=None, effects=args.effects)
+                              osc_port=None, effects=args.effects, jack_native=args.jack_native)
         run = LiveRun(config, options)
         try:
             time.sleep(0.5)  # let the graph settle; count from here
@@ -144,6 +146,7 @@ def _markdown(r: dict[str, Any]) -> str:
         ("duration", f"{r['seconds'] / 60:.2f} min ({r['callbacks']} callbacks)"),
         ("rate / block", f"{r['sample_rate']} Hz / {r['block_size']} samples ({r['block_period_ms']:.2f} ms)"),
         ("JACK real-time scheduling / real-time worker", f"{r['jack_realtime']} / {r['realtime_worker']}"),
+        ("audio callback", str(r.get("audio_callback", "python"))),
         ("xruns", str(r["xruns"])),
         ("deadline misses", f"{r['deadline_misses']} ({100 * r['deadline_misses'] / max(1, r['callbacks']):.3f} % of blocks)"),
         ("worker overruns", str(r["worker_overruns"])),

@@ -6,9 +6,12 @@ Ports (``C`` = channel suffix ``L``/``R`` for stereo, ``1``..``n`` otherwise)::
     stemstream:mix_L, stemstream:mix_R             mixed output      (routing mix/both)
     stemstream:bass_L ... stemstream:piano_R       one pair per stem (routing stems/both)
 
-The process callback only copies: JACK input buffers -> a preallocated ``(frames, channels)``
-array -> :meth:`bridge.live.LiveProcessor.process` -> JACK output buffers. JACK's xrun
-callback increments ``processor.xruns``.
+The process callback is native code by default (:mod:`bridge.jack_native`: a numba
+``cfunc`` running the same kernels as :meth:`bridge.live.LiveProcessor.process`, with no
+Python and no GIL on JACK's thread). The Python fallback (``native=False``, or sessions
+that are not the engine's) copies JACK input buffers -> a preallocated ``(frames,
+channels)`` array -> :meth:`bridge.live.LiveProcessor.process` -> JACK output buffers.
+JACK's xrun callback (its notification thread, Python) increments ``processor.xruns``.
 
 Latency is published to the graph (:mod:`bridge.jack_latency`): every output port's capture
 latency is the upstream capture latency plus ``processor.latency_samples`` (model, queue,
@@ -42,6 +45,12 @@ class JackStemClient:
         connect_inputs: source ports connected to our inputs, in channel order
             (e.g. ``["system:capture_1", "system:capture_2"]``).
         connect_outputs: ``{our_port_short_name: [destination ports]}``.
+        native: run the process callback as native code (:mod:`bridge.jack_native`: no
+            Python and no GIL on JACK's thread) where possible; False, or where it is not
+            possible (``native_reason`` says why), JACK-Client's Python callback runs.
+
+    Attributes:
+        callback_mode: ``"native"`` or ``"python"``.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class JackStemClient:
         server_name: str | None = None,
         connect_inputs: Sequence[str] = (),
         connect_outputs: dict[str, Sequence[str]] | None = None,
+        native: bool = True,
     ) -> None:
         jack = require("jack", "live")
         self.processor = processor
@@ -81,17 +91,37 @@ class JackStemClient:
         self._mix_out = np.zeros((cfg.channels, m), dtype=np.float32)
         self.callback_errors = 0
         self.last_error = ""
-        #: JACK frame time of the first processed cycle (``None`` before): the stream's sample 0.
-        self.first_frame_time: int | None = None
+        self._first_frame_time: int | None = None
         self.connect_inputs = list(connect_inputs)
         self.connect_outputs = dict(connect_outputs or {})
-        self.client.set_process_callback(self._process)
+        self.native: Any = None
+        self.native_reason = "not requested" if not native else ""
+        if native:
+            from bridge.jack_native import NativeProcess, native_supported
+
+            self.native_reason = native_supported(processor)
+            if not self.native_reason:
+                outs = self.mix_ports + [p for ports in self.stem_ports for p in ports]
+                self.native = NativeProcess(processor, self.client, self.inports, outs,
+                                            bool(self.mix_ports), bool(self.stem_ports))
+        if self.native is None:
+            self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         from bridge.jack_latency import LatencyPublisher
 
         outputs = self.mix_ports + [p for ports in self.stem_ports for p in ports]
         self.latency = LatencyPublisher(self.client, self.inports, outputs, lambda: processor.latency_samples)
         processor.add_latency_listener(self.latency.recompute)
+
+    @property
+    def callback_mode(self) -> str:
+        """``"native"`` (compiled process callback, no GIL) or ``"python"``."""
+        return "python" if self.native is None else "native"
+
+    @property
+    def first_frame_time(self) -> int | None:
+        """JACK frame time of the first processed period (``None`` before): the stream's sample 0."""
+        return self.native.first_frame_time if self.native is not None else self._first_frame_time
 
     @property
     def name(self) -> str:
@@ -102,8 +132,8 @@ class JackStemClient:
         self.processor.xruns += 1
 
     def _process(self, frames: int) -> None:
-        if self.first_frame_time is None:
-            self.first_frame_time = self.client.last_frame_time
+        if self._first_frame_time is None:
+            self._first_frame_time = self.client.last_frame_time
         try:
             for c, port in enumerate(self.inports):
                 self._in[:frames, c] = port.get_array()
@@ -145,6 +175,8 @@ class JackStemClient:
         try:
             self.client.deactivate()
         finally:
+            if self.native is not None:
+                self.native.detach()
             self.client.close()
 
     def __enter__(self) -> "JackStemClient":

@@ -3,8 +3,6 @@ play (the signal source for tests, benchmarks and demos without a sound card).""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from bridge.jack_client import channel_names
@@ -31,7 +29,9 @@ class JackPlayer:
     """Plays ``audio`` ``(channels, samples)`` float32 once or in a loop, from :meth:`play`.
 
     ``start_frame`` is the JACK frame time at which sample 0 went out (``None`` before), so
-    other clients can align what they record with what was played.
+    other clients can align what they record with what was played. The process callback is
+    native code (``bridge.jack_native.play_period``: no GIL), so a player in the same process
+    as stemstream behaves like one in another process (a DJ application).
     """
 
     def __init__(self, audio: np.ndarray, client_name: str = "player", server_name: str | None = None,
@@ -46,10 +46,33 @@ class JackPlayer:
         self.audio = np.ascontiguousarray(audio, dtype=np.float32)
         self.loop = loop
         self.ports = [self.client.outports.register(f"out_{n}") for n in channel_names(audio.shape[0])]
-        self.position = 0
-        self.start_frame: int | None = None
-        self._go = threading.Event()
-        self.client.set_process_callback(self._process)
+        from bridge.jack_latency import raw_pointer
+        from bridge.jack_native import PLAYER_TABLE_SIZE, P_AUDIO, P_CHANNELS, P_CLIENT, P_GO, P_LOOP, \
+            P_PORTS, P_POSITION, P_SAMPLES, P_START_FRAME, set_process
+
+        self._ports = np.array([raw_pointer(p) for p in self.ports], np.int64)
+        self._position = np.zeros(1, np.int64)
+        self._go = np.zeros(1, np.int64)
+        self._start = np.full(1, -1, np.int64)
+        table = np.zeros(PLAYER_TABLE_SIZE, np.int64)
+        table[P_CHANNELS], table[P_SAMPLES], table[P_LOOP] = self.audio.shape[0], self.audio.shape[1], int(loop)
+        for entry, array in ((P_PORTS, self._ports), (P_AUDIO, self.audio), (P_POSITION, self._position),
+                             (P_GO, self._go), (P_START_FRAME, self._start)):
+            table[entry] = array.ctypes.data
+        table[P_CLIENT] = raw_pointer(self.client)
+        self._table = table
+        set_process(self.client, table, player=True)
+
+    @property
+    def position(self) -> int:
+        """Next sample to play."""
+        return int(self._position[0])
+
+    @property
+    def start_frame(self) -> int | None:
+        """JACK frame time at which sample 0 went out (``None`` before)."""
+        value = int(self._start[0])
+        return None if value < 0 else value
 
     @property
     def port_names(self) -> list[str]:
@@ -62,35 +85,11 @@ class JackPlayer:
 
     def play(self) -> None:
         """Start playing at the next JACK cycle."""
-        self._go.set()
+        self._go[0] = 1
 
     @property
     def finished(self) -> bool:
         return not self.loop and self.position >= self.audio.shape[1]
-
-    def _process(self, frames: int) -> None:
-        if not self._go.is_set():
-            for port in self.ports:
-                port.get_array().fill(0.0)
-            return
-        if self.start_frame is None:
-            self.start_frame = self.client.last_frame_time
-        total = self.audio.shape[1]
-        for c, port in enumerate(self.ports):
-            buf = port.get_array()
-            done = 0
-            pos = self.position
-            while done < frames:
-                if pos >= total:
-                    if not self.loop:
-                        buf[done:] = 0.0
-                        break
-                    pos = 0
-                n = min(frames - done, total - pos)
-                buf[done : done + n] = self.audio[c, pos : pos + n]
-                done += n
-                pos += n
-        self.position = pos if self.loop else min(total, self.position + frames)
 
     def close(self) -> None:
         self.client.deactivate()

@@ -30,6 +30,7 @@ import numpy as np
 from bridge.controls import StemControls
 from bridge.delay_line import DelayLine
 from bridge.effects import EffectsRack, EffectsSeparator
+from bridge.live_kernels import CALLBACKS, CPU_LOAD, CPU_LOAD_MAX, FRAMES, count_callback
 from bridge.mixer import MixerConfig, StemMixer
 from bridge.priority import RealtimeWorkerSeparator
 from bridge.switcher import SessionFactory, SessionSwitcher
@@ -170,12 +171,10 @@ class LiveProcessor:
         self._stem_buf = np.zeros((s, c, m), dtype=np.float32)
         self._stem_out = np.zeros((s, c, m), dtype=np.float32)
         self._mix_out = np.zeros((c, m), dtype=np.float32)
-        self.callbacks = 0
-        self.frames = 0
+        #: callbacks, frames, smoothed CPU load, its maximum (written by whichever audio path runs)
+        self.counters = np.zeros(4, dtype=np.float64)
         self.xruns = 0
         self.status_flags = 0
-        self.cpu_load = 0.0
-        self.cpu_load_max = 0.0
         self.osc_counters: Any = None
         self._latency_listeners: list[Callable[[], None]] = []
         self.last_listener_error = ""
@@ -198,12 +197,7 @@ class LiveProcessor:
                 None if mix_out is None else mix_out[..., start:stop],
             )
         elapsed = time.perf_counter() - t0
-        load = elapsed * self.config.sample_rate / max(1, frames)
-        self.cpu_load += 0.05 * (load - self.cpu_load)
-        if load > self.cpu_load_max:
-            self.cpu_load_max = load
-        self.callbacks += 1
-        self.frames += frames
+        count_callback(self.counters, frames, elapsed * self.config.sample_rate / max(1, frames))
 
     def _process_piece(self, indata: np.ndarray, stem_out: np.ndarray | None, mix_out: np.ndarray | None) -> None:
         n = indata.shape[0]
@@ -236,6 +230,26 @@ class LiveProcessor:
                     for ch in range(c):
                         outdata[start:stop, col] = stem_out[s, ch]
                         col += 1
+
+    @property
+    def callbacks(self) -> int:
+        """Audio callbacks run."""
+        return int(self.counters[CALLBACKS])
+
+    @property
+    def frames(self) -> int:
+        """Frames through the audio callbacks."""
+        return int(self.counters[FRAMES])
+
+    @property
+    def cpu_load(self) -> float:
+        """Smoothed callback time as a fraction of the block period."""
+        return float(self.counters[CPU_LOAD])
+
+    @property
+    def cpu_load_max(self) -> float:
+        """Largest callback time as a fraction of its block period."""
+        return float(self.counters[CPU_LOAD_MAX])
 
     # ---- control side (bridge.osc_routes.ControlTarget) ---------------------------------
     @property

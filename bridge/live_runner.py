@@ -29,6 +29,8 @@ class HostOptions:
         osc_port: OSC UDP port, ``None`` disables OSC.
         osc_host: OSC bind address.
         effects: effects config file or ``None``.
+        jack_native: on JACK, run the process callback as native code (no GIL;
+            ``bridge.jack_native``); False: JACK-Client's Python callback.
     """
 
     audio: str = "portaudio"
@@ -41,6 +43,7 @@ class HostOptions:
     osc_port: int | None = DEFAULT_PORT
     osc_host: str = DEFAULT_HOST
     effects: str | None = None
+    jack_native: bool = True
 
     def __post_init__(self) -> None:
         if self.audio not in ("portaudio", "jack"):
@@ -99,7 +102,7 @@ class LiveRun:
             from bridge.jack_client import JackStemClient
 
             self.host = JackStemClient(self.processor, o.jack_client, o.jack_server,
-                                       o.jack_inputs, o.jack_outputs).start()
+                                       o.jack_inputs, o.jack_outputs, native=o.jack_native).start()
             # JACK: one period in, one out (the graph's own buffering)
             self.host_latency_samples = 2 * self.host.client.blocksize
         else:
@@ -151,6 +154,10 @@ class LiveRun:
         out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
         if self.host is not None:
             out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
+            out["audio_callback"] = str(getattr(self.host, "callback_mode", "python"))
+            reason = getattr(self.host, "native_reason", "")
+            if out["audio_callback"] != "native" and reason:
+                out["audio_callback"] += f" ({reason})"
             client = getattr(self.host, "client", None)
             if client is not None:
                 out["jack_cpu_load_percent"] = float(client.cpu_load())

@@ -1,9 +1,9 @@
 """Per-stem mixing for the live path: gain / mute / solo / bypass with click-free ramps,
 routing to per-stem outputs and/or a mixed output, and cheap meters.
 
-Everything is preallocated at construction; :meth:`StemMixer.process` only runs numpy
-ufuncs with ``out=`` into those buffers (no array allocation per block), so it is safe to
-call from an audio callback.
+Everything is preallocated at construction; :meth:`StemMixer.process` runs one numba kernel
+(:func:`bridge.live_kernels.mix_kernel`, the same one the native JACK callback runs) into
+those buffers: no allocation per block, safe to call from an audio callback.
 
 Smoothing: each gain moves toward its target with a one-pole filter of time constant
 ``ramp_ms``. Within a block the target is constant, so the filter has the closed form
@@ -26,10 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.controls import StemControls
+from bridge.live_kernels import mix_kernel, targets_kernel
 from realtime.errors import bad_value
-
-#: Targets closer than this to the current gain are snapped (ends a ramp exactly).
-_SNAP = 1e-7
 
 
 @dataclass(frozen=True)
@@ -86,17 +84,8 @@ class StemMixer:
         # Gains: stems 0..S-1, then the dry (bypass) gain at index S.
         self._current = np.zeros(s + 1, dtype=np.float64)
         self._target = np.zeros(s + 1, dtype=np.float64)
-        self._audible = np.zeros(s, dtype=np.float64)
-        self._diff = np.zeros(s + 1, dtype=np.float64)
-        self._snap = np.zeros(s + 1, dtype=bool)
-        self._curves64 = np.zeros((s + 1, m), dtype=np.float64)
-        self._curves = np.zeros((s + 1, m), dtype=np.float32)
-        self._dry_share = np.zeros(m, dtype=np.float32)
         self._work = np.zeros((s, c, m), dtype=np.float32)
-        self._tmp = np.zeros((c, m), dtype=np.float32)
-        self._sq = np.zeros((s, c, m), dtype=np.float32)
-        self._ms = np.zeros(s, dtype=np.float32)
-        self._pk = np.zeros(s, dtype=np.float32)
+        self._no_mix = np.zeros((c, m), dtype=np.float32)
         self.rms = np.zeros(s, dtype=np.float32)
         self.peak_hold = np.zeros(s, dtype=np.float32)
         self.reset()
@@ -108,6 +97,11 @@ class StemMixer:
         self.rms[:] = 0.0
         self.peak_hold[:] = 0.0
 
+    def gain_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(current, target, powers)``: the arrays :func:`bridge.live_kernels.mix_kernel`
+        keeps its ramps in (for native hosts that call it themselves)."""
+        return self._current, self._target, self._powers
+
     @property
     def current_gains(self) -> np.ndarray:
         """Smoothed gains now applied: ``(stems + 1,)``, the last one is the dry (bypass) gain."""
@@ -115,15 +109,7 @@ class StemMixer:
 
     def _compute_targets(self) -> None:
         ctl = self.controls
-        s = len(self.config.stems)
-        # audible = (1 - mute) * (solo if any solo else 1)
-        np.subtract(1.0, ctl.mute, out=self._audible)
-        if ctl.solo.any():
-            np.multiply(self._audible, ctl.solo, out=self._audible)
-        wet = 1.0 - float(ctl.bypass[0])
-        np.multiply(ctl.gain, self._audible, out=self._target[:s])
-        np.multiply(self._target[:s], wet, out=self._target[:s])
-        self._target[s] = 1.0 - wet
+        targets_kernel(ctl.gain, ctl.mute, ctl.solo, ctl.bypass, self._target)
 
     def process(
         self,
@@ -162,49 +148,11 @@ class StemMixer:
         n = stems.shape[-1]
         if n == 0:
             return
-        s = len(self.config.stems)
-        self._compute_targets()
-        cur, tgt, c64 = self._current, self._target, self._curves64[:, :n]
-        # curves = target + (current - target) * a**(1..n)
-        np.subtract(cur, tgt, out=self._diff)
-        powers = self._powers[:n]
-        for k in range(s + 1):
-            np.multiply(powers, float(self._diff[k]), out=c64[k])
-            np.add(c64[k], float(tgt[k]), out=c64[k])
-        np.copyto(cur, c64[:, n - 1])
-        np.subtract(cur, tgt, out=self._diff)
-        np.abs(self._diff, out=self._diff)
-        np.less(self._diff, _SNAP, out=self._snap)
-        np.copyto(cur, tgt, where=self._snap)
-        curves = self._curves[:, :n]
-        np.copyto(curves, c64, casting="same_kind")
+        ctl = self.controls
         out = self._work[:, :, :n] if stem_out is None else stem_out
-        channels = self.config.channels
-        # 1-D ufuncs per (stem, channel): broadcasting 3-D operands makes numpy buffer
-        # (allocate) internally, 1-D contiguous operands do not.
-        for k in range(s):
-            for ch in range(channels):
-                np.multiply(stems[k, ch], curves[k], out=out[k, ch])
-        if cur[s] != 0.0 or curves[s, 0] != 0.0:
-            share = self._dry_share[:n]
-            np.multiply(curves[s], 1.0 / s, out=share)
-            for ch in range(channels):
-                np.multiply(dry[ch], share, out=self._tmp[ch, :n])
-                for k in range(s):
-                    np.add(out[k, ch], self._tmp[ch, :n], out=out[k, ch])
-        if mix_out is not None:
-            np.sum(out, axis=0, out=mix_out)
-        self._meter(out)
-
-    def _meter(self, out: np.ndarray) -> None:
-        n = out.shape[-1]
-        sq = self._sq[:, :, :n]
-        np.multiply(out, out, out=sq)
-        np.mean(sq, axis=(1, 2), out=self._ms)
-        np.sqrt(self._ms, out=self.rms)
-        np.abs(out, out=sq)
-        np.max(sq, axis=(1, 2), out=self._pk)
-        np.maximum(self.peak_hold, self._pk, out=self.peak_hold)
+        mix = self._no_mix[:, :n] if mix_out is None else mix_out
+        mix_kernel(stems, dry, out, mix, mix_out is not None, ctl.gain, ctl.mute, ctl.solo, ctl.bypass,
+                   self._current, self._target, self._powers, self.rms, self.peak_hold)
 
     def read_meters(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of ``(rms, peak_hold)`` per stem (linear, full scale 1.0); resets the hold.

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bridge.live_kernels import DONE, FADE_POS, FADE_SAMPLES, FADING, IDLE, PHASE, WARMUP_LEFT, crossfade_kernel
 from realtime.errors import StemstreamError, bad_value
 
 SessionFactory = Callable[[str], Any]
@@ -74,12 +75,16 @@ class SessionSwitcher:
         #: deadline misses of sessions already switched away from
         self.retired_misses = 0
         self.last_error = ""
-        self._warmup_left = 0
-        self._fade_pos = 0
+        #: switch state shared with the audio side (``bridge.live_kernels``: PHASE, WARMUP_LEFT, ...)
+        self.state = np.zeros(4, dtype=np.int64)
+        self.state[FADE_SAMPLES] = self.fade_samples
         self._buf = np.zeros((stems, channels, max_block), dtype=np.float32)
-        self._ramp = np.zeros(max_block, dtype=np.float32)
-        self._steps = np.arange(1, max_block + 1, dtype=np.float32)
         self._retired: Any = None
+        #: True when a native audio path (``bridge.jack_native``) runs the crossfade: the loader
+        #: thread then completes the switch once the audio side has marked it DONE
+        self.native = False
+        #: called with a new session (loader thread) before it starts warming up
+        self.incoming_hooks: list[Callable[[Any], None]] = []
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
         self._done = threading.Event()
@@ -116,10 +121,18 @@ class SessionSwitcher:
             self.switch_errors += 1
             self.last_error = f"model={name!r}: {exc}" if isinstance(exc, StemstreamError) else repr(exc)
             return
-        self._warmup_left = self.warmup_base + int(session.latency_samples)
-        self._fade_pos = 0
+        self.state[WARMUP_LEFT] = self.warmup_base + int(session.latency_samples)
+        self.state[FADE_POS] = 0
         self.incoming_name = name
-        self.incoming = session  # the audio side picks it up from here
+        for hook in list(self.incoming_hooks):  # e.g. the native JACK path publishes the new slot
+            hook(session)
+        self.incoming = session  # the Python audio path picks it up from here,
+        self.state[PHASE] = FADING  # the native one from here (after the slot is written)
+        while self.native and self._retired is None and not self._done.is_set():  # native: marks DONE only
+            if self.state[PHASE] == DONE:
+                self.finish_switch()
+            else:
+                time.sleep(0.002)
         while self._retired is None:
             if self._done.wait(0.02):
                 break
@@ -146,26 +159,20 @@ class SessionSwitcher:
         n = indata.shape[0]
         buf = self._buf[:, :, :n]
         incoming.callback(indata, buf)
-        if self._warmup_left > 0:
-            self._warmup_left -= n
-            return
-        # Linear crossfade: weight of the new session goes 0 -> 1 over fade_samples.
-        ramp = self._ramp[:n]
-        np.add(self._steps[:n], float(self._fade_pos), out=ramp)
-        np.multiply(ramp, 1.0 / self.fade_samples, out=ramp)
-        np.minimum(ramp, 1.0, out=ramp)
-        np.subtract(buf, out_stems, out=buf)
-        np.multiply(buf, ramp, out=buf)
-        np.add(out_stems, buf, out=out_stems)
-        self._fade_pos += n
-        if self._fade_pos >= self.fade_samples:
-            old = self.active
-            self.retired_misses += int(getattr(old, "deadline_misses", 0))
-            self.active, self.active_name = incoming, self.incoming_name
-            self.incoming = None
-            self.switches += 1
-            self._retired = old
-            self._done.set()
+        if crossfade_kernel(out_stems, buf, self.state):
+            self.finish_switch()
+
+    def finish_switch(self) -> None:
+        """Make the incoming session the active one (the fade has completed: ``state[PHASE]``
+        is ``DONE``); the loader thread closes the old one."""
+        old, incoming = self.active, self.incoming
+        self.retired_misses += int(getattr(old, "deadline_misses", 0))
+        self.active, self.active_name = incoming, self.incoming_name
+        self.incoming = None
+        self.switches += 1
+        self.state[PHASE] = IDLE
+        self._retired = old
+        self._done.set()
 
     def close(self) -> None:
         """Stop every session (after the audio stream has stopped)."""

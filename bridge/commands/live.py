@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jack-connect", action="append", default=[], metavar="SPEC",
                         help="auto-connect (implies --jack): 'in=system:capture_1,system:capture_2' or "
                         "'drums_L=mixxx:in_3' (repeatable)")
+    parser.add_argument("--python-callback", dest="jack_native", action="store_false",
+                        help="JACK: run the process callback in Python (default: native code, no GIL)")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         osc_port=None if args.no_osc else args.osc_port,
         osc_host=args.osc_host,
         effects=args.effects,
+        jack_native=args.jack_native,
     )
     if args.jack_connect:
         from bridge.live_runner import model_stems
@@ -107,5 +110,6 @@ def format_summary(s: dict) -> str:
         f"cpu: process {s['process_cpu_percent']:.0f} % of one core ({s['cpu_cores']} cores), callback load "
         f"mean {100 * s['callback_load_mean']:.1f} % / max {100 * s['callback_load_max']:.1f} % of the block time",
         f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected; model switches {s['model_switches']}",
-        f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}",
+        f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}"
+        + (f"; audio callback: {s['audio_callback']}" if "audio_callback" in s else ""),
     ])
