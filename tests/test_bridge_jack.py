@@ -173,6 +173,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     summary = json.loads(stdout)
     assert (summary["xruns"], summary["deadline_misses"]) == (0, 0), summary
     assert summary["callback_errors"] == 0 and summary["nonfinite_samples"] == 0
+    assert summary["audio_callback"] == "native"  # bridge.jack_native: no Python on JACK's thread
     latency = summary["engine_latency_samples"]
     assert recorder.filled >= latency + audio.shape[1], (recorder.filled, latency)
     # stemstream ran on silence from its first cycle until the player started: same input offline
