@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "backends": ("benchmarks.backends", "per-hop time of each backend and precision"),
     "live": ("benchmarks.live_soak", "soak test of the live JACK path"),
     "diffusion": ("benchmarks.diffusion_table", "diffusion separators: quality vs steps vs time"),
+    "tradeoff": ("benchmarks.tradeoff", "latency / quality trade-off of the separators (SI-SDRi vs latency)"),
 }
 
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))
