@@ -107,3 +107,29 @@ def test_eval_oracle_with_the_live_models_windows(tmp_path: Path, capsys) -> Non
     assert "low-delay STFT" in captured.out
     assert main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--oracle-windows", "box"]) == 2
     assert "--oracle-windows" in capsys.readouterr().err
+
+
+def test_tradeoff_bench_scores_models_against_latency(tmp_path: Path, capsys) -> None:
+    """`stemstream bench tradeoff` on a one-song dataset with a small untrained live model."""
+    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
+    from realtime.models.weights import save_weights
+
+    root = tmp_path / "synth"
+    _write_song(root / "song_000", seed=0, seconds=4.5)
+    torch.manual_seed(0)
+    cfg = LiveConfig(analysis_samples=512, synthesis_samples=256, hop=128, width=16, lstm_layers=1,
+                     encoder_channels=16, encoder_kernel=128)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(weights, LiveSeparator(cfg).eval(), ARCHITECTURE, cfg.to_json(), {"note": "tradeoff test"})
+    out = tmp_path / "bench"
+    code = main(["bench", "tradeoff", "--dataset", str(root), "--models", f"tiny={weights}", "--backend", "torch",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "tradeoff.json").read_text())
+    (row,) = result["rows"]
+    assert row["model"] == "tiny" and row["latency_ms"] == pytest.approx(1000 * cfg.latency_samples / 44100)
+    assert set(row["si_sdri"]) == {"bass", "drums", "guitar", "piano"} and np.isfinite(row["mean"])
+    assert result["oracle_live_windows"]["mean"] > row["mean"]  # an untrained model is below the ceiling
+    assert "oracle mask, live windows" in (out / "tradeoff.md").read_text()
+    assert (out / "tradeoff.png").stat().st_size > 0
+    assert main(["bench", "tradeoff", "--dataset", str(tmp_path / "nope")]) == 2
