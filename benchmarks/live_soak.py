@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--effects", default=None, help="effects config file (optional)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="run jackd with --no-realtime (default: ask for SCHED_FIFO, as a tuned audio box)")
-    parser.add_argument("--python-callback", dest="jack_native", action="store_false",
+    parser.add_argument("--python-callback", dest="native_callback", action="store_false",
                         help="run stemstream's JACK process callback in Python (default: native code, no GIL)")
     parser.add_argument("--song", default=None, help="audio file to loop (default: first data/synth/test song)")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between time-series samples")
@@ -91,7 +91,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     with DummyJackServer(args.samplerate, args.block_size, realtime=not args.no_realtime) as server:
         player = JackPlayer(audio, "player", server.name, loop=True).activate()
         options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(player.port_names),
-                              osc_port=None, effects=args.effects, jack_native=args.jack_native)
+                              osc_port=None, effects=args.effects, native_callback=args.native_callback)
         run = LiveRun(config, options)
         try:
             time.sleep(0.5)  # let the graph settle; count from here

@@ -173,6 +173,8 @@ class LiveProcessor:
         self._mix_out = np.zeros((c, m), dtype=np.float32)
         #: callbacks, frames, smoothed CPU load, its maximum (written by whichever audio path runs)
         self.counters = np.zeros(4, dtype=np.float64)
+        #: status flags and xruns counted by a native host callback (``bridge.native_live``)
+        self.host_counters = np.zeros(2, dtype=np.int64)
         self.xruns = 0
         self.status_flags = 0
         self.osc_counters: Any = None
@@ -187,6 +189,14 @@ class LiveProcessor:
         frames)`` and/or ``mix_out`` ``(channels, frames)``. Blocks longer than
         ``block_size`` are processed in pieces."""
         t0 = time.perf_counter()
+        self._pieces(indata, stem_out, mix_out)
+        self._count(indata.shape[0], t0)
+
+    def _count(self, frames: int, t0: float) -> None:
+        load = (time.perf_counter() - t0) * self.config.sample_rate / max(1, frames)
+        count_callback(self.counters, frames, load)
+
+    def _pieces(self, indata: np.ndarray, stem_out: np.ndarray | None, mix_out: np.ndarray | None) -> None:
         frames = indata.shape[0]
         m = self.config.block_size
         for start in range(0, frames, m):
@@ -196,8 +206,6 @@ class LiveProcessor:
                 None if stem_out is None else stem_out[..., start:stop],
                 None if mix_out is None else mix_out[..., start:stop],
             )
-        elapsed = time.perf_counter() - t0
-        count_callback(self.counters, frames, elapsed * self.config.sample_rate / max(1, frames))
 
     def _process_piece(self, indata: np.ndarray, stem_out: np.ndarray | None, mix_out: np.ndarray | None) -> None:
         n = indata.shape[0]
@@ -210,6 +218,7 @@ class LiveProcessor:
     def process_interleaved(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """For PortAudio: ``indata`` ``(frames, channels)``, ``outdata`` ``(frames,
         output_channels(routing))`` laid out as described in the module docstring."""
+        t0 = time.perf_counter()
         n = indata.shape[0]
         c = self.config.channels
         routing = self.config.routing
@@ -219,7 +228,7 @@ class LiveProcessor:
             k = stop - start
             stem_out = self._stem_out[:, :, :k] if routing != "mix" else None
             mix_out = self._mix_out[:, :k] if routing != "stems" else None
-            self.process(indata[start:stop], stem_out, mix_out)
+            self._pieces(indata[start:stop], stem_out, mix_out)
             col = 0
             if mix_out is not None:
                 for ch in range(c):
@@ -230,6 +239,7 @@ class LiveProcessor:
                     for ch in range(c):
                         outdata[start:stop, col] = stem_out[s, ch]
                         col += 1
+        self._count(n, t0)
 
     @property
     def callbacks(self) -> int:
@@ -322,8 +332,8 @@ class LiveProcessor:
         return {
             "deadline_misses": int(getattr(session, "deadline_misses", 0)) + self.switcher.retired_misses,
             "nonfinite_samples": int(getattr(session, "nonfinite_samples", 0)),
-            "xruns": int(self.xruns),
-            "status_flags": int(self.status_flags),
+            "xruns": int(self.xruns) + int(self.host_counters[1]),
+            "status_flags": int(self.status_flags) + int(self.host_counters[0]),
             "cpu_load": float(self.cpu_load),
             "cpu_load_max": float(self.cpu_load_max),
             "callbacks": int(self.callbacks),

@@ -29,8 +29,9 @@ class HostOptions:
         osc_port: OSC UDP port, ``None`` disables OSC.
         osc_host: OSC bind address.
         effects: effects config file or ``None``.
-        jack_native: on JACK, run the process callback as native code (no GIL;
-            ``bridge.jack_native``); False: JACK-Client's Python callback.
+        native_callback: run the audio callback as native code (no Python, no GIL on the
+            audio thread: ``bridge.jack_native`` / ``bridge.portaudio_native``); False: a
+            Python callback (JACK-Client's / sounddevice's).
     """
 
     audio: str = "portaudio"
@@ -43,7 +44,7 @@ class HostOptions:
     osc_port: int | None = DEFAULT_PORT
     osc_host: str = DEFAULT_HOST
     effects: str | None = None
-    jack_native: bool = True
+    native_callback: bool = True
 
     def __post_init__(self) -> None:
         if self.audio not in ("portaudio", "jack"):
@@ -102,13 +103,14 @@ class LiveRun:
             from bridge.jack_client import JackStemClient
 
             self.host = JackStemClient(self.processor, o.jack_client, o.jack_server,
-                                       o.jack_inputs, o.jack_outputs, native=o.jack_native).start()
+                                       o.jack_inputs, o.jack_outputs, native=o.native_callback).start()
             # JACK: one period in, one out (the graph's own buffering)
             self.host_latency_samples = 2 * self.host.client.blocksize
         else:
             from bridge.portaudio_host import PortAudioHost
 
-            self.host = PortAudioHost(self.processor, o.input_device, o.output_device).start()
+            self.host = PortAudioHost(self.processor, o.input_device, o.output_device,
+                                      native=o.native_callback).start()
             self.host_latency_samples = self.host.host_latency_samples
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
@@ -154,10 +156,9 @@ class LiveRun:
         out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
         if self.host is not None:
             out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
-            out["audio_callback"] = str(getattr(self.host, "callback_mode", "python"))
-            reason = getattr(self.host, "native_reason", "")
-            if out["audio_callback"] != "native" and reason:
-                out["audio_callback"] += f" ({reason})"
+            out["audio_callback"] = self.host.callback_mode
+            if self.host.callback_mode != "native":
+                out["audio_callback"] += f" ({self.host.native_reason})"
             client = getattr(self.host, "client", None)
             if client is not None:
                 out["jack_cpu_load_percent"] = float(client.cpu_load())

@@ -1,7 +1,9 @@
 """Duplex audio through PortAudio (python-sounddevice) around a :class:`LiveProcessor`.
 
-The stream callback only copies (``processor.process_interleaved``); PortAudio's status
-flags are counted (input overflow / output underflow count as xruns).
+By default the stream callback is native code (:mod:`bridge.portaudio_native`: the live path
+compiled, no Python and no GIL on the audio thread); with ``native=False``, or where that is
+not possible (``native_reason``), a Python callback calls ``processor.process_interleaved``.
+PortAudio's status flags are counted either way (input overflow / output underflow as xruns).
 """
 
 from __future__ import annotations
@@ -45,28 +47,39 @@ class PortAudioHost:
     """
 
     def __init__(self, processor: LiveProcessor, input_device: int | str | None = None,
-                 output_device: int | str | None = None) -> None:
+                 output_device: int | str | None = None, native: bool = True) -> None:
         sd = require("sounddevice", "live")
         self.processor = processor
         cfg = processor.config
         self.output_channels = output_channels(cfg.routing, len(processor.stems), cfg.channels)
         self.callback_errors = 0
+        self.native: Any = None
+        self.native_reason = "not requested"
+        device = (input_device, output_device)
         try:
-            self.stream = sd.Stream(
-                device=(input_device, output_device),
-                samplerate=cfg.sample_rate,
-                blocksize=cfg.block_size,
-                channels=(cfg.channels, self.output_channels),
-                dtype="float32",
-                latency="low",
-                callback=self._callback,
-            )
+            if native:
+                from bridge.portaudio_native import NativeStream, portaudio_native_supported
+
+                self.native_reason = portaudio_native_supported(processor)
+                if not self.native_reason:
+                    self.native = NativeStream(processor, device, self.output_channels, samplerate=cfg.sample_rate,
+                                               blocksize=cfg.block_size, latency="low")
+                    self.stream = self.native.stream
+            if self.native is None:
+                self.stream = sd.Stream(device=device, samplerate=cfg.sample_rate, blocksize=cfg.block_size,
+                                        channels=(cfg.channels, self.output_channels), dtype="float32",
+                                        latency="low", callback=self._callback)
         except Exception as exc:  # PortAudioError, ValueError for unknown devices
             raise StemstreamError(
                 f"cannot open audio devices input={input_device!r} output={output_device!r} with "
                 f"{cfg.channels} in / {self.output_channels} out channels at {cfg.sample_rate} Hz: {exc} "
                 "(see 'stemstream devices')"
             ) from None
+
+    @property
+    def callback_mode(self) -> str:
+        """``"native"`` (compiled callback, no GIL) or ``"python"``."""
+        return "python" if self.native is None else "native"
 
     @property
     def host_latency_samples(self) -> int:
@@ -93,3 +106,5 @@ class PortAudioHost:
     def stop(self) -> None:
         self.stream.stop()
         self.stream.close()
+        if self.native is not None:
+            self.native.detach()

@@ -277,6 +277,7 @@ def test_stemstream_live_through_portaudio_on_jack(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["audio"] == "portaudio" and summary["callback_errors"] == 0
+    assert summary["audio_callback"] == "native"  # bridge.portaudio_native
     assert summary["callbacks"] > 0.5 * 1.5 * SR / PERIOD, summary
     assert summary["host_latency_samples"] > 0 and summary["engine_latency_samples"] > 0
 

@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jack-connect", action="append", default=[], metavar="SPEC",
                         help="auto-connect (implies --jack): 'in=system:capture_1,system:capture_2' or "
                         "'drums_L=mixxx:in_3' (repeatable)")
-    parser.add_argument("--python-callback", dest="jack_native", action="store_false",
-                        help="JACK: run the process callback in Python (default: native code, no GIL)")
+    parser.add_argument("--python-callback", dest="native_callback", action="store_false",
+                        help="run the audio callback in Python (default: native code, no GIL on the audio thread)")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         osc_port=None if args.no_osc else args.osc_port,
         osc_host=args.osc_host,
         effects=args.effects,
-        jack_native=args.jack_native,
+        native_callback=args.native_callback,
     )
     if args.jack_connect:
         from bridge.live_runner import model_stems
