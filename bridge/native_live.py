@@ -108,8 +108,10 @@ def native_supported(processor: Any) -> str:
     """Why ``processor`` cannot run natively ("" when it can)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"the native audio callback relies on x86-64 store ordering (this is {platform.machine()})"
+    from realtime.engine.session import RealtimeSession
+
     session = processor.switcher.active
-    if not all(hasattr(session, a) for a in ("_in_ring", "_out_ring", "_idx", "_mix_gain", "_wakeup")):
+    if not isinstance(session, RealtimeSession):  # session_slot describes exactly this type
         return f"the active session ({type(session).__name__}) is not an engine RealtimeSession"
     return ""
 
