@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="engine backend (default auto: fastest available)")
     parser.add_argument("--queue-blocks", type=int, default=1, help="worker slack in blocks (default 1)")
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
-                        help="do not ask for SCHED_FIFO for the inference worker (bridge.priority)")
+                        help="do not ask for SCHED_FIFO for the engine's inference worker")
     parser.add_argument("--routing", default="both", choices=("stems", "mix", "both"))
     parser.add_argument("--effects", default=None, help="effects config file (optional)")
     parser.add_argument("--no-realtime", action="store_true",
@@ -68,6 +68,54 @@ def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
     return music_like(20.0, sample_rate), "synthetic (sinusoids + noise bursts, 20 s loop)"
 
 
+#: Seconds between polls of the xrun and miss counters (the time resolution of the attribution).
+POLL_S: float = 0.05
+
+
+def _start_probe(path: Path, seconds: float) -> Any:
+    """``benchmarks.stall_probe`` in its own process for ``seconds`` (writes ``path``)."""
+    import subprocess
+    import sys
+
+    path.unlink(missing_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.stall_probe", "--seconds", f"{seconds:.1f}",
+                             "--out", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _finish_probe(probe: Any, path: Path) -> dict[str, Any] | None:
+    """Wait for the probe (a few seconds at most) and read its result; None if it has none."""
+    if probe is None:
+        return None
+    try:
+        probe.wait(timeout=10.0)
+    except Exception:  # still running after an early stop: end it
+        probe.kill()
+        probe.wait()
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[float]], seconds: float) -> dict[str, Any]:
+    """The probe's figures, and how many xruns / misses came with a machine stall."""
+    if stalls is None:
+        return {"probe": "no result"}
+    from benchmarks.stall_probe import attribute, coverage
+
+    listed = stalls["stalls"]
+    big = [s for s in listed if s[1] >= 5.0]
+    return {
+        "probe_scheduling": stalls["scheduling"], "wakeups": stalls["wakeups"], "late_ms": stalls["late_ms"],
+        "stalls_over_2ms": len(listed), "stalls_over_5ms": len(big),
+        "xruns_seen": len(events["xruns"]), "xruns_with_stall": attribute(events["xruns"], listed),
+        "misses_seen": len(events["deadline_misses"]),
+        "misses_with_stall": attribute(events["deadline_misses"], listed),
+        "chance_fraction": round(coverage(listed, seconds), 4),
+        "worst_stalls": sorted(listed, key=lambda s: -s[1])[:10],
+    }
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -88,6 +136,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         realtime_worker=args.realtime_worker)
     audio, source = load_song(args.song, args.samplerate)
     series: list[dict[str, float]] = []
+    events: dict[str, list[float]] = {"xruns": [], "deadline_misses": []}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    probe = None
     with DummyJackServer(args.samplerate, args.block_size, realtime=not args.no_realtime) as server:
         player = JackPlayer(audio, "player", server.name, loop=True).activate()
         options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(player.port_names),
@@ -102,13 +154,25 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if compute is not None:
                 compute.clear()
             run._t0, run._cpu0 = time.monotonic(), time.process_time()
+            probe = _start_probe(out / "stall_probe.json", 60.0 * args.minutes)
             player.play()
             end = time.monotonic() + 60.0 * args.minutes
+            next_sample = time.monotonic() + args.sample_every
+            seen = {"xruns": 0, "deadline_misses": 0}
             while True:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
-                time.sleep(min(args.sample_every, left))
+                time.sleep(min(POLL_S, left))
+                now = time.monotonic()
+                counts = {"xruns": run.processor.xruns + int(run.processor.host_counters[1]),
+                          "deadline_misses": session.deadline_misses - misses0}
+                for key, count in counts.items():
+                    events[key] += [now] * (count - seen[key])
+                    seen[key] = count
+                if now < next_sample:
+                    continue
+                next_sample += args.sample_every
                 s = run.summary()
                 series.append({"t_s": s["seconds"], "xruns": s["xruns"],
                                "deadline_misses": s["deadline_misses"] - misses0,
@@ -119,11 +183,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             summary["deadline_misses"] -= misses0
             summary["inference_per_call"] = _percentiles(list(compute) if compute is not None else [])
             summary["worker_overruns"] = int(getattr(session, "overruns", 0))
-            rt_error = getattr(getattr(session, "separator", None), "realtime_error", None)
-            summary["realtime_worker_error"] = rt_error
         finally:
             run.close()
             player.close()
+            stalls = _finish_probe(probe, out / "stall_probe.json")
         summary["jack_realtime"] = server.realtime
         summary["realtime_worker"] = args.realtime_worker
     summary.update({
@@ -135,6 +198,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
         "loadavg_end": list(os.getloadavg()),
         "series": series,
+        "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes),
     })
     return summary
 
@@ -158,6 +222,7 @@ def _markdown(r: dict[str, Any]) -> str:
         ("callback load", f"mean {100 * r['callback_load_mean']:.1f} %, max {100 * r['callback_load_max']:.1f} % of the block"),
         ("inference per worker call", f"p50 {inf.get('p50_ms', 0):.2f} ms, p99 {inf.get('p99_ms', 0):.2f} ms, "
                                       f"max {inf.get('max_ms', 0):.2f} ms" if inf else "n/a"),
+        ("machine stalls (a FIFO-90 probe process woke up late)", _stall_row(r.get("machine_stalls", {}))),
         ("machine load average (1/5/15 min, end)", ", ".join(f"{x:.2f}" for x in r["loadavg_end"])),
         ("audio", r["source"]),
         ("machine", r["machine"]),
@@ -165,6 +230,15 @@ def _markdown(r: dict[str, Any]) -> str:
     lines = ["# Live soak (JACK dummy driver)", "", "| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + "\n"
+
+
+def _stall_row(m: dict[str, Any]) -> str:
+    if "late_ms" not in m:
+        return "n/a"
+    return (f"{m['stalls_over_2ms']} over 2 ms, {m['stalls_over_5ms']} over 5 ms, worst {m['late_ms']['max']:.1f} ms; "
+            f"misses with a stall: {m['misses_with_stall']} of {m['misses_seen']}, "
+            f"xruns with a stall: {m['xruns_with_stall']} of {m['xruns_seen']} "
+            f"(by chance alone: {100 * m.get('chance_fraction', 0.0):.1f} %)")
 
 
 def _plot(r: dict[str, Any], path: Path) -> bool:

@@ -32,7 +32,6 @@ from bridge.delay_line import DelayLine
 from bridge.effects import EffectsRack, EffectsSeparator
 from bridge.live_kernels import CALLBACKS, CPU_LOAD, CPU_LOAD_MAX, FRAMES, count_callback
 from bridge.mixer import MixerConfig, StemMixer
-from bridge.priority import RealtimeWorkerSeparator
 from bridge.switcher import SessionFactory, SessionSwitcher
 from realtime.errors import bad_value
 
@@ -76,7 +75,9 @@ class LiveConfig:
         fade_ms: model-switch crossfade, ms.
         queue_blocks: blocks the engine's worker has before a deadline miss (latency grows
             by ``queue_blocks * block_size``).
-        realtime_worker: run the inference worker with ``SCHED_FIFO`` (``bridge.priority``).
+        realtime_worker: run the engine's inference worker with ``SCHED_FIFO`` at priority 1, below
+            audio threads such as JACK's (``RealtimeSession(worker_priority=...)``; refused quietly
+            without the permission, and dropped by the session after an overrun).
     """
 
     model: str = "live"
@@ -88,7 +89,7 @@ class LiveConfig:
     ramp_ms: float = 10.0
     fade_ms: float = 50.0
     queue_blocks: int = 1
-    realtime_worker: bool = False
+    realtime_worker: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 192000:
@@ -123,9 +124,8 @@ def engine_factory(
         separator: Any = StreamingSeparator(model, config.sample_rate, config.channels)
         if rack is not None and rack.active:
             separator = EffectsSeparator(separator, rack, config.channels)
-        if config.realtime_worker:
-            separator = RealtimeWorkerSeparator(separator)
-        kwargs = {"queue_blocks": config.queue_blocks, **session_kwargs}
+        kwargs = {"queue_blocks": config.queue_blocks, "worker_priority": 1 if config.realtime_worker else None,
+                  **session_kwargs}
         session = RealtimeSession(separator, config.block_size, **kwargs)
         start = getattr(session, "start", None)
         if callable(start):

@@ -180,7 +180,7 @@ class LiveRun:
 def _runtime_name(session: Any) -> str:
     """Class name of the model object behind a session (which backend ``auto`` picked)."""
     sep = getattr(session, "separator", None)
-    while sep is not None and hasattr(sep, "separator"):  # effects / priority wrappers
+    while sep is not None and hasattr(sep, "separator"):  # the effects wrapper
         sep = sep.separator
     model = getattr(sep, "model", None)
     return type(model).__name__ if model is not None else "unknown"

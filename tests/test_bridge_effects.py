@@ -90,23 +90,6 @@ def test_param_validation_and_plugin_listing(tmp_path):
     assert str(tmp_path / "Fake.vst3") in find_plugins([str(tmp_path)])
 
 
-def test_realtime_worker_wrapper_passes_audio_through():
-    import threading
-
-    from bridge.priority import RealtimeWorkerSeparator
-
-    sep = RealtimeWorkerSeparator(_Identity())
-    audio = music_like(0.05, SR, seed=5)
-    np.testing.assert_array_equal(sep.process(audio)[2], audio)  # building thread: untouched
-    assert sep.realtime_error is None and sep.latency_samples == 32
-    out = {}
-    worker = threading.Thread(target=lambda: out.setdefault("y", sep.process(audio)))
-    worker.start()
-    worker.join()
-    np.testing.assert_array_equal(out["y"][1], audio)
-    assert isinstance(sep.realtime_error, str)  # "" when SCHED_FIFO was granted, else the reason
-
-
 def test_pedalboard_chains_do_not_reset_when_a_longer_block_arrives():
     """pedalboard re-prepares (resets) plugins on a block longer than any before; the rack
     primes its boards so a worker catching up (one long block) causes no click."""

@@ -45,13 +45,12 @@ def _engine_factory(block_size: int):
         from realtime.engine.streamer import StreamingSeparator
     except ImportError:
         return stand_in_factory(block_size), "stand-in"
-    from bridge.priority import RealtimeWorkerSeparator
 
     def make(name: str):
         # 4 blocks of queue: the worker shares a busy machine; the test checks the bridge's
         # data path, the soak benchmark checks tight deadlines. The worker runs with
-        # SCHED_FIFO where allowed (bridge.priority), as `stemstream live` does by default.
-        separator = RealtimeWorkerSeparator(StreamingSeparator(TinyHopModel(name=name), SR, 2))
+        # SCHED_FIFO where allowed (the session's default), as `stemstream live` does.
+        separator = StreamingSeparator(TinyHopModel(name=name), SR, 2)
         session = RealtimeSession(separator, block_size, queue_blocks=4)
         if callable(getattr(session, "start", None)):
             session.start()

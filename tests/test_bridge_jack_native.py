@@ -21,12 +21,11 @@ PERIOD = 1024  # see tests/test_bridge_jack.py: the shared VM stalls now and the
 
 
 def _factory(name: str):
-    from bridge.priority import RealtimeWorkerSeparator
     from realtime.engine.session import RealtimeSession
     from realtime.engine.streamer import StreamingSeparator
 
     model = TinyHopModel(name=name, scale=2.0 if name == "tiny-loud" else 1.0)
-    session = RealtimeSession(RealtimeWorkerSeparator(StreamingSeparator(model, SR, 2)), PERIOD, queue_blocks=4)
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), PERIOD, queue_blocks=4)
     session.start()
     return session
 
