@@ -6,8 +6,13 @@ step of the thesis' "MSDM Dirac" sampler (Eq. 4.10, Algorithm 2 without churn) f
 
     x0 ~ data, y = sum(x0), context = x0[..., :O] with probability p_context (else none)
     x_{n+1} = Dirac(context-overwrite(x0 + sigma_{n+1} z))
-    x_n     = Dirac(x_{n+1} + (sigma_n - sigma_{n+1}) (d - d_N)),   d = (x - D_teacher) / sigma
+    x_n     = Dirac(x_{n+1} + (sigma_n - sigma_{n+1}) g),   d = (x - D_teacher) / sigma
+    g       = d - mean_k d_k  (``direction="projected"``, default)  or  d - d_N  (``"dirac"``)
     loss    = | f_theta(x_{n+1}, sigma_{n+1}) - f_target(x_n, sigma_n) |^2
+
+The default teacher step is the projected Dirac update (``sample_dirac_projected``): the
+same constraint, but stable for the large steps of a short schedule, where Algorithm 2's
+``d - d_N`` amplifies the error along the sum direction (see that sampler's docstring).
 
 ``f_target`` is an EMA of the student (decay ``target_decay``). The student starts as the
 teacher (extra input channels zero), ``f(x, sigma_min) ~ x`` holds by the EDM
@@ -37,7 +42,7 @@ import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
 from export.train.diffusion_fit import Fit, ema_update, mean_sisdri, run_record, run_steps
-from realtime.diffusion.samplers import dirac_project, karras_sigmas
+from realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
 from realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
     StudentConfig,
@@ -72,12 +77,16 @@ class DistillConfig:
     validate_every: int = 250
     threads: int = 1
     seed: int = 1
+    #: teacher ODE step: ``projected`` (sample_dirac_projected) or ``dirac`` (Algorithm 2's d - d_N)
+    direction: str = "projected"
 
     def __post_init__(self) -> None:
         if self.schedule_steps < 2:
             raise bad_value("schedule_steps", self.schedule_steps, "an integer >= 2")
         if not 0 <= self.p_context <= 1:
             raise bad_value("p_context", self.p_context, "a probability in [0, 1]")
+        if self.direction not in ("projected", "dirac"):
+            raise bad_value("direction", self.direction, "'projected' or 'dirac'")
         if not 0 <= self.context_fraction < 1:
             raise bad_value("context_fraction", self.context_fraction, "a float in [0, 1)")
 
@@ -128,7 +137,7 @@ def cd_loss(student: StudentStep, target: StudentStep, teacher: ScoreUNet, clean
     with torch.no_grad():
         denoised = teacher(x_hi, s_hi)
         d = (x_hi - denoised) / s_hi.reshape(b, 1, 1, 1)
-        g = d - d[:, -1:]
+        g = projected_direction(d) if cfg.direction == "projected" else dirac_direction(d, -1)
         x_lo = dirac_project(x_hi + (s_lo - s_hi).reshape(b, 1, 1, 1) * g, mixture)
         # the target sees x_lo with its overlap re-noised at sigma_lo (the sampler's projection)
         want = target(noise, s_lo, mixture, context, mask, previous=x_lo - s_lo.reshape(b, 1, 1, 1) * noise)
@@ -181,7 +190,7 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
         record = run_record({"role": "student", "data": data, "steps": fit.step, "teacher": teacher_path,
                              "wall_seconds": round(fit.seconds(), 1), "history": history,
                              "distill_config": asdict(cfg), "method": "consistency distillation (Song et al. 2023 Alg. 2), "
-                             "Dirac-Euler teacher step"})
+                             f"{cfg.direction} Dirac-Euler teacher step"})
         save_weights(out / "student.safetensors", ema.net, STUDENT_ARCHITECTURE, ema.config.to_json(), record)
         return record
 
@@ -220,6 +229,11 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     cfg = DistillConfig()
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:  # seconds of distillation in all, resumed runs included (0: steps only)
+        if budget < 0:
+            raise bad_value("time_budget", budget, "seconds >= 0")
+        cfg = replace(cfg, max_minutes=budget / 60.0 if budget > 0 else float("inf"))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
                      getattr(args, "steps", None), str(teacher_path))
     from export.diffusion_onnx import export_student, parity
