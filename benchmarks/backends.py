@@ -22,7 +22,6 @@ under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -301,11 +300,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
             report["models"].append(result)
     report["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
-    (out / "backends.json").write_text(json.dumps(report, indent=2))
+    from benchmarks.report import write_report, wrote
+
     md = format_markdown(report)
-    (out / "backends.md").write_text(md)
+    paths = write_report(out, "backends", report, md)
     print(md)
-    print(f"wrote {out / 'backends.json'} and {out / 'backends.md'}")
+    print(wrote(paths))
     return 0 if report["models"] else 2
 
 

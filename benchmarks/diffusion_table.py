@@ -304,8 +304,9 @@ def run(args: argparse.Namespace) -> int:
             result[key] = result[key] or previous.get(key)
         result["table"] = _merge(previous.get("table", []), rows, groups, "table")
         result["segments"] = _merge(previous.get("segments", []), seg_rows, groups, "segments")
-    (out / "diffusion.json").write_text(json.dumps(result, indent=2))
-    (out / "diffusion.md").write_text(_markdown(result, stems))
+    from benchmarks.report import write_report
+
+    write_report(out, "diffusion", result, _markdown(result, stems))
     return 0
 
 

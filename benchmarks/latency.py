@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import sys
@@ -286,11 +285,8 @@ def run(args: argparse.Namespace) -> int:
         "skipped": skipped,
         "results": results,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(report, indent=2))
-    (out / "latency.md").write_text(_markdown(report))
-    if results:
-        _plot(report, out / "latency.png")
-    print(f"wrote {out / 'latency.json'}, {out / 'latency.md'}" + (f", {out / 'latency.png'}" if results else ""))
+    from benchmarks.report import write_report, wrote
+
+    paths = write_report(args.out, "latency", report, _markdown(report), (lambda p: _plot(report, p)) if results else None)
+    print(wrote(paths))
     return 0

@@ -274,13 +274,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.minutes > 0:
         raise bad_value("minutes", args.minutes, "a positive number")
     result = soak(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "live_soak.json").write_text(json.dumps(result, indent=2))
+    from benchmarks.report import write_report, wrote
+
     md = _markdown(result)
-    (out / "live_soak.md").write_text(md)
-    _plot(result, out / "live_soak.png")
+    paths = write_report(args.out, "live_soak", result, md, lambda p: _plot(result, p))
     print(md)
-    print(f"wrote {out / 'live_soak.json'}, {out / 'live_soak.md'}")
+    print(wrote(paths))
     return 0
 

@@ -11,7 +11,6 @@ mask-based model at that latency). Writes ``tradeoff.json``, ``tradeoff.md`` and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -139,13 +138,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tracks is not None and args.max_tracks < 1:
         raise bad_value("--max-tracks", args.max_tracks, "a positive integer")
     result = measure(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tradeoff.json").write_text(json.dumps(result, indent=2))
+    from benchmarks.report import write_report, wrote
+
     text = _markdown(result)
-    (out / "tradeoff.md").write_text(text)
-    if result["rows"]:
-        _plot(result, out / "tradeoff.png")
+    plot = (lambda p: _plot(result, p)) if result["rows"] else None
+    paths = write_report(args.out, "tradeoff", result, text, plot)
     print(text)
-    print(f"wrote {out / 'tradeoff.json'}, {out / 'tradeoff.md'}, {out / 'tradeoff.png'}")
+    print(wrote(paths))
     return 0

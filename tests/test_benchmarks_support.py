@@ -1,0 +1,66 @@
+"""Benchmark support: the machine-stall probe beside the live soak (benchmarks/stall_probe.py) and
+the one report writer (benchmarks/report.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.stall_probe import attribute, coverage, probe
+
+
+def test_probe_reports_wakeups_and_lateness() -> None:
+    r = probe(0.05, period_ms=1.0, stall_ms=1000.0)
+    assert 10 <= r["wakeups"] <= 52
+    assert r["stalls"] == []  # nothing is 1 s late in 50 ms
+    assert 0.0 <= r["late_ms"]["p50"] <= r["late_ms"]["max"]
+    assert r["scheduling"].startswith(("fifo:90", "default"))
+
+
+def test_events_are_attributed_to_nearby_stalls_only() -> None:
+    stalls = [[10.0, 8.0], [20.0, 3.0]]
+    # seen 0.05 s and 0.2 s after a stall (polling lag): attributed; 0.2 s before one or 5 s
+    # away from any: not
+    assert attribute([10.05, 20.2, 19.8, 15.0], stalls) == 2
+    assert attribute([1.0], []) == 0
+    # windows of 0.35 s around two stalls, overlapping ones counted once
+    assert coverage(stalls, 100.0) == pytest.approx(0.007)
+    assert coverage([[5.0, 3.0], [5.1, 3.0]], 10.0) == pytest.approx(0.045)
+
+
+def test_probe_runs_as_its_own_process(tmp_path) -> None:
+    out = tmp_path / "stalls.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.stall_probe", "--seconds", "0.05", "--out", str(out)],
+                   check=True, timeout=60)
+    assert json.loads(out.read_text())["wakeups"] > 0
+
+
+def test_reports_are_written_whole_with_an_optional_plot(tmp_path) -> None:
+    from benchmarks.report import write_report, wrote
+
+    def plot(path) -> None:
+        assert path.suffix == ".png"  # writers that look at the suffix still see it
+        path.write_bytes(b"png")
+
+    paths = write_report(tmp_path / "a", "soak", {"x": 1.5}, "# t\n", plot)
+    assert [p.name for p in paths] == ["soak.json", "soak.md", "soak.png"]
+    assert json.loads(paths[0].read_text()) == {"x": 1.5} and paths[1].read_text() == "# t\n"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["soak.json", "soak.md", "soak.png"]
+    assert [p.name for p in write_report(tmp_path / "b", "t", {}, "", lambda p: False)] == ["t.json", "t.md"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["t.json", "t.md"]
+    assert wrote(paths).startswith("wrote ") and wrote(paths).endswith(" and " + str(paths[2]))
+
+
+def test_a_failing_plot_leaves_no_partial_file(tmp_path) -> None:
+    from benchmarks.report import write_report
+
+    def plot(path) -> None:
+        path.write_bytes(b"half")
+        raise RuntimeError("matplotlib failed")
+
+    with pytest.raises(RuntimeError):
+        write_report(tmp_path, "t", {}, "", plot)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.md"]
