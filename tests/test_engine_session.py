@@ -223,3 +223,27 @@ def test_bad_session_arguments() -> None:
         RealtimeSession(sep, 0)
     with pytest.raises(ConfigError, match="worker_priority=0"):
         RealtimeSession(sep, 64, worker_priority=0)
+
+
+def test_compute_histogram_counts_every_call() -> None:
+    """Every worker call lands in the histogram (not only the recent ones in ``compute_s``),
+    the slow one in the right bin and as the maximum; percentiles read back to one bin."""
+    from realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
+
+    block = 64
+    model = SlowHopModel(hop=64, sleep_s=0.03, slow_calls={3})
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0, queue_blocks=16)
+    indata = np.ascontiguousarray(_input(2, block).T)
+    out = np.zeros((4, 2, block), np.float32)
+    with session:
+        for _ in range(12):
+            session.callback(indata, out)
+            time.sleep(0.005)
+        time.sleep(0.1)  # the worker catches up; leaving the block joins it
+    hist = session.compute_histogram
+    assert int(hist.sum()) == len(session.compute_s) >= 2
+    assert session.compute_max_s == pytest.approx(max(session.compute_s))
+    assert session.compute_max_s >= 0.03 and hist[int(0.03 / COMPUTE_BIN_S):].sum() >= 1
+    p50, top = histogram_percentiles(hist, COMPUTE_BIN_S, (0.5, 1.0))
+    assert p50 <= top and top == pytest.approx(session.compute_max_s, abs=COMPUTE_BIN_S)
+    assert np.isnan(histogram_percentiles(np.zeros(4, np.int64), 1.0, (0.5,))[0])

@@ -151,6 +151,22 @@ def _callback_kernel(
         signal_eventfd(wake_fd, idx[_WAKE:].ctypes.data)
 
 
+#: Width of a bin of :attr:`RealtimeSession.compute_histogram`, seconds (10 us).
+COMPUTE_BIN_S: float = 1e-5
+#: Bins of that histogram: up to 100 ms, longer calls in the last bin.
+COMPUTE_BINS: int = 10_000
+
+
+def histogram_percentiles(histogram: np.ndarray, bin_s: float, quantiles: tuple[float, ...]) -> list[float]:
+    """Upper edges (seconds) of the bins holding ``quantiles`` (0..1) of a count histogram; NaN
+    for an empty one. The error is at most one bin."""
+    total = int(histogram.sum())
+    if total == 0:
+        return [float("nan")] * len(quantiles)
+    cum = np.cumsum(histogram)
+    return [float((np.searchsorted(cum, q * total) + 1) * bin_s) for q in quantiles]
+
+
 class RealtimeSession:
     """Real-time separation around a ``StreamingSeparator`` (contract in the module docstring).
 
@@ -175,6 +191,10 @@ class RealtimeSession:
         overruns: times the worker dropped a backlog it could not catch up with.
         compute_s: wall-clock seconds of each ``separator.process`` call (last 100000).
         compute_frames: input frames of each of those calls (one block when on time).
+        compute_histogram: every call's time since start, in bins of
+            :data:`COMPUTE_BIN_S` (the last bin holds the longer ones); see
+            :meth:`compute_percentiles`.
+        compute_max_s: the slowest call since start, seconds.
         worker_scheduling: how the worker thread is scheduled (``"fifo:1"``, ``"default"``
             with the reason a request was refused; ``"not started"`` before :meth:`start`).
     """
@@ -233,6 +253,8 @@ class RealtimeSession:
         self.overruns = 0
         self.compute_s: list[float] = []
         self.compute_frames: list[int] = []
+        self.compute_histogram = np.zeros(COMPUTE_BINS, np.int64)
+        self.compute_max_s = 0.0
         self._reset_positions()
         # compile the kernel now, not in the first audio callback
         self.callback(np.zeros((1, self.channels), np.float32), np.zeros((len(stems), self.channels, 1), np.float32))
@@ -381,8 +403,11 @@ class RealtimeSession:
         self._read += n
         t0 = time.perf_counter()
         stems = sep.process(block)
-        self.compute_s.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        self.compute_s.append(dt)
         self.compute_frames.append(n)
+        self.compute_histogram[min(int(dt / COMPUTE_BIN_S), COMPUTE_BINS - 1)] += 1
+        self.compute_max_s = max(self.compute_max_s, dt)
         if len(self.compute_s) > 100_000:
             del self.compute_s[:50_000]
             del self.compute_frames[:50_000]
