@@ -1,7 +1,7 @@
 """Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
 session (used only where the engine's RealtimeSession is not available), an identity
-separator and sine helpers for the effects tests, and the test signal (``music_like``, from
-``bridge.jack_player``)."""
+separator and sine helpers for the effects tests, the test signal (``music_like``, from
+``bridge.jack_player``) and a JACK client that records named input ports (``JackRecorder``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from realtime.protocol import ModelInfo, State
 from realtime.stems import STEMS
 
 __all__ = [
-    "IdentityStems", "StandInSession", "TinyHopModel", "level_db", "music_like", "sines",
+    "IdentityStems", "JackRecorder", "StandInSession", "TinyHopModel", "level_db", "music_like", "sines",
     "stand_in_factory", "stream_blocks", "wait_for_osc",
 ]
 
@@ -123,3 +123,33 @@ def stand_in_factory(block_size: int, **kwargs: Any):
         return StandInSession(TinyHopModel(name=name, scale=scale, **kwargs), block_size)
 
     return make
+
+
+class JackRecorder:
+    """A JACK client ``recorder`` with one input port per name in ``ports``; records them into
+    ``audio (len(ports), total)`` aligned to the player's first sample (``player.start_frame``).
+
+    Attributes:
+        client: the ``jack.Client`` (the test activates, deactivates and closes it).
+        audio: what was recorded, ``(ports, total)`` float32.
+        filled: samples of ``audio`` written so far.
+    """
+
+    def __init__(self, jack: Any, server: str, player: Any, ports: list[str], total: int) -> None:
+        self.client = jack.Client("recorder", servername=server, no_start_server=True)
+        self.ports = [self.client.inports.register(name) for name in ports]
+        self.player = player
+        self.audio = np.zeros((len(ports), total), np.float32)
+        self.filled = 0
+        self.client.set_process_callback(self._process)
+
+    def _process(self, frames: int) -> None:
+        start = self.player.start_frame
+        if start is None:
+            return
+        at = self.client.last_frame_time - start
+        if 0 <= at < self.audio.shape[1]:
+            n = min(frames, self.audio.shape[1] - at)
+            for k, port in enumerate(self.ports):
+                self.audio[k, at : at + n] = port.get_array()[:n]
+            self.filled = at + n

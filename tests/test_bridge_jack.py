@@ -4,7 +4,6 @@ same audio, latency-compensated, with zero xruns."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -14,7 +13,7 @@ from bridge.jack_player import JackPlayer
 from bridge.jack_server import DummyJackServer, jackd_available
 from bridge.live import LiveConfig, LiveProcessor
 from realtime.stems import STEMS
-from tests.bridge_support import TinyHopModel, music_like, stand_in_factory
+from tests.bridge_support import JackRecorder, TinyHopModel, music_like, stand_in_factory
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
 
@@ -71,34 +70,13 @@ def _offline(audio: np.ndarray) -> np.ndarray:
     return separate_array(model, audio, SR, block_size=PERIOD)
 
 
-class _Recorder:
-    def __init__(self, jack, server_name: str, player: JackPlayer, total: int) -> None:
-        self.client = jack.Client("recorder", servername=server_name, no_start_server=True)
-        self.ports = [[self.client.inports.register(f"{s}_{c}") for c in "LR"] for s in STEMS]
-        self.mix_ports = [self.client.inports.register(f"mix_{c}") for c in "LR"]
-        self.player = player
-        self.stems = np.zeros((4, 2, total), np.float32)
-        self.mix = np.zeros((2, total), np.float32)
-        self.filled = 0
-        self.done = threading.Event()
-        self.client.set_process_callback(self._process)
-
-    def _process(self, frames: int) -> None:
-        start = self.player.start_frame
-        if start is None:
-            return
-        at = self.client.last_frame_time - start
-        if at < 0 or at >= self.stems.shape[-1]:
-            return
-        n = min(frames, self.stems.shape[-1] - at)
-        for s, ports in enumerate(self.ports):
-            for c, port in enumerate(ports):
-                self.stems[s, c, at : at + n] = port.get_array()[:n]
-        for c, port in enumerate(self.mix_ports):
-            self.mix[c, at : at + n] = port.get_array()[:n]
-        self.filled = at + n
-        if self.filled >= self.stems.shape[-1]:
-            self.done.set()
+def _recorder(jack, server_name: str, player: JackPlayer, total: int) -> JackRecorder:
+    """Records every stem port (``stems (4, 2, total)``) and the mix (``mix (2, total)``)."""
+    names = [f"{s}_{c}" for s in STEMS for c in "LR"] + ["mix_L", "mix_R"]
+    recorder = JackRecorder(jack, server_name, player, names, total)
+    recorder.stems = recorder.audio[: 2 * len(STEMS)].reshape(len(STEMS), 2, total)
+    recorder.mix = recorder.audio[2 * len(STEMS) :]
+    return recorder
 
 
 def _tiny_live_weights(path) -> str:
@@ -135,7 +113,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(jack_server, tmp
     audio = music_like(SECONDS, SR, seed=11)
     player = JackPlayer(audio, "player", server.name)
     margin = 4 * PERIOD + 4096
-    recorder = _Recorder(jack, server.name, player, audio.shape[1] + margin)
+    recorder = _recorder(jack, server.name, player, audio.shape[1] + margin)
     player.activate()
     recorder.client.activate()
     connect = ["--jack-connect", "in=player:out_L,player:out_R"]

@@ -12,7 +12,7 @@ from bridge.jack_player import JackPlayer
 from bridge.jack_server import DummyJackServer, jackd_available
 from bridge.live import LiveConfig, LiveProcessor
 from realtime.stems import STEMS
-from tests.bridge_support import TinyHopModel, music_like
+from tests.bridge_support import JackRecorder, TinyHopModel, music_like
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
 
@@ -30,29 +30,6 @@ def _factory(name: str):
     return session
 
 
-class _MixRecorder:
-    """Records the left mix output of two stemstream clients from the player's first sample."""
-
-    def __init__(self, jack, server: str, player: JackPlayer, total: int) -> None:
-        self.client = jack.Client("recorder", servername=server, no_start_server=True)
-        self.ports = [self.client.inports.register(n) for n in ("native_L", "python_L")]
-        self.player = player
-        self.audio = np.zeros((2, total), np.float32)
-        self.filled = 0
-        self.client.set_process_callback(self._process)
-
-    def _process(self, frames: int) -> None:
-        start = self.player.start_frame
-        if start is None:
-            return
-        at = self.client.last_frame_time - start
-        if 0 <= at < self.audio.shape[1]:
-            n = min(frames, self.audio.shape[1] - at)
-            for k, port in enumerate(self.ports):
-                self.audio[k, at : at + n] = port.get_array()[:n]
-            self.filled = at + n
-
-
 def test_native_callback_equals_python_callback_and_switches_models():
     jack = pytest.importorskip("jack")
     from bridge.jack_client import JackStemClient
@@ -60,7 +37,7 @@ def test_native_callback_equals_python_callback_and_switches_models():
     seconds = 3.0
     with DummyJackServer(SR, PERIOD, realtime=True) as server:
         player = JackPlayer(music_like(seconds, SR, seed=5), "player", server.name)
-        recorder = _MixRecorder(jack, server.name, player, int(seconds * SR))
+        recorder = JackRecorder(jack, server.name, player, ["native_L", "python_L"], int(seconds * SR))
         procs, clients = [], []
         try:
             for name, native in (("native", True), ("python", False)):
