@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
-from export.train.diffusion_fit import Fit, ema_update, mean_sisdri, run_record, run_steps
+from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps
 from realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
 from realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
@@ -229,11 +229,7 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     cfg = DistillConfig()
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
-    budget = getattr(args, "time_budget", None)
-    if budget is not None:  # seconds of distillation in all, resumed runs included (0: steps only)
-        if budget < 0:
-            raise bad_value("time_budget", budget, "seconds >= 0")
-        cfg = replace(cfg, max_minutes=budget / 60.0 if budget > 0 else float("inf"))
+    cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
                      getattr(args, "steps", None), str(teacher_path))
     from export.diffusion_onnx import export_student, parity

@@ -49,3 +49,17 @@ def test_unknown_config_is_named(tmp_path: Path) -> None:
     args = argparse.Namespace(out=str(tmp_path), quiet=True)
     with pytest.raises(ConfigError, match="config='diffusion-huge'"):
         run_training("diffusion-huge", args)
+
+
+def test_time_budget_of_diffusion_runs() -> None:
+    from argparse import Namespace
+
+    from export.train.diffusion_fit import budget_minutes
+    from realtime.errors import ConfigError
+
+    assert budget_minutes(Namespace(), 40.0) == 40.0
+    assert budget_minutes(Namespace(time_budget=None), 40.0) == 40.0
+    assert budget_minutes(Namespace(time_budget=600.0), 40.0) == 10.0
+    assert budget_minutes(Namespace(time_budget=0.0), 40.0) == float("inf")
+    with pytest.raises(ConfigError, match="time_budget=-1"):
+        budget_minutes(Namespace(time_budget=-1.0), 40.0)

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
-from export.train.diffusion_fit import Fit, ema_update, mean_sisdri, run_record, run_steps, si_sdr_db
+from export.train.diffusion_fit import (Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps,
+                                       si_sdr_db)
 from realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
 from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
 from realtime.errors import bad_value
@@ -195,11 +196,7 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     cfg = CONFIGS[config_name]
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
-    budget = getattr(args, "time_budget", None)
-    if budget is not None:  # seconds of training in all, resumed runs included (0: steps only)
-        if budget < 0:
-            raise bad_value("time_budget", budget, "seconds >= 0")
-        cfg = replace(cfg, max_minutes=budget / 60.0 if budget > 0 else float("inf"))
+    cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = train_teacher(cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
                            getattr(args, "steps", None), getattr(args, "runs", "runs"))
     LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])

@@ -125,6 +125,19 @@ def run_steps(
             validate()
 
 
+def budget_minutes(args: Any, default: float) -> float:
+    """The wall-clock budget of a run in minutes: ``--time-budget`` seconds (training in all,
+    resumed runs included; 0: steps only, no time limit) when given, else ``default``."""
+    budget = getattr(args, "time_budget", None)
+    if budget is None:
+        return default
+    if budget < 0:
+        from realtime.errors import bad_value
+
+        raise bad_value("time_budget", budget, "seconds >= 0")
+    return budget / 60.0 if budget > 0 else float("inf")
+
+
 def si_sdr_db(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
     """Scale-invariant SDR in dB of 1-D arrays (thesis Sec. 4.5.2)."""
     alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
@@ -152,4 +165,4 @@ def run_record(extra: dict[str, Any]) -> dict[str, Any]:
     return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
 
 
-__all__ = ["Fit", "ema_update", "mean_sisdri", "run_record", "run_steps", "si_sdr_db"]
+__all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps", "si_sdr_db"]
