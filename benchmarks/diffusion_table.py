@@ -15,6 +15,9 @@ resamples it to 44.1 kHz, feeds both stereo inputs, averages the two output chan
 resamples the stems back to 8 kHz; the stems are scored like the diffusion rows. Its network
 evaluations are the hops it runs per window.
 
+``--rows diagnostics`` adds the teacher diagnostics of ``benchmarks.diffusion_diagnose``
+(denoiser quality per noise level; warm-started separation from the truth or the mixture).
+
 ``--rows live,student`` (groups: ``mixture, teacher, oracle, student, live, segments``)
 measures only those groups and merges them into the ``diffusion.json`` already under
 ``--out`` (rows of the other groups are kept as they were, each row says when it was
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 
 #: Row groups, in table order; ``--rows`` picks some of them.
-GROUPS: tuple[str, ...] = ("mixture", "teacher", "oracle", "student", "live", "segments")
+GROUPS: tuple[str, ...] = ("mixture", "teacher", "oracle", "student", "live", "segments", "diagnostics")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -295,6 +298,10 @@ def run(args: argparse.Namespace) -> int:
               "teacher_record": {k: teacher_record.get(k) for k in ("data", "steps", "wall_seconds", "params")},
               "data": data_desc, "window_samples": w, "sample_rate": rate, "measured_groups": list(groups),
               "table": rows, "segments": seg_rows}
+    if "diagnostics" in groups:
+        from benchmarks.diffusion_diagnose import diagnose
+
+        result["diagnostics"] = diagnose(teacher, clips)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     previous_path = out / "diffusion.json"
@@ -304,6 +311,8 @@ def run(args: argparse.Namespace) -> int:
             result[key] = result[key] or previous.get(key)
         result["table"] = _merge(previous.get("table", []), rows, groups, "table")
         result["segments"] = _merge(previous.get("segments", []), seg_rows, groups, "segments")
+        if "diagnostics" not in groups and "diagnostics" in previous:
+            result["diagnostics"] = previous["diagnostics"]
     from benchmarks.report import write_report
 
     write_report(out, "diffusion", result, _markdown(result, stems))
@@ -470,4 +479,8 @@ def _markdown(result: dict[str, Any], stems: tuple[str, ...]) -> str:
                      "diffusion.json come from an earlier run), so their latencies compare only on an equally loaded machine.")
     lines += ["", *table(result["table"]), "", "## Long files: naive vs independent vs autoregressive segments", "",
               *table(result["segments"]), ""]
+    if "diagnostics" in result:
+        from benchmarks.diffusion_diagnose import markdown
+
+        lines += [*markdown(result["diagnostics"]), ""]
     return "\n".join(lines)
