@@ -77,13 +77,15 @@ class SlowHopModel:
         self.max_hops_per_call = 1 << 16
         self.sleep_s = sleep_s
         self.slow_calls = slow_calls
-        self.calls = 0
+        self.calls = 0  # calls finished
+        self.started = 0  # calls begun
         self.gains = np.asarray(GAINS, np.float32).reshape(-1, 1, 1)
 
     def init_state(self) -> State:
         return {"line": np.zeros((2, self.info.latency_samples), np.float32)}
 
     def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        self.started += 1
         if self.sleep_s and (self.slow_calls is None or self.calls in self.slow_calls):
             time.sleep(self.sleep_s)
         self.calls += 1

@@ -176,9 +176,8 @@ def test_worker_scheduling_reported_and_dropped_after_overrun() -> None:
     with session:
         session.callback(indata, out)  # the worker's first call sleeps 0.4 s ...
         deadline = time.monotonic() + 5.0
-        while model.calls == 0 and time.monotonic() < deadline:
+        while model.started == 0 and time.monotonic() < deadline:  # the worker is inside that call
             time.sleep(0.001)
-        time.sleep(0.01)
         for _ in range(session._in_ring.capacity // block + 4):  # ... while far more input arrives
             session.callback(indata, out)
         while session.overruns == 0 and time.monotonic() < deadline:
