@@ -7,12 +7,14 @@ step of the thesis' "MSDM Dirac" sampler (Eq. 4.10, Algorithm 2 without churn) f
     x0 ~ data, y = sum(x0), context = x0[..., :O] with probability p_context (else none)
     x_{n+1} = Dirac(context-overwrite(x0 + sigma_{n+1} z))
     x_n     = Dirac(x_{n+1} + (sigma_n - sigma_{n+1}) g),   d = (x - D_teacher) / sigma
-    g       = d - mean_k d_k  (``direction="projected"``, default)  or  d - d_N  (``"dirac"``)
+    g       = d - d_N  (``direction="dirac"``, Algorithm 2, default)  or  d - mean_k d_k  (``"projected"``)
     loss    = | f_theta(x_{n+1}, sigma_{n+1}) - f_target(x_n, sigma_n) |^2
 
-The default teacher step is the projected Dirac update (``sample_dirac_projected``): the
-same constraint, but stable for the large steps of a short schedule, where Algorithm 2's
-``d - d_N`` amplifies the error along the sum direction (see that sampler's docstring).
+``direction="projected"`` uses the projected Dirac update (``sample_dirac_projected``): the same
+constraint, stable for the large steps of a short schedule, where Algorithm 2's ``d - d_N``
+amplifies the error along the sum direction (see that sampler's docstring). It is exact with an
+exact denoiser, but with our teacher it separated worse than ``d - d_N`` (``stemstream bench
+diffusion --rows diagnostics``), so the default stays the thesis' step.
 
 ``f_target`` is an EMA of the student (decay ``target_decay``). The student starts as the
 teacher (extra input channels zero), ``f(x, sigma_min) ~ x`` holds by the EDM
@@ -77,8 +79,8 @@ class DistillConfig:
     validate_every: int = 250
     threads: int = 1
     seed: int = 1
-    #: teacher ODE step: ``projected`` (sample_dirac_projected) or ``dirac`` (Algorithm 2's d - d_N)
-    direction: str = "projected"
+    #: teacher ODE step: ``dirac`` (Algorithm 2's d - d_N) or ``projected`` (sample_dirac_projected)
+    direction: str = "dirac"
 
     def __post_init__(self) -> None:
         if self.schedule_steps < 2:
