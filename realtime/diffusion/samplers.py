@@ -243,7 +243,8 @@ def prior_direction(d: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Ten
 def dirac_direction(d: torch.Tensor, constrained: int) -> torch.Tensor:
     """Eq. 4.10 / Algorithm 2 lines 9-12: ``g_m = S_m(z) - S_N(z)`` in derivative form
     ``d_m - d_N`` (``d = -sigma S``); ``g_N = 0``, the constrained stem follows by projection."""
-    return d - d[:, constrained : constrained + 1]
+    n = constrained % d.shape[1]
+    return d - d[:, n : n + 1]
 
 
 def projected_direction(d: torch.Tensor) -> torch.Tensor:
