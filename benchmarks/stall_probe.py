@@ -10,7 +10,10 @@ happened close to it (:func:`attribute`).
 
 Wake-up times are ``time.monotonic()``, one clock for every process on the machine.
 
-``python -m benchmarks.stall_probe --seconds 60 --out stalls.json``
+Before a gig, ``stemstream bench stalls --seconds 60 --block-size 256`` checks a machine on its
+own: how many times in that minute nothing of ours could have run for a whole block (writes
+``stalls.json`` / ``stalls.md``). The soak starts it as ``python -m benchmarks.stall_probe
+--seconds N --out FILE``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,56 @@ def coverage(stalls: list[list[float]], seconds: float, before_s: float = 0.25, 
             covered += hi - lo
             end = hi
     return min(1.0, covered / seconds) if seconds > 0 else 0.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``stemstream bench stalls``."""
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to probe (default 60)")
+    parser.add_argument("--period-ms", type=float, default=1.0, help="sleep between wake-ups, ms (default 1)")
+    parser.add_argument("--block-size", type=int, default=256, help="audio block to judge against, samples (default 256)")
+    parser.add_argument("--samplerate", type=int, default=44100, help="audio rate, Hz (default 44100)")
+    parser.add_argument("--out", default="runs/bench/stalls", help="output folder (default runs/bench/stalls)")
+
+
+def summary(result: dict[str, Any], block_size: int, sample_rate: int) -> dict[str, Any]:
+    """The probe's result with the stalls counted against one audio block."""
+    block_ms = 1000.0 * block_size / sample_rate
+    lags = [s[1] for s in result["stalls"]]
+    return {**result, "block_size": block_size, "sample_rate": sample_rate, "block_ms": block_ms,
+            "stalls_over_5ms": sum(lag >= 5.0 for lag in lags), "stalls_over_block": sum(lag >= block_ms for lag in lags)}
+
+
+def markdown(r: dict[str, Any], seconds: float) -> str:
+    late = r["late_ms"]
+    return "\n".join([
+        "# Machine stalls (a SCHED_FIFO-90 thread waking every %g ms)" % r["period_ms"], "",
+        "| | |", "| --- | --- |",
+        f"| probe | {r['wakeups']} wake-ups in {seconds:g} s, scheduling {r['scheduling']} |",
+        f"| wake-up lateness p50 / p99 / p99.9 / max | {late.get('p50', 0):.3f} / {late.get('p99', 0):.3f} / "
+        f"{late.get('p999', 0):.3f} / {late['max']:.2f} ms |",
+        f"| stalls over {r['stall_ms']:g} ms / 5 ms | {len(r['stalls'])} / {r['stalls_over_5ms']} |",
+        f"| stalls longer than one {r['block_size']}-sample block ({r['block_ms']:.2f} ms) | **{r['stalls_over_block']}** |",
+        "", "Each stall longer than a block is a block that no audio software on this machine could have "
+        "delivered on time with one block of buffering.", ""])
+
+
+def run(args: argparse.Namespace) -> int:
+    """``stemstream bench stalls``."""
+    from benchmarks.report import write_report, wrote
+    from realtime.errors import bad_value
+
+    if not 0 < args.seconds <= 86400:
+        raise bad_value("--seconds", args.seconds, "a number of seconds in (0, 86400]")
+    if not 0.1 <= args.period_ms <= 100:
+        raise bad_value("--period-ms", args.period_ms, "a period in [0.1, 100] ms")
+    if not 16 <= args.block_size <= 8192 or not 8000 <= args.samplerate <= 192000:
+        raise bad_value("--block-size/--samplerate", (args.block_size, args.samplerate), "16-8192 samples at 8-192 kHz")
+    result = summary(probe(args.seconds, args.period_ms), args.block_size, args.samplerate)
+    md = markdown(result, args.seconds)
+    paths = write_report(args.out, "stalls", result, md)
+    print(md)
+    print(wrote(paths))
+    return 0
 
 
 def main() -> int:

@@ -64,3 +64,14 @@ def test_a_failing_plot_leaves_no_partial_file(tmp_path) -> None:
     with pytest.raises(RuntimeError):
         write_report(tmp_path, "t", {}, "", plot)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.md"]
+
+
+def test_bench_stalls_command(tmp_path, capsys) -> None:
+    from bridge.cli import main
+
+    assert main(["bench", "stalls", "--seconds", "0.05", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "stalls.json").read_text())
+    assert r["block_ms"] == pytest.approx(256 / 44.1) and r["stalls_over_block"] <= r["stalls_over_5ms"]
+    assert "stalls longer than one 256-sample block" in (tmp_path / "stalls.md").read_text()
+    assert main(["bench", "stalls", "--seconds", "0"]) == 2
+    assert "--seconds=0.0" in capsys.readouterr().err
