@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.diffusion.student import StudentStep, load_student_step
+from realtime.diffusion.student import StudentStep
 
 INPUT_NAMES = ["noise", "sigma", "mixture", "context", "context_mask", "previous"]
 

@@ -30,7 +30,7 @@ from realtime.models.live import LiveConfig, LiveSeparator, macs_per_hop
 def importance(model: LiveSeparator, mixtures: torch.Tensor) -> dict[str, torch.Tensor]:
     """Importance scores ``{"bins": (b,), "width": (D,), "encoder": (N_w,)}`` on ``mixtures`` ``(B, C, T)``."""
     c = model.config
-    b, d, nw, ch = c.bins, c.width, c.encoder_channels, c.channels
+    b, d, ch = c.bins, c.width, c.channels
     hop = c.hop_samples
     x = mixtures[..., : (mixtures.shape[-1] // hop) * hop]
     state = model.init_state(x.shape[0])

@@ -13,7 +13,6 @@ from bridge.jack_player import JackPlayer
 from bridge.jack_server import DummyJackServer, jackd_available
 from bridge.live import LiveConfig
 from bridge.osc_codec import decode, encode_message
-from realtime.stems import STEMS
 from tests.bridge_support import music_like
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")

@@ -232,7 +232,7 @@ def test_backend_dispatch() -> None:
     module = GainDelayModule(GainDelayConfig())
     assert "torch" in available_backends()
     assert open_backend("torch", module, "gd").info.name == "gd"
-    assert open_backend("auto", _LiveLike := module, "gd").kind == "hop"
+    assert open_backend("auto", module, "gd").kind == "hop"
     with pytest.raises(StemstreamError, match="backend='cuda-magic'"):
         open_backend("cuda-magic", module, "gd")
     for gpu in ("tensorrt", "onnx-cuda"):

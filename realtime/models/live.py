@@ -230,7 +230,7 @@ class LiveSeparator(nn.Module):
         """Separate ``audio`` ``(batch, channels, n * hop)`` -> ``(batch, stems, channels, n * hop)``."""
         c = self.config
         bsz, ch, length = audio.shape
-        s, b, d, lk, hop = len(c.stems), c.bins, c.width, c.lookahead_frames, c.hop
+        s, b, lk, hop = len(c.stems), c.bins, c.lookahead_frames, c.hop
         n = length // hop
         new: TorchState = {}
         full = torch.cat([state["history"], audio], dim=-1)  # (B, C, N - H + nH)
@@ -323,7 +323,7 @@ def count_parameters(model: nn.Module) -> int:
 def macs_per_hop(config: LiveConfig) -> int:
     """Multiply-accumulates one hop costs (convolutions, linear layers, LSTM gates, masks)."""
     c = config
-    s, ch, b, d, nw, hop = len(c.stems), c.channels, c.bins, c.width, c.encoder_channels, c.hop
+    s, ch, b, d, nw = len(c.stems), c.channels, c.bins, c.width, c.encoder_channels
     head_in = d * (2 if c.lookahead_frames else 1)
     macs = ch * 2 * b * c.analysis_samples  # DFT analysis
     macs += ch * b * 2  # magnitude
