@@ -21,18 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from export.train.diffusion_fit import si_sdr_db
+
 #: Noise levels of the denoiser table.
 DENOISER_SIGMAS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 #: Starting levels of the warm-start table.
 WARM_SIGMAS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
 #: Steps of the warm-start sampler runs.
 WARM_STEPS: int = 32
-
-
-def _si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
-    alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
-    target = alpha * reference
-    return float(10 * np.log10((np.sum(target**2) + eps) / (np.sum((target - estimate) ** 2) + eps)))
 
 
 def _active(clip: np.ndarray) -> list[int]:
@@ -53,8 +49,8 @@ def denoiser_rows(teacher: Any, clips: list[np.ndarray], seed: int = 300) -> lis
                 d = teacher(x, torch.full((1,), sigma))
             for s in _active(clip):
                 ref = clip[s].reshape(-1)
-                noisy_db.append(_si_sdr(x[0, s].reshape(-1).numpy(), ref))
-                denoised_db.append(_si_sdr(d[0, s].reshape(-1).numpy(), ref))
+                noisy_db.append(si_sdr_db(x[0, s].reshape(-1).numpy(), ref))
+                denoised_db.append(si_sdr_db(d[0, s].reshape(-1).numpy(), ref))
         rows.append({"sigma": sigma, "noisy_db": float(np.mean(noisy_db)), "denoised_db": float(np.mean(denoised_db))})
     return rows
 
@@ -82,7 +78,7 @@ def warm_start_rows(teacher: Any, clips: list[np.ndarray], seed: int = 400) -> l
                     mix = clip.sum(0).reshape(-1)
                     for s in _active(clip):
                         ref = clip[s].reshape(-1)
-                        scores.append(_si_sdr(est[s].reshape(-1), ref) - _si_sdr(mix, ref))
+                        scores.append(si_sdr_db(est[s].reshape(-1), ref) - si_sdr_db(mix, ref))
                 rows.append({"sampler": name, "start": start, "sigma0": sigma0, "sisdri_db": float(np.mean(scores))})
     return rows
 
