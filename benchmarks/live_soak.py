@@ -116,6 +116,29 @@ def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[float]]
     }
 
 
+def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[float]],
+                       stalls: dict[str, Any] | None) -> dict[str, Any]:
+    """Worker calls longer than a block period: where their time went (on CPU, waiting for a
+    CPU, blocked), how many misses came with one, and how many came with a probe stall."""
+    from benchmarks.stall_probe import attribute
+
+    spans = [[end - wall, 1e3 * wall] for end, wall, *_ in calls]  # [start, ms] as the probe's stalls
+    by_cause = {"cpu": 0, "wait": 0, "blocked": 0}
+    for _, wall, cpu, wait, blocked in calls:
+        parts = {"cpu": cpu, "wait": 0.0 if wait != wait else wait, "blocked": blocked}
+        by_cause[max(parts, key=parts.get)] += 1
+    total = [sum(c[i] for c in calls) for i in range(1, 5)]
+    return {
+        "count": len(calls),
+        "mostly": by_cause,
+        "seconds": dict(zip(("wall", "cpu", "wait", "blocked"), (round(x, 4) for x in total))),
+        "misses_with_slow_call": attribute(events["deadline_misses"], spans),
+        "slow_calls_with_stall": (attribute([s[0] for s in spans], stalls["stalls"], 0.05, 0.05)
+                                  if stalls else None),
+        "worst": [[round(1e3 * x, 2) for x in c[1:]] for c in sorted(calls, key=lambda c: -c[1])[:10]],
+    }
+
+
 def _percentiles(session: Any) -> dict[str, float]:
     """Inference time per worker call over the whole soak, from the session's histogram (to
     10 us), and the exact maximum."""
@@ -155,6 +178,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             misses0 = int(getattr(session, "deadline_misses", 0))
             session.compute_histogram[:] = 0  # count from here, every call (not only the recent ones)
             session.compute_max_s = 0.0
+            session.slow_calls.clear()
             run._t0, run._cpu0 = time.monotonic(), time.process_time()
             probe = _start_probe(out / "stall_probe.json", 60.0 * args.minutes)
             player.play()
@@ -185,6 +209,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             summary["deadline_misses"] -= misses0
             summary["inference_per_call"] = _percentiles(session)
             summary["worker_overruns"] = int(getattr(session, "overruns", 0))
+            slow_calls = list(session.slow_calls)
         finally:
             run.close()
             player.close()
@@ -201,6 +226,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_end": list(os.getloadavg()),
         "series": series,
         "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes),
+        "slow_calls": _slow_call_summary(slow_calls, events, stalls),
     })
     return summary
 
@@ -226,6 +252,7 @@ def _markdown(r: dict[str, Any]) -> str:
                                       f"p99.9 {inf.get('p999_ms', 0):.2f} ms, "
                                       f"max {inf.get('max_ms', 0):.2f} ms" if inf else "n/a"),
         ("machine stalls (a FIFO-90 probe process woke up late)", _stall_row(r.get("machine_stalls", {}))),
+        ("worker calls longer than a block", _slow_row(r.get("slow_calls", {}))),
         ("machine load average (1/5/15 min, end)", ", ".join(f"{x:.2f}" for x in r["loadavg_end"])),
         ("audio", r["source"]),
         ("machine", r["machine"]),
@@ -242,6 +269,16 @@ def _stall_row(m: dict[str, Any]) -> str:
             f"misses with a stall: {m['misses_with_stall']} of {m['misses_seen']}, "
             f"xruns with a stall: {m['xruns_with_stall']} of {m['xruns_seen']} "
             f"(by chance alone: {100 * m.get('chance_fraction', 0.0):.1f} %)")
+
+
+def _slow_row(m: dict[str, Any]) -> str:
+    if "count" not in m:
+        return "n/a"
+    sec, most = m["seconds"], m["mostly"]
+    return (f"{m['count']}, mostly on CPU / waiting for a CPU / blocked: {most['cpu']} / {most['wait']} / "
+            f"{most['blocked']} (time: {sec['cpu']:.3f} / {sec['wait']:.3f} / {sec['blocked']:.3f} s); "
+            f"misses with a slow call: {m['misses_with_slow_call']}; slow calls with a probe stall: "
+            f"{m['slow_calls_with_stall']}")
 
 
 def _plot(r: dict[str, Any], path: Path) -> bool:

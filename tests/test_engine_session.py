@@ -246,3 +246,9 @@ def test_compute_histogram_counts_every_call() -> None:
     p50, top = histogram_percentiles(hist, COMPUTE_BIN_S, (0.5, 1.0))
     assert p50 <= top and top == pytest.approx(session.compute_max_s, abs=COMPUTE_BIN_S)
     assert np.isnan(histogram_percentiles(np.zeros(4, np.int64), 1.0, (0.5,))[0])
+    # the slow call (a 30 ms sleep inside the model) is recorded, and its time shows as blocked
+    slow = [c for c in session.slow_calls if c[1] >= 0.03]
+    assert len(slow) == 1
+    end, wall, cpu, wait, blocked = slow[0]
+    assert end <= time.monotonic() and blocked >= 0.025 and cpu < 0.01
+    assert cpu + (0.0 if np.isnan(wait) else wait) + blocked == pytest.approx(wall, abs=1e-6)

@@ -53,6 +53,7 @@ import numba
 import numpy as np
 
 from realtime.engine.ringbuffer import SampleRing, copy_in
+from realtime.engine.thread_clock import ThreadClock
 from realtime.engine.wakeup import Wakeup, signal_eventfd
 from realtime.errors import StemstreamError, bad_value
 
@@ -65,6 +66,9 @@ EVENT_WAIT_S = 0.05
 
 #: Longest fade allowed, in samples.
 MAX_FADE = 64
+
+#: Most slow worker calls :attr:`RealtimeSession.slow_calls` keeps (the first ones).
+SLOW_CALLS_KEPT = 2000
 
 
 def set_thread_realtime(priority: int | None) -> str:
@@ -195,6 +199,10 @@ class RealtimeSession:
             :data:`COMPUTE_BIN_S` (the last bin holds the longer ones); see
             :meth:`compute_percentiles`.
         compute_max_s: the slowest call since start, seconds.
+        slow_calls: worker calls longer than one block period (the first
+            :data:`SLOW_CALLS_KEPT`): ``(end, wall_s, cpu_s, wait_s, blocked_s)`` with ``end``
+            in ``time.monotonic`` seconds and the wall time split into on-CPU, waiting for a
+            CPU and blocked (``realtime.engine.thread_clock``) - why a call was late.
         worker_scheduling: how the worker thread is scheduled (``"fifo:1"``, ``"default"``
             with the reason a request was refused; ``"not started"`` before :meth:`start`).
     """
@@ -255,6 +263,8 @@ class RealtimeSession:
         self.compute_frames: list[int] = []
         self.compute_histogram = np.zeros(COMPUTE_BINS, np.int64)
         self.compute_max_s = 0.0
+        self.slow_calls: list[tuple[float, float, float, float, float]] = []
+        self._clock: ThreadClock | None = None
         self._reset_positions()
         # compile the kernel now, not in the first audio callback
         self.callback(np.zeros((1, self.channels), np.float32), np.zeros((len(stems), self.channels, 1), np.float32))
@@ -364,12 +374,17 @@ class RealtimeSession:
             realtime = self.worker_scheduling.startswith("fifo")
         overruns = self.overruns
         wait_s = EVENT_WAIT_S if self._wakeup.fd >= 0 else self.poll_s
-        while not self._stop.is_set():
-            if not self._step():
-                self._wakeup.wait(wait_s)
-            elif realtime and self.overruns != overruns:  # cannot keep up: stop starving others
-                self.worker_scheduling = set_thread_realtime(None) + " (after an overrun)"
-                realtime = False
+        self._clock = ThreadClock()
+        try:
+            while not self._stop.is_set():
+                if not self._step():
+                    self._wakeup.wait(wait_s)
+                elif realtime and self.overruns != overruns:  # cannot keep up: stop starving others
+                    self.worker_scheduling = set_thread_realtime(None) + " (after an overrun)"
+                    realtime = False
+        finally:
+            self._clock.close()
+            self._clock = None
 
     def pump(self) -> int:
         """Run the worker's job in the calling thread until all input written so far is
@@ -401,9 +416,14 @@ class RealtimeSession:
         n = min(written - self._read, max(self.block_size, 8192))
         block = self._in_ring.read(self._read, n)
         self._read += n
+        clock = self._clock
+        before = clock.mark() if clock is not None else None
         t0 = time.perf_counter()
         stems = sep.process(block)
         dt = time.perf_counter() - t0
+        if dt > self.block_period_s and before is not None and len(self.slow_calls) < SLOW_CALLS_KEPT:
+            split = clock.split(before, clock.mark())
+            self.slow_calls.append((time.monotonic(), split.wall_s, split.cpu_s, split.wait_s, split.blocked_s))
         self.compute_s.append(dt)
         self.compute_frames.append(n)
         self.compute_histogram[min(int(dt / COMPUTE_BIN_S), COMPUTE_BINS - 1)] += 1
