@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samplerate", type=int, default=44100, help="JACK rate in Hz (default 44100)")
     parser.add_argument("--model", default="live", help="model name or .safetensors path (default live)")
     parser.add_argument("--backend", default="auto", help="engine backend (default auto: fastest available)")
-    parser.add_argument("--queue-blocks", type=int, default=1, help="worker slack in blocks (default 1)")
+    parser.add_argument("--queue-blocks", type=int, default=None,
+                        help="worker slack in blocks (default: as stemstream live, enough for 10 ms)")
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
                         help="do not ask for SCHED_FIFO for the engine's inference worker")
     parser.add_argument("--routing", default="both", choices=("stems", "mix", "both"))
@@ -70,6 +71,17 @@ def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
 
 #: Seconds between polls of the xrun and miss counters (the time resolution of the attribution).
 POLL_S: float = 0.05
+
+
+def _steal_s() -> float:
+    """CPU time the hypervisor gave to others while this VM's CPUs wanted it, summed over CPUs,
+    seconds since boot (``/proc/stat``, 10 ms resolution); 0 where there is none."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _start_probe(path: Path, seconds: float) -> Any:
@@ -112,30 +124,36 @@ def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[float]]
         "misses_seen": len(events["deadline_misses"]),
         "misses_with_stall": attribute(events["deadline_misses"], listed),
         "chance_fraction": round(coverage(listed, seconds), 4),
+        "polls_with_steal": len(events["steal"]),
+        "misses_with_steal": attribute(events["deadline_misses"], events["steal"], 2 * POLL_S, 2 * POLL_S),
+        "xruns_with_steal": attribute(events["xruns"], events["steal"], 2 * POLL_S, 2 * POLL_S),
         "worst_stalls": sorted(listed, key=lambda s: -s[1])[:10],
     }
 
 
 def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[float]],
-                       stalls: dict[str, Any] | None) -> dict[str, Any]:
-    """Worker calls longer than a block period: where their time went (on CPU, waiting for a
-    CPU, blocked), how many misses came with one, and how many came with a probe stall."""
+                       stalls: dict[str, Any] | None, block_size: int) -> dict[str, Any]:
+    """The session's ``slow_calls`` (slow, or left less than a block ahead): where their time
+    went (on CPU, waiting for a CPU, blocked), how many started late (more than a block of
+    input waiting), how many misses came with one, how many came with a probe stall."""
     from benchmarks.stall_probe import attribute
 
     spans = [[end - wall, 1e3 * wall] for end, wall, *_ in calls]  # [start, ms] as the probe's stalls
     by_cause = {"cpu": 0, "wait": 0, "blocked": 0}
-    for _, wall, cpu, wait, blocked in calls:
+    for _, wall, cpu, wait, blocked, *_ in calls:
         parts = {"cpu": cpu, "wait": 0.0 if wait != wait else wait, "blocked": blocked}
         by_cause[max(parts, key=parts.get)] += 1
     total = [sum(c[i] for c in calls) for i in range(1, 5)]
     return {
         "count": len(calls),
+        "late_starts": sum(1 for c in calls if c[6] > block_size),  # took more than one block: woke late
+        "no_margin": sum(1 for c in calls if c[5] < 0),
         "mostly": by_cause,
         "seconds": dict(zip(("wall", "cpu", "wait", "blocked"), (round(x, 4) for x in total))),
         "misses_with_slow_call": attribute(events["deadline_misses"], spans),
         "slow_calls_with_stall": (attribute([s[0] for s in spans], stalls["stalls"], 0.05, 0.05)
                                   if stalls else None),
-        "worst": [[round(1e3 * x, 2) for x in c[1:]] for c in sorted(calls, key=lambda c: -c[1])[:10]],
+        "worst": [[round(1e3 * x, 2) for x in c[1:5]] + list(c[5:]) for c in sorted(calls, key=lambda c: -c[1])[:10]],
     }
 
 
@@ -162,7 +180,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         realtime_worker=args.realtime_worker)
     audio, source = load_song(args.song, args.samplerate)
     series: list[dict[str, float]] = []
-    events: dict[str, list[float]] = {"xruns": [], "deadline_misses": []}
+    events: dict[str, list[Any]] = {"xruns": [], "deadline_misses": [], "steal": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     probe = None
@@ -185,6 +203,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             end = time.monotonic() + 60.0 * args.minutes
             next_sample = time.monotonic() + args.sample_every
             seen = {"xruns": 0, "deadline_misses": 0}
+            steal0 = steal = _steal_s()
             while True:
                 left = end - time.monotonic()
                 if left <= 0:
@@ -196,6 +215,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 for key, count in counts.items():
                     events[key] += [now] * (count - seen[key])
                     seen[key] = count
+                stolen = _steal_s()
+                if stolen > steal:
+                    events["steal"].append([now, 1e3 * (stolen - steal)])
+                steal = stolen
                 if now < next_sample:
                     continue
                 next_sample += args.sample_every
@@ -209,6 +232,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             summary["deadline_misses"] -= misses0
             summary["inference_per_call"] = _percentiles(session)
             summary["worker_overruns"] = int(getattr(session, "overruns", 0))
+            summary["steal_s"] = round(_steal_s() - steal0, 3)
             slow_calls = list(session.slow_calls)
         finally:
             run.close()
@@ -219,14 +243,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     summary.update({
         "minutes": args.minutes,
         "block_period_ms": 1000.0 * args.block_size / args.samplerate,
-        "queue_blocks": args.queue_blocks,
+        "queue_blocks": config.worker_queue_blocks,
         "backend": args.backend,
         "source": source,
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
         "loadavg_end": list(os.getloadavg()),
         "series": series,
         "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes),
-        "slow_calls": _slow_call_summary(slow_calls, events, stalls),
+        "slow_calls": _slow_call_summary(slow_calls, events, stalls, args.block_size),
     })
     return summary
 
@@ -245,6 +269,7 @@ def _markdown(r: dict[str, Any]) -> str:
         ("non-finite samples", str(r["nonfinite_samples"])),
         ("latency", f"engine {r['engine_latency_samples']} samples ({r['engine_latency_ms']:.2f} ms), "
                     f"+ JACK buffers {r['total_latency_ms']:.2f} ms"),
+        ("hypervisor steal (all CPUs)", f"{r.get('steal_s', 0.0):.2f} s"),
         ("process CPU", f"{r['process_cpu_percent']:.1f} % of one core"),
         ("JACK DSP load", f"{r.get('jack_cpu_load_percent', 0.0):.1f} %"),
         ("callback load", f"mean {100 * r['callback_load_mean']:.1f} %, max {100 * r['callback_load_max']:.1f} % of the block"),
@@ -252,7 +277,7 @@ def _markdown(r: dict[str, Any]) -> str:
                                       f"p99.9 {inf.get('p999_ms', 0):.2f} ms, "
                                       f"max {inf.get('max_ms', 0):.2f} ms" if inf else "n/a"),
         ("machine stalls (a FIFO-90 probe process woke up late)", _stall_row(r.get("machine_stalls", {}))),
-        ("worker calls longer than a block", _slow_row(r.get("slow_calls", {}))),
+        ("worker calls longer than a block or with under a block to spare", _slow_row(r.get("slow_calls", {}))),
         ("machine load average (1/5/15 min, end)", ", ".join(f"{x:.2f}" for x in r["loadavg_end"])),
         ("audio", r["source"]),
         ("machine", r["machine"]),
@@ -268,14 +293,17 @@ def _stall_row(m: dict[str, Any]) -> str:
     return (f"{m['stalls_over_2ms']} over 2 ms, {m['stalls_over_5ms']} over 5 ms, worst {m['late_ms']['max']:.1f} ms; "
             f"misses with a stall: {m['misses_with_stall']} of {m['misses_seen']}, "
             f"xruns with a stall: {m['xruns_with_stall']} of {m['xruns_seen']} "
-            f"(by chance alone: {100 * m.get('chance_fraction', 0.0):.1f} %)")
+            f"(by chance alone: {100 * m.get('chance_fraction', 0.0):.1f} %); hypervisor steal seen in "
+            f"{m.get('polls_with_steal', 0)} polls of {1e3 * POLL_S:.0f} ms, with {m.get('misses_with_steal', 0)} misses "
+            f"and {m.get('xruns_with_steal', 0)} xruns")
 
 
 def _slow_row(m: dict[str, Any]) -> str:
     if "count" not in m:
         return "n/a"
     sec, most = m["seconds"], m["mostly"]
-    return (f"{m['count']}, mostly on CPU / waiting for a CPU / blocked: {most['cpu']} / {most['wait']} / "
+    return (f"{m['count']} ({m['late_starts']} started late, {m['no_margin']} ended behind the callback), "
+            f"mostly on CPU / waiting for a CPU / blocked: {most['cpu']} / {most['wait']} / "
             f"{most['blocked']} (time: {sec['cpu']:.3f} / {sec['wait']:.3f} / {sec['blocked']:.3f} s); "
             f"misses with a slow call: {m['misses_with_slow_call']}; slow calls with a probe stall: "
             f"{m['slow_calls_with_stall']}")

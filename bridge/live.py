@@ -19,6 +19,7 @@ latency).
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import threading
 import time
@@ -37,6 +38,11 @@ from realtime.errors import bad_value
 
 #: Output routing modes.
 ROUTINGS: tuple[str, ...] = ("stems", "mix", "both")
+
+#: Worker slack the automatic queue gives, ms. On the 2-core dev VM, 10-minute soaks at 256
+#: samples had 13-74 deadline misses with one block (5.8 ms) and 0-7 with two; the misses that
+#: remain come with stalls of the virtual machine itself (``stemstream bench stalls``).
+AUTO_QUEUE_MS: float = 10.0
 
 #: GIL switch interval used while live audio runs, seconds (Python's default is 0.005).
 LIVE_SWITCH_INTERVAL_S: float = 0.0005
@@ -74,7 +80,8 @@ class LiveConfig:
         ramp_ms: gain smoothing time constant, ms.
         fade_ms: model-switch crossfade, ms.
         queue_blocks: blocks the engine's worker has before a deadline miss (latency grows
-            by ``queue_blocks * block_size``).
+            by ``queue_blocks * block_size``); None: enough blocks for :data:`AUTO_QUEUE_MS`
+            (:attr:`worker_queue_blocks`: 2 at 256 samples and 44.1 or 48 kHz).
         realtime_worker: run the engine's inference worker with ``SCHED_FIFO`` at priority 1, below
             audio threads such as JACK's (``RealtimeSession(worker_priority=...)``; refused quietly
             without the permission, and dropped by the session after an overrun).
@@ -88,7 +95,7 @@ class LiveConfig:
     routing: str = "both"
     ramp_ms: float = 10.0
     fade_ms: float = 50.0
-    queue_blocks: int = 1
+    queue_blocks: int | None = None
     realtime_worker: bool = True
 
     def __post_init__(self) -> None:
@@ -98,10 +105,18 @@ class LiveConfig:
             raise bad_value("block_size", self.block_size, "an int in [16, 8192] samples")
         if not isinstance(self.channels, int) or not 1 <= self.channels <= 8:
             raise bad_value("channels", self.channels, "an int in [1, 8]")
-        if not isinstance(self.queue_blocks, int) or not 1 <= self.queue_blocks <= 64:
-            raise bad_value("queue_blocks", self.queue_blocks, "an int in [1, 64]")
+        if self.queue_blocks is not None and (not isinstance(self.queue_blocks, int)
+                                              or not 1 <= self.queue_blocks <= 64):
+            raise bad_value("queue_blocks", self.queue_blocks, "None (automatic) or an int in [1, 64]")
         if self.routing not in ROUTINGS:
             raise bad_value("routing", self.routing, f"one of {list(ROUTINGS)}")
+
+    @property
+    def worker_queue_blocks(self) -> int:
+        """``queue_blocks``, or the fewest blocks that give the worker :data:`AUTO_QUEUE_MS`."""
+        if self.queue_blocks is not None:
+            return self.queue_blocks
+        return max(1, math.ceil(AUTO_QUEUE_MS * self.sample_rate / 1000.0 / self.block_size - 1e-9))
 
 
 def output_channels(routing: str, stems: int, channels: int) -> int:
@@ -124,7 +139,7 @@ def engine_factory(
         separator: Any = StreamingSeparator(model, config.sample_rate, config.channels)
         if rack is not None and rack.active:
             separator = EffectsSeparator(separator, rack, config.channels)
-        kwargs = {"queue_blocks": config.queue_blocks, "worker_priority": 1 if config.realtime_worker else None,
+        kwargs = {"queue_blocks": config.worker_queue_blocks, "worker_priority": 1 if config.realtime_worker else None,
                   **session_kwargs}
         session = RealtimeSession(separator, config.block_size, **kwargs)
         start = getattr(session, "start", None)

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.jack_client import parse_connections
-from bridge.live import LiveConfig, LiveProcessor, output_channels
+from bridge.live import AUTO_QUEUE_MS, LiveConfig, LiveProcessor, output_channels
 from realtime.errors import ConfigError
 from realtime.stems import STEMS
 from tests.bridge_support import stand_in_factory
@@ -30,12 +30,23 @@ def test_devices_lists_without_error():
     (["live", "--routing", "surround"], "routing"),
     (["live", "--model", "no-such-model", "--duration", "1"], "model='no-such-model'"),
     (["live", "--duration", "-1"], "duration=-1"),
+    (["live", "--queue-blocks", "0"], "queue_blocks=0"),
     (["live", "--jack-connect", "vocals_L=system:playback_1", "--model", "no-such-model"], "no-such-model"),
 ])
 def test_bad_live_arguments_give_one_line_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+@pytest.mark.parametrize("block,rate,queue,blocks", [(256, 44100, None, 2), (256, 48000, None, 2),
+                                                     (128, 44100, None, 4), (512, 44100, None, 1),
+                                                     (1024, 48000, None, 1), (256, 44100, 3, 3)])
+def test_automatic_worker_queue_covers_10_ms(block, rate, queue, blocks):
+    cfg = LiveConfig(model="tiny", sample_rate=rate, block_size=block, queue_blocks=queue)
+    assert cfg.worker_queue_blocks == blocks
+    if queue is None:  # the fewest blocks that give at least AUTO_QUEUE_MS
+        assert blocks * block / rate >= AUTO_QUEUE_MS / 1000 > (blocks - 1) * block / rate or blocks == 1
 
 
 def test_interleaved_layout_for_portaudio():

@@ -249,6 +249,6 @@ def test_compute_histogram_counts_every_call() -> None:
     # the slow call (a 30 ms sleep inside the model) is recorded, and its time shows as blocked
     slow = [c for c in session.slow_calls if c[1] >= 0.03]
     assert len(slow) == 1
-    end, wall, cpu, wait, blocked = slow[0]
+    end, wall, cpu, wait, blocked, margin, frames = slow[0]
     assert end <= time.monotonic() and blocked >= 0.025 and cpu < 0.01
     assert cpu + (0.0 if np.isnan(wait) else wait) + blocked == pytest.approx(wall, abs=1e-6)

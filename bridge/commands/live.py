@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", metavar="DEV", help="PortAudio output device (index or name)")
     parser.add_argument("--samplerate", type=int, default=44100, help="host sample rate in Hz (default 44100)")
     parser.add_argument("--block-size", type=int, default=256, help="callback size in samples (default 256)")
-    parser.add_argument("--queue-blocks", type=int, default=1,
-                        help="blocks of slack the inference worker gets (default 1; more = safer, +latency)")
+    parser.add_argument("--queue-blocks", type=int, default=None,
+                        help="blocks of slack the inference worker gets (default: enough for 10 ms, 2 at 256 "
+                        "samples; 1 = lowest latency on a machine that never stalls; more = safer, +latency)")
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
                         help="do not ask for real-time scheduling for the inference worker (default: ask; "
                         "Linux, falls back silently without permission)")

@@ -199,10 +199,13 @@ class RealtimeSession:
             :data:`COMPUTE_BIN_S` (the last bin holds the longer ones); see
             :meth:`compute_percentiles`.
         compute_max_s: the slowest call since start, seconds.
-        slow_calls: worker calls longer than one block period (the first
-            :data:`SLOW_CALLS_KEPT`): ``(end, wall_s, cpu_s, wait_s, blocked_s)`` with ``end``
-            in ``time.monotonic`` seconds and the wall time split into on-CPU, waiting for a
-            CPU and blocked (``realtime.engine.thread_clock``) - why a call was late.
+        slow_calls: worker calls that took longer than one block period or left less than a
+            block of separated audio ahead of the callback (the first :data:`SLOW_CALLS_KEPT`):
+            ``(end, wall_s, cpu_s, wait_s, blocked_s, margin, frames)`` with ``end`` in
+            ``time.monotonic`` seconds, the wall time split into on-CPU, waiting for a CPU and
+            blocked (``realtime.engine.thread_clock``), ``margin`` the separated samples ahead of
+            the callback when the call ended (< ``fade_samples``: a miss) and ``frames`` the
+            input it took (more than a block: the worker started late) - why a block was late.
         worker_scheduling: how the worker thread is scheduled (``"fifo:1"``, ``"default"``
             with the reason a request was refused; ``"not started"`` before :meth:`start`).
     """
@@ -421,9 +424,12 @@ class RealtimeSession:
         t0 = time.perf_counter()
         stems = sep.process(block)
         dt = time.perf_counter() - t0
-        if dt > self.block_period_s and before is not None and len(self.slow_calls) < SLOW_CALLS_KEPT:
+        margin = self._out_pos + stems.shape[2] - int(idx[_FRAMES])  # separated samples ahead of the callback
+        if (before is not None and (dt > self.block_period_s or margin < self.block_size)
+                and len(self.slow_calls) < SLOW_CALLS_KEPT):
             split = clock.split(before, clock.mark())
-            self.slow_calls.append((time.monotonic(), split.wall_s, split.cpu_s, split.wait_s, split.blocked_s))
+            self.slow_calls.append((time.monotonic(), split.wall_s, split.cpu_s, split.wait_s, split.blocked_s,
+                                    float(margin), float(n)))
         self.compute_s.append(dt)
         self.compute_frames.append(n)
         self.compute_histogram[min(int(dt / COMPUTE_BIN_S), COMPUTE_BINS - 1)] += 1
