@@ -124,6 +124,8 @@ def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[float]]
         "misses_seen": len(events["deadline_misses"]),
         "misses_with_stall": attribute(events["deadline_misses"], listed),
         "chance_fraction": round(coverage(listed, seconds), 4),
+        "misses_with_xrun": attribute(events["deadline_misses"], [[t, 0.0] for t in events["xruns"]],
+                                      2 * POLL_S, 2 * POLL_S),
         "polls_with_steal": len(events["steal"]),
         "misses_with_steal": attribute(events["deadline_misses"], events["steal"], 2 * POLL_S, 2 * POLL_S),
         "xruns_with_steal": attribute(events["xruns"], events["steal"], 2 * POLL_S, 2 * POLL_S),
@@ -251,6 +253,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "series": series,
         "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes),
         "slow_calls": _slow_call_summary(slow_calls, events, stalls, args.block_size),
+        "events": {k: v for k, v in events.items()},  # monotonic seconds (steal: [t, ms])
     })
     return summary
 
@@ -295,7 +298,8 @@ def _stall_row(m: dict[str, Any]) -> str:
             f"xruns with a stall: {m['xruns_with_stall']} of {m['xruns_seen']} "
             f"(by chance alone: {100 * m.get('chance_fraction', 0.0):.1f} %); hypervisor steal seen in "
             f"{m.get('polls_with_steal', 0)} polls of {1e3 * POLL_S:.0f} ms, with {m.get('misses_with_steal', 0)} misses "
-            f"and {m.get('xruns_with_steal', 0)} xruns")
+            f"and {m.get('xruns_with_steal', 0)} xruns; misses within 0.1 s of a JACK xrun: "
+            f"{m.get('misses_with_xrun', 0)}")
 
 
 def _slow_row(m: dict[str, Any]) -> str:

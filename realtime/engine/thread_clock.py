@@ -1,15 +1,17 @@
 """Where a thread's wall-clock time went: on a CPU, waiting for one, or blocked.
 
-Linux keeps, per thread, the nanoseconds spent running and the nanoseconds spent runnable but
-waiting in a run queue (``/proc/thread-self/schedstat``, fields 1 and 2). The rest of a
-span's wall time the thread was blocked: a lock (the GIL), a page fault served from disk,
+CPU time comes from ``time.thread_time`` (exact at the moment it is read). The time spent
+runnable but waiting in a run queue comes from ``/proc/thread-self/schedstat`` (field 2, which
+Linux adds to each time the thread gets a CPU after waiting; field 1, run time, is only brought
+up to date at scheduler ticks and switches, so it is not used). The rest of a span's wall time
+the thread was blocked: a lock (the GIL), a page fault served from disk,
 I/O - or, in a virtual machine, its virtual CPU was not running at all (whether such steal
 shows here or as run time depends on the guest kernel's accounting). The session's worker
 uses this to say why a slow call was slow.
 
 Reading is one ``pread`` of an open file (about 2 us); :meth:`ThreadClock.mark` must be
 called from the thread it describes (the clock opens that thread's file). Where the file
-does not exist, CPU time comes from ``time.thread_time`` and the run-queue wait is NaN.
+does not exist, the run-queue wait is NaN.
 """
 
 from __future__ import annotations
@@ -48,14 +50,13 @@ class ThreadClock:
 
     def mark(self) -> Mark:
         """Read the clocks now."""
-        wall = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         if self._fd >= 0:
             try:
-                fields = os.pread(self._fd, 64, 0).split()
-                return Mark(wall, int(fields[0]) * 1e-9, int(fields[1]) * 1e-9)
+                return Mark(wall, cpu, int(os.pread(self._fd, 64, 0).split()[1]) * 1e-9)
             except (OSError, ValueError, IndexError):
                 pass
-        return Mark(wall, time.thread_time(), math.nan)
+        return Mark(wall, cpu, math.nan)
 
     @staticmethod
     def split(before: Mark, after: Mark) -> Split:
