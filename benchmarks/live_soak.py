@@ -263,7 +263,8 @@ def _markdown(r: dict[str, Any]) -> str:
     rows = [
         ("model / backend", f"{r['model']} / {r['backend']} ({r.get('model_runtime', '?')})"),
         ("duration", f"{r['seconds'] / 60:.2f} min ({r['callbacks']} callbacks)"),
-        ("rate / block", f"{r['sample_rate']} Hz / {r['block_size']} samples ({r['block_period_ms']:.2f} ms)"),
+        ("rate / block / worker queue", f"{r['sample_rate']} Hz / {r['block_size']} samples ({r['block_period_ms']:.2f} ms)"
+                                        f" / {r['queue_blocks']} block(s)"),
         ("JACK real-time scheduling / real-time worker", f"{r['jack_realtime']} / {r['realtime_worker']}"),
         ("audio callback", str(r.get("audio_callback", "python"))),
         ("xruns", str(r["xruns"])),

@@ -136,6 +136,7 @@ class LiveRun:
             "audio": self.options.audio,
             "sample_rate": sr,
             "block_size": self.config.block_size,
+            "queue_blocks": self.config.worker_queue_blocks,
             "routing": self.config.routing,
             "seconds": wall,
             "engine_latency_samples": engine,
