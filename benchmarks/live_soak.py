@@ -5,7 +5,10 @@ else a synthetic music-like signal) into stemstream's inputs; stemstream runs th
 real-time session and the mixer with per-stem output ports, exactly as ``stemstream live
 --jack``. Reported: xruns (JACK), deadline misses (engine), non-finite samples, CPU (process
 CPU over wall time, JACK DSP load, callback load), worker inference time per call against
-the block period, the machine's load average (this box is shared). Writes
+the block period, the machine's load average (this box is shared), and what the late blocks
+came with: stalls of the whole machine (``benchmarks.stall_probe`` runs beside the soak),
+hypervisor steal, JACK xruns, and the session's slow worker calls split into on-CPU, waiting
+for a CPU and blocked (``RealtimeSession.slow_calls``). Writes
 ``live_soak.json``, ``live_soak.md`` and ``live_soak.png`` under ``--out``.
 
 ``stemstream bench live --minutes 10 --block-size 256 --model live``
@@ -109,17 +112,19 @@ def _finish_probe(probe: Any, path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[float]], seconds: float) -> dict[str, Any]:
+def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[Any]], seconds: float,
+                   block_size: int, sample_rate: int) -> dict[str, Any]:
     """The probe's figures, and how many xruns / misses came with a machine stall."""
     if stalls is None:
         return {"probe": "no result"}
-    from benchmarks.stall_probe import attribute, coverage
+    from benchmarks.stall_probe import attribute, coverage, summary
 
     listed = stalls["stalls"]
-    big = [s for s in listed if s[1] >= 5.0]
+    counted = summary(stalls, block_size, sample_rate)
     return {
         "probe_scheduling": stalls["scheduling"], "wakeups": stalls["wakeups"], "late_ms": stalls["late_ms"],
-        "stalls_over_2ms": len(listed), "stalls_over_5ms": len(big),
+        "stalls_over_2ms": len(listed), "stalls_over_5ms": counted["stalls_over_5ms"],
+        "stalls_over_block": counted["stalls_over_block"],
         "xruns_seen": len(events["xruns"]), "xruns_with_stall": attribute(events["xruns"], listed),
         "misses_seen": len(events["deadline_misses"]),
         "misses_with_stall": attribute(events["deadline_misses"], listed),
@@ -251,7 +256,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
         "loadavg_end": list(os.getloadavg()),
         "series": series,
-        "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes),
+        "machine_stalls": _stall_summary(stalls, events, 60.0 * args.minutes, args.block_size, args.samplerate),
         "slow_calls": _slow_call_summary(slow_calls, events, stalls, args.block_size),
         "events": {k: v for k, v in events.items()},  # monotonic seconds (steal: [t, ms])
     })
