@@ -140,7 +140,7 @@ def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[Any]], 
 
 def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[float]],
                        stalls: dict[str, Any] | None, block_size: int) -> dict[str, Any]:
-    """The session's ``slow_calls`` (slow, or left less than a block ahead): where their time
+    """The session's ``slow_calls`` (slow, or too late for the next callback): where their time
     went (on CPU, waiting for a CPU, blocked), how many started late (more than a block of
     input waiting), how many misses came with one, how many came with a probe stall."""
     from benchmarks.stall_probe import attribute
@@ -154,7 +154,7 @@ def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[fl
     return {
         "count": len(calls),
         "late_starts": sum(1 for c in calls if c[6] > block_size),  # took more than one block: woke late
-        "no_margin": sum(1 for c in calls if c[5] < 0),
+        "ended_late": sum(1 for c in calls if c[5] < 0),  # too late for the next callback: a miss
         "mostly": by_cause,
         "seconds": dict(zip(("wall", "cpu", "wait", "blocked"), (round(x, 4) for x in total))),
         "misses_with_slow_call": attribute(events["deadline_misses"], spans),
@@ -286,7 +286,7 @@ def _markdown(r: dict[str, Any]) -> str:
                                       f"p99.9 {inf.get('p999_ms', 0):.2f} ms, "
                                       f"max {inf.get('max_ms', 0):.2f} ms" if inf else "n/a"),
         ("machine stalls (a FIFO-90 probe process woke up late)", _stall_row(r.get("machine_stalls", {}))),
-        ("worker calls longer than a block or with under a block to spare", _slow_row(r.get("slow_calls", {}))),
+        ("worker calls longer than a block or too late for the next callback", _slow_row(r.get("slow_calls", {}))),
         ("machine load average (1/5/15 min, end)", ", ".join(f"{x:.2f}" for x in r["loadavg_end"])),
         ("audio", r["source"]),
         ("machine", r["machine"]),
@@ -312,7 +312,7 @@ def _slow_row(m: dict[str, Any]) -> str:
     if "count" not in m:
         return "n/a"
     sec, most = m["seconds"], m["mostly"]
-    return (f"{m['count']} ({m['late_starts']} started late, {m['no_margin']} ended behind the callback), "
+    return (f"{m['count']} ({m['late_starts']} started late, {m['ended_late']} ended too late for the next callback), "
             f"mostly on CPU / waiting for a CPU / blocked: {most['cpu']} / {most['wait']} / "
             f"{most['blocked']} (time: {sec['cpu']:.3f} / {sec['wait']:.3f} / {sec['blocked']:.3f} s); "
             f"misses with a slow call: {m['misses_with_slow_call']}; slow calls with a probe stall: "

@@ -88,11 +88,11 @@ def test_soak_attributes_misses_and_classifies_slow_calls() -> None:
     m = _stall_summary(stalls, events, 300.0, 256, 44100)
     assert m["misses_with_stall"] == 1 and m["xruns_with_stall"] == 1 and m["misses_with_xrun"] == 1
     assert m["misses_with_steal"] == 1 and m["stalls_over_5ms"] == 1 and m["stalls_over_block"] == 1
-    # (end, wall, cpu, wait, blocked, margin, frames): CPU-bound, waiting for a CPU and late-started
-    calls = [(100.01, 0.008, 0.007, 0.0005, 0.0005, 288.0, 256.0),
+    # (end, wall, cpu, wait, blocked, spare, frames): CPU-bound, waiting for a CPU and late-started
+    calls = [(100.01, 0.008, 0.007, 0.0005, 0.0005, 0.0, 256.0),
              (149.99, 0.013, 0.002, 0.011, 0.0, -10.0, 256.0),
              (250.0, 0.004, 0.003, 0.0, 0.001, 100.0, 512.0)]
     s = _slow_call_summary(calls, events, stalls, 256)
     assert s["count"] == 3 and s["mostly"] == {"cpu": 2, "wait": 1, "blocked": 0}
-    assert s["late_starts"] == 1 and s["no_margin"] == 1 and s["misses_with_slow_call"] == 2
+    assert s["late_starts"] == 1 and s["ended_late"] == 1 and s["misses_with_slow_call"] == 2
     assert s["slow_calls_with_stall"] == 1 and s["worst"][0][0] == 13.0

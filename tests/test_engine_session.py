@@ -249,6 +249,23 @@ def test_compute_histogram_counts_every_call() -> None:
     # the slow call (a 30 ms sleep inside the model) is recorded, and its time shows as blocked
     slow = [c for c in session.slow_calls if c[1] >= 0.03]
     assert len(slow) == 1
-    end, wall, cpu, wait, blocked, margin, frames = slow[0]
+    end, wall, cpu, wait, blocked, spare, frames = slow[0]
+    assert frames == block and spare > 0  # 16 blocks of queue: late by the clock, not for the audio
     assert end <= time.monotonic() and blocked >= 0.025 and cpu < 0.01
     assert cpu + (0.0 if np.isnan(wait) else wait) + blocked == pytest.approx(wall, abs=1e-6)
+
+
+def test_a_call_too_late_for_the_next_callback_is_recorded_with_negative_spare() -> None:
+    """One block of queue and a 30 ms call while callbacks come every 5 ms: the blocks after it
+    fall back to the mix, and the call is recorded as ended too late (spare < 0)."""
+    block = 64
+    model = SlowHopModel(hop=64, sleep_s=0.03, slow_calls={3})
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0, queue_blocks=1)
+    indata = np.ascontiguousarray(_input(2, block).T)
+    out = np.zeros((4, 2, block), np.float32)
+    with session:
+        for _ in range(16):
+            session.callback(indata, out)
+            time.sleep(0.005)
+    late = [c for c in session.slow_calls if c[5] < 0]
+    assert session.deadline_misses >= 1 and any(c[1] >= 0.03 for c in late)

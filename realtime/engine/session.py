@@ -199,13 +199,14 @@ class RealtimeSession:
             :data:`COMPUTE_BIN_S` (the last bin holds the longer ones); see
             :meth:`compute_percentiles`.
         compute_max_s: the slowest call since start, seconds.
-        slow_calls: worker calls that took longer than one block period or left less than a
-            block of separated audio ahead of the callback (the first :data:`SLOW_CALLS_KEPT`):
-            ``(end, wall_s, cpu_s, wait_s, blocked_s, margin, frames)`` with ``end`` in
+        slow_calls: worker calls that took longer than one block period or ended too late for
+            the next callback (the first :data:`SLOW_CALLS_KEPT`):
+            ``(end, wall_s, cpu_s, wait_s, blocked_s, spare, frames)`` with ``end`` in
             ``time.monotonic`` seconds, the wall time split into on-CPU, waiting for a CPU and
-            blocked (``realtime.engine.thread_clock``), ``margin`` the separated samples ahead of
-            the callback when the call ended (< ``fade_samples``: a miss) and ``frames`` the
-            input it took (more than a block: the worker started late) - why a block was late.
+            blocked (``realtime.engine.thread_clock``), ``spare`` the separated samples beyond
+            what the next callback needs when the call ended (negative: that callback fell back
+            to the mix, a deadline miss; 0: just in time) and ``frames`` the input it took (more
+            than a block: the worker started late) - why a block was late.
         worker_scheduling: how the worker thread is scheduled (``"fifo:1"``, ``"default"``
             with the reason a request was refused; ``"not started"`` before :meth:`start`).
     """
@@ -266,7 +267,7 @@ class RealtimeSession:
         self.compute_frames: list[int] = []
         self.compute_histogram = np.zeros(COMPUTE_BINS, np.int64)
         self.compute_max_s = 0.0
-        self.slow_calls: list[tuple[float, float, float, float, float]] = []
+        self.slow_calls: list[tuple[float, ...]] = []
         self._clock: ThreadClock | None = None
         self._reset_positions()
         # compile the kernel now, not in the first audio callback
@@ -424,12 +425,12 @@ class RealtimeSession:
         t0 = time.perf_counter()
         stems = sep.process(block)
         dt = time.perf_counter() - t0
-        margin = self._out_pos + stems.shape[2] - int(idx[_FRAMES])  # separated samples ahead of the callback
-        if (before is not None and (dt > self.block_period_s or margin < self.block_size)
-                and len(self.slow_calls) < SLOW_CALLS_KEPT):
+        # separated samples beyond what the next callback needs (its block and the fade look-ahead)
+        spare = self._out_pos + stems.shape[2] - int(idx[_FRAMES]) - self.block_size - self.fade_samples
+        if before is not None and (dt > self.block_period_s or spare < 0) and len(self.slow_calls) < SLOW_CALLS_KEPT:
             split = clock.split(before, clock.mark())
             self.slow_calls.append((time.monotonic(), split.wall_s, split.cpu_s, split.wait_s, split.blocked_s,
-                                    float(margin), float(n)))
+                                    float(spare), float(n)))
         self.compute_s.append(dt)
         self.compute_frames.append(n)
         self.compute_histogram[min(int(dt / COMPUTE_BIN_S), COMPUTE_BINS - 1)] += 1
