@@ -224,21 +224,28 @@ def test_bad_session_arguments() -> None:
         RealtimeSession(sep, 64, worker_priority=0)
 
 
+def _one_slow_call(block: int, queue_blocks: int, callbacks: int) -> RealtimeSession:
+    """A started-and-stopped session whose worker's 4th call sleeps 30 ms, driven by
+    ``callbacks`` callbacks 5 ms apart (then 0.1 s for the worker to catch up)."""
+    model = SlowHopModel(hop=64, sleep_s=0.03, slow_calls={3})
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0, queue_blocks=queue_blocks)
+    indata = np.ascontiguousarray(_input(2, block).T)
+    out = np.zeros((4, 2, block), np.float32)
+    with session:
+        for _ in range(callbacks):
+            session.callback(indata, out)
+            time.sleep(0.005)
+        time.sleep(0.1)  # the worker catches up; leaving the block joins it
+    return session
+
+
 def test_compute_histogram_counts_every_call() -> None:
     """Every worker call lands in the histogram (not only the recent ones in ``compute_s``),
     the slow one in the right bin and as the maximum; percentiles read back to one bin."""
     from realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
 
     block = 64
-    model = SlowHopModel(hop=64, sleep_s=0.03, slow_calls={3})
-    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0, queue_blocks=16)
-    indata = np.ascontiguousarray(_input(2, block).T)
-    out = np.zeros((4, 2, block), np.float32)
-    with session:
-        for _ in range(12):
-            session.callback(indata, out)
-            time.sleep(0.005)
-        time.sleep(0.1)  # the worker catches up; leaving the block joins it
+    session = _one_slow_call(block, queue_blocks=16, callbacks=12)
     hist = session.compute_histogram
     assert int(hist.sum()) == len(session.compute_s) >= 2
     assert session.compute_max_s == pytest.approx(max(session.compute_s))
@@ -258,14 +265,6 @@ def test_compute_histogram_counts_every_call() -> None:
 def test_a_call_too_late_for_the_next_callback_is_recorded_with_negative_spare() -> None:
     """One block of queue and a 30 ms call while callbacks come every 5 ms: the blocks after it
     fall back to the mix, and the call is recorded as ended too late (spare < 0)."""
-    block = 64
-    model = SlowHopModel(hop=64, sleep_s=0.03, slow_calls={3})
-    session = RealtimeSession(StreamingSeparator(model, SR, 2), block, warmup_blocks=0, queue_blocks=1)
-    indata = np.ascontiguousarray(_input(2, block).T)
-    out = np.zeros((4, 2, block), np.float32)
-    with session:
-        for _ in range(16):
-            session.callback(indata, out)
-            time.sleep(0.005)
+    session = _one_slow_call(64, queue_blocks=1, callbacks=16)
     late = [c for c in session.slow_calls if c[5] < 0]
     assert session.deadline_misses >= 1 and any(c[1] >= 0.03 for c in late)
