@@ -9,6 +9,8 @@ deadline and calls ``session.callback``; the session's worker thread runs the mo
   block size (hop buffering): the least delay any real-time use of it can have.
 * ``session_latency_ms``: the session's input-to-output delay (adds ``queue_blocks`` block
   periods for the worker and the fade look-ahead); the sound card's own buffers come on top.
+  The queue is ``stemstream live``'s default unless ``--queue-blocks`` fixes it: the fewest
+  blocks that give the worker ``bridge.live.AUTO_QUEUE_MS`` (2 at 256 samples, 1 at 512+).
 * ``compute_ms`` p50 / p99 / max: wall time per block of the worker's ``separator.process``
   calls (one block per call when on time; a call that catches up on ``k`` blocks counts as
   ``k`` blocks of a ``k``-th of its time), and ``rtf`` = mean compute / block period.
@@ -39,13 +41,12 @@ from typing import Any
 import numpy as np
 
 from bridge.jack_player import music_like
+from bridge.live import LIVE_SWITCH_INTERVAL_S, auto_queue_blocks
 from realtime.errors import StemstreamError, bad_value
 
 SAMPLE_RATE = 44100
 DEFAULT_BLOCKS = (64, 128, 256, 512, 1024)
 DEFAULT_OUT = "runs/bench/latency"
-#: GIL switch interval during the paced run, seconds (what ``bridge.live`` sets for live audio).
-LIVE_SWITCH_INTERVAL_S = 0.0005
 #: Built-in models for machines without shipped weights (timing only: untrained weights).
 BUILTIN = ("untrained-live", "tiny")
 
@@ -60,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", default="all", help="comma-separated backends, or 'all' available (default)")
     parser.add_argument("--block-sizes", default=",".join(map(str, DEFAULT_BLOCKS)), help="comma-separated block sizes")
     parser.add_argument("--callbacks", type=int, default=10_000, help="paced callbacks per configuration (default 10000)")
-    parser.add_argument("--queue-blocks", type=int, default=1, help="session queue in blocks (default 1)")
+    parser.add_argument("--queue-blocks", type=int, default=None,
+                        help="session queue in blocks (default: as `stemstream live`, the fewest blocks that give "
+                             "the worker 10 ms; 1 gives the lowest latency)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="default scheduling for the driver and worker threads (no SCHED_FIFO)")
@@ -149,6 +152,7 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime:
     stats = _percentiles(compute, 1000.0)
     return {
         "block_size": block,
+        "queue_blocks": queue_blocks,
         "block_ms": 1000.0 * period,
         "model_latency_ms": 1000.0 * separator.latency_samples / SAMPLE_RATE,
         "algorithmic_latency_ms": 1000.0 * (separator.latency_samples + pending) / SAMPLE_RATE,
@@ -172,18 +176,18 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Latency benchmark: {report['model']}",
         "",
-        f"{report['machine']}; {report['callbacks']} paced callbacks per row, queue {report['queue_blocks']} block(s), "
+        f"{report['machine']}; {report['callbacks']} paced callbacks per row, worker queue {report['queue_blocks']} (column `queue`, blocks), "
         f"{report['sample_rate']} Hz, torch threads {report['threads']}; 1-min load average "
         f"{report['load_average']['before'][0]:.1f} before, {report['load_average']['after'][0]:.1f} after.",
         "",
-        "| backend | block | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
+        "| backend | block | queue | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
         "| callback p99 us | lateness p99 ms | misses | p99 < T/2 |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|:-:|",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|:-:|",
     ]
     for r in report["results"]:
         c = r["compute_ms"]
         lines.append(
-            f"| {r['backend']} | {r['block_size']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
+            f"| {r['backend']} | {r['block_size']} | {r['queue_blocks']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
             f"{r['algorithmic_latency_ms']:.2f} | {r['session_latency_ms']:.2f} | "
             f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
             f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
@@ -239,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.callbacks < 10:
         raise bad_value("--callbacks", args.callbacks, "an integer >= 10")
+    if args.queue_blocks is not None and not 1 <= args.queue_blocks <= 64:
+        raise bad_value("--queue-blocks", args.queue_blocks, "an integer in [1, 64] (or leave it out: automatic)")
     try:
         blocks = [int(b) for b in args.block_sizes.split(",") if b.strip()]
     except ValueError:
@@ -260,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
             skipped[backend] = str(exc).split(";")[0]
             continue
         for block in blocks:
-            row = measure(model, block, args.callbacks, args.queue_blocks, realtime=not args.no_realtime)
+            queue = args.queue_blocks or auto_queue_blocks(block, SAMPLE_RATE)
+            row = measure(model, block, args.callbacks, queue, realtime=not args.no_realtime)
             row["backend"] = backend
             results.append(row)
             c = row["compute_ms"]
@@ -276,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         "model_name": name,
         "sample_rate": SAMPLE_RATE,
         "callbacks": args.callbacks,
-        "queue_blocks": args.queue_blocks,
+        "queue_blocks": args.queue_blocks or "auto",
         "threads": args.threads,
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, "
                    f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "

@@ -116,7 +116,12 @@ class LiveConfig:
         """``queue_blocks``, or the fewest blocks that give the worker :data:`AUTO_QUEUE_MS`."""
         if self.queue_blocks is not None:
             return self.queue_blocks
-        return max(1, math.ceil(AUTO_QUEUE_MS * self.sample_rate / 1000.0 / self.block_size - 1e-9))
+        return auto_queue_blocks(self.block_size, self.sample_rate)
+
+
+def auto_queue_blocks(block_size: int, sample_rate: int) -> int:
+    """The fewest blocks of ``block_size`` samples that give the worker :data:`AUTO_QUEUE_MS` (>= 1)."""
+    return max(1, math.ceil(AUTO_QUEUE_MS * sample_rate / 1000.0 / block_size - 1e-9))
 
 
 def output_channels(routing: str, stems: int, channels: int) -> int:

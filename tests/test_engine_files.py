@@ -135,9 +135,11 @@ def test_bench_latency_smoke(tmp_path: Path, capsys) -> None:
     assert code == 0
     report = json.loads((tmp_path / "latency.json").read_text())
     assert [r["block_size"] for r in report["results"]] == [128, 256]
+    assert [r["queue_blocks"] for r in report["results"]] == [4, 2]  # as `stemstream live`: >= 10 ms
     row = report["results"][0]
     assert row["model_latency_ms"] == pytest.approx(1000 * 96 / 44100)  # tiny: M - H = 128 - 32
     assert row["session_latency_ms"] > row["algorithmic_latency_ms"] >= row["model_latency_ms"]
     assert (tmp_path / "latency.md").read_text().count("| torch |") == 2
     assert (tmp_path / "latency.png").stat().st_size > 1000
     assert main(["bench", "latency", "--callbacks", "1", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "latency", "--queue-blocks", "0", "--out", str(tmp_path)]) == 2
