@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.train.diffusion_fit import si_sdr_db
+from benchmarks.metrics import si_sdr
 
 #: Noise levels of the denoiser table.
 DENOISER_SIGMAS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -49,8 +49,8 @@ def denoiser_rows(teacher: Any, clips: list[np.ndarray], seed: int = 300) -> lis
                 d = teacher(x, torch.full((1,), sigma))
             for s in _active(clip):
                 ref = clip[s].reshape(-1)
-                noisy_db.append(si_sdr_db(x[0, s].reshape(-1).numpy(), ref))
-                denoised_db.append(si_sdr_db(d[0, s].reshape(-1).numpy(), ref))
+                noisy_db.append(float(si_sdr(x[0, s].reshape(-1).numpy(), ref)))
+                denoised_db.append(float(si_sdr(d[0, s].reshape(-1).numpy(), ref)))
         rows.append({"sigma": sigma, "noisy_db": float(np.mean(noisy_db)), "denoised_db": float(np.mean(denoised_db))})
     return rows
 
@@ -78,7 +78,7 @@ def warm_start_rows(teacher: Any, clips: list[np.ndarray], seed: int = 400) -> l
                     mix = clip.sum(0).reshape(-1)
                     for s in _active(clip):
                         ref = clip[s].reshape(-1)
-                        scores.append(si_sdr_db(est[s].reshape(-1), ref) - si_sdr_db(mix, ref))
+                        scores.append(float(si_sdr(est[s].reshape(-1), ref) - si_sdr(mix, ref)))
                 rows.append({"sampler": name, "start": start, "sigma0": sigma0, "sisdri_db": float(np.mean(scores))})
     return rows
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.metrics import si_sdr_improvement_stems
 from realtime.protocol import HopModel
 
 
@@ -118,25 +119,12 @@ def _hop_loop(model: HopModel, audio: np.ndarray) -> np.ndarray:
     return np.concatenate(outs, axis=-1)[..., lat : lat + audio.shape[1]]
 
 
-def si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """SI-SDR in dB over the last axis (the seeds' definition; float64)."""
-    est = np.asarray(estimate, np.float64)
-    ref = np.asarray(reference, np.float64)
-    alpha = (np.sum(ref * est, -1, keepdims=True) + eps) / (np.sum(ref * ref, -1, keepdims=True) + eps)
-    target = alpha * ref
-    return 10 * np.log10((np.sum(target**2, -1) + eps) / (np.sum((target - est) ** 2, -1) + eps))
-
-
 def si_sdr_improvement(estimate: np.ndarray, stems: np.ndarray, mixture: np.ndarray) -> float:
     """Mean SI-SDRi (dB) over stems; channels of each stem flattened into one signal.
 
-    ``estimate``/``stems`` ``(S, C, T)``, ``mixture`` ``(C, T)``.
+    ``estimate``/``stems`` ``(S, C, T)``, ``mixture`` ``(C, T)`` (``benchmarks.metrics``' definition).
     """
-    s = stems.shape[0]
-    est = estimate.reshape(s, -1)
-    ref = stems.reshape(s, -1)
-    mix = np.broadcast_to(mixture.reshape(1, -1), ref.shape)
-    return float(np.mean(si_sdr(est, ref) - si_sdr(mix, ref)))
+    return float(np.mean(si_sdr_improvement_stems(estimate, stems, mixture)))
 
 
 @dataclass(frozen=True)
@@ -192,7 +180,6 @@ __all__ = [
     "figures_as_dicts",
     "parity",
     "separate",
-    "si_sdr",
     "si_sdr_improvement",
     "synthetic_music",
     "synthetic_song",

@@ -24,8 +24,7 @@ from typing import Any
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
-from export.train.diffusion_fit import (Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps,
-                                       si_sdr_db)
+from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps
 from realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
 from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
 from realtime.errors import bad_value
@@ -208,6 +207,6 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_record", "run_training", "separation_sisdri", "si_sdr_db", "train_teacher",
+    "CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_record", "run_training", "separation_sisdri", "train_teacher",
 ]
 

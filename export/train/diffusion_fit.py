@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.metrics import si_sdr
+
 LOG = logging.getLogger("stemstream.diffusion")
 
 
@@ -138,13 +140,6 @@ def budget_minutes(args: Any, default: float) -> float:
     return budget / 60.0 if budget > 0 else float("inf")
 
 
-def si_sdr_db(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:
-    """Scale-invariant SDR in dB of 1-D arrays (thesis Sec. 4.5.2)."""
-    alpha = (np.dot(reference, estimate) + eps) / (np.dot(reference, reference) + eps)
-    target = alpha * reference
-    return float(10 * np.log10((np.sum(target**2) + eps) / (np.sum((target - estimate) ** 2) + eps)))
-
-
 def mean_sisdri(estimate: torch.Tensor, clean: torch.Tensor) -> float:
     """Mean SI-SDRi (dB) of ``estimate`` against ``clean``, both ``(B, S, C, T)``, over the
     non-silent stems (RMS >= 1e-3), the mixture being ``clean.sum(dim=1)``; NaN if none."""
@@ -156,7 +151,7 @@ def mean_sisdri(estimate: torch.Tensor, clean: torch.Tensor) -> float:
             ref = clean[b, s].reshape(-1).numpy()
             if np.sqrt(np.mean(ref**2)) < 1e-3:
                 continue
-            scores.append(si_sdr_db(estimate[b, s].reshape(-1).numpy(), ref) - si_sdr_db(mix, ref))
+            scores.append(float(si_sdr(estimate[b, s].reshape(-1).numpy(), ref) - si_sdr(mix, ref)))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -165,4 +160,4 @@ def run_record(extra: dict[str, Any]) -> dict[str, Any]:
     return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
 
 
-__all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps", "si_sdr_db"]
+__all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps"]
