@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(int(args.threads))
     root = Path(__file__).resolve().parents[1]
     teacher_path = _first(args.teacher, "runs/diffusion-teacher/teacher.safetensors", root / "realtime/weights/diffusion-teacher.safetensors")
-    student_path = _first(args.student, "runs/diffusion-student/student.safetensors", root / "realtime/weights/diffusion-1step.safetensors")
+    student_path = _first(args.student, "runs/diffusion-student/student.safetensors", root / "realtime/weights/diffusion-student.safetensors")
     if teacher_path is None:
         raise bad_value("--teacher", args.teacher, "a teacher weight file (stemstream train --config diffusion-teacher)")
     teacher = load_teacher(teacher_path)

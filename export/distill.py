@@ -241,7 +241,7 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     onnx_path = export_student(step_module, out / "student.onnx")
     LOG.info("distilled %d steps; ONNX parity max abs err %.2e", record["steps"], parity(step_module, onnx_path))
     if getattr(args, "ship", False):
-        dest = root / "realtime" / "weights" / "diffusion-1step.safetensors"
+        dest = root / "realtime" / "weights" / "diffusion-student.safetensors"
         shutil.copyfile(out / "student.safetensors", dest)
         LOG.info("shipped %s", dest)
     return 0

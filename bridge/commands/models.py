@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _trained_on(record: dict) -> str:
     data = record.get("data", {})
     train = record.get("train", {})
+    if isinstance(data, str):  # the diffusion run records: data name, role and steps
+        return f"{data} data, {record.get('steps', '?')} {record.get('role', 'training')} steps"
     if not data:
         return "-"
     return f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
@@ -28,13 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from realtime.models.registry import list_models
 
     cards = list_models()
-    diffusion = []
-    try:  # diffusion models register themselves elsewhere (issue 7); list them if present
-        from realtime.diffusion import registry as dreg  # type: ignore[attr-defined]
-
-        diffusion = list(dreg.list_models())
-    except Exception:
-        diffusion = []
     if args.json:
         rows = [
             {
@@ -42,12 +37,11 @@ def run(args: argparse.Namespace) -> int:
                 "hop_samples": c.hop_samples, "latency_samples": c.latency_samples,
                 "latency_ms": round(c.latency_ms, 2), "total_latency_ms": round(c.total_latency_ms, 2),
                 "params": c.params, "macs_per_second": c.macs_per_second, "path": c.path,
+                "architecture": c.architecture,
                 "final_scores": c.run_record.get("final_scores", c.run_record.get("final_valid", {})),
             }
             for c in cards
         ]
-        for d in diffusion:
-            rows.append({"name": getattr(d, "name", str(d))})
         print(json.dumps(rows, indent=1))
         return 0
     header = ("name", "stems", "rate", "latency ms (+hop)", "params", "GMAC/s", "trained on")
@@ -58,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
         )
         for c in cards
     ]
-    for d in diffusion:
-        rows.append((getattr(d, "name", str(d)), ",".join(getattr(d, "stems", ())), "", "", "", "", ""))
     if not rows:
         print("no models shipped in this build")
         return 0

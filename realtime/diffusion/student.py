@@ -168,7 +168,7 @@ class DiffusionSegmentModel:
     at ``info.sample_rate`` (the engine resamples host <-> model rate). Each segment is
     normalised to the training mixture RMS (the context with the same gain) and scaled back.
     ``backend`` ``"torch"`` runs the module; ``"onnx"`` an ONNX Runtime session of the
-    exported :class:`StudentStep` (``export.diffusion_onnx``).
+    exported :class:`StudentStep` (``realtime.diffusion.student_onnx``).
     """
 
     kind: Literal["segment"] = "segment"
@@ -245,9 +245,10 @@ def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name:
                  channels: int = 2, onnx_path: str | Path | None = None) -> DiffusionSegmentModel:
     """A ready :class:`DiffusionSegmentModel` from a student weight file.
 
-    ``backend``: ``"torch"``, or ``"onnx"`` to run the step graph exported by
-    ``export.diffusion_onnx`` (``onnx_path``, default ``path`` with suffix ``.onnx``) with
-    ONNX Runtime on CPU. ``name`` defaults to ``diffusion-{steps}step``.
+    ``backend``: ``"torch"``, or ``"onnx"`` to run the step graph with ONNX Runtime on the CPU
+    (one thread): ``onnx_path`` if given, else ``path`` with suffix ``.onnx`` if it exists,
+    else a graph exported into the cache (``realtime.diffusion.student_onnx``). ``name``
+    defaults to ``diffusion-{steps}step``.
     """
     step, _ = load_student_step(path)
     session = None
@@ -256,8 +257,12 @@ def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name:
 
         ort = require("onnxruntime", "onnx")
         graph = Path(onnx_path) if onnx_path is not None else Path(path).with_suffix(".onnx")
+        if onnx_path is None and not graph.exists():
+            from realtime.diffusion.student_onnx import cached_student_graph
+
+            graph = cached_student_graph(step, Path(path).stem)
         if not graph.exists():
-            raise bad_value("onnx_path", str(graph), "an exported student graph (python -m export.diffusion_onnx)")
+            raise bad_value("onnx_path", str(graph), "an exported student graph (realtime.diffusion.student_onnx)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])

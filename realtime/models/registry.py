@@ -1,8 +1,11 @@
 """The shipped models, by name: cards for listing, loaders for PyTorch and the engine.
 
 Names: ``live`` (5.8 ms), ``live-pruned`` (pruned + fine-tuned ``live``), ``quality``
-(same architecture, longer synthesis window and look-ahead). Weights live in
-``realtime/weights/<name>.safetensors``; a path to a ``.safetensors`` file also works as a name.
+(same architecture, longer synthesis window and look-ahead): hop models whose weights live in
+``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
+consistency-distilled diffusion student (``realtime.diffusion.student``), one weight file
+(``diffusion-student.safetensors``) run with 1 or 2 network evaluations per segment, a segment
+model. A path to a ``.safetensors`` file also works as a name (a student file runs 1 step).
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ from realtime.protocol import ModelInfo, State
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-#: Shipped model names, in the order they are listed.
+#: Shipped hop-model names, in the order they are listed.
 SHIPPED: tuple[str, ...] = ("live", "live-pruned", "quality")
+
+#: Diffusion student names and their network evaluations per segment (listed after ``SHIPPED``).
+DIFFUSION_STEPS: dict[str, int] = {"diffusion-1step": 1, "diffusion-2step": 2}
+
+#: Weight file (stem) of the diffusion student.
+DIFFUSION_WEIGHTS = "diffusion-student"
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,30 @@ class ModelCard:
 def _weights_path(name: str) -> Path:
     if name.endswith(".safetensors"):
         return Path(name)
-    return WEIGHTS_DIR / f"{name}.safetensors"
+    return WEIGHTS_DIR / f"{DIFFUSION_WEIGHTS if name in DIFFUSION_STEPS else name}.safetensors"
 
 
 def available_models() -> list[str]:
-    """Names of shipped models whose weight file is present."""
-    return [n for n in SHIPPED if _weights_path(n).exists()]
+    """Names of shipped models whose weight file is present (hop models, then diffusion)."""
+    return [n for n in (*SHIPPED, *DIFFUSION_STEPS) if _weights_path(n).exists()]
+
+
+def _student(name: str) -> tuple[Path, int, str] | None:
+    """``(weight file, steps, card name)`` if ``name`` is a diffusion student, else None."""
+    if not isinstance(name, str):
+        return None
+    if name in DIFFUSION_STEPS:
+        path = _weights_path(name)
+        if not path.exists():
+            raise ConfigError(f"model={name!r}: weights {str(path)!r} are not shipped in this build")
+        return path, DIFFUSION_STEPS[name], name
+    if name.endswith(".safetensors") and Path(name).exists():
+        from realtime.diffusion.student import STUDENT_ARCHITECTURE
+        from realtime.models.weights import read_metadata
+
+        if read_metadata(name).get("architecture") == STUDENT_ARCHITECTURE:
+            return Path(name), 1, Path(name).stem
+    return None
 
 
 def _unknown(name: str) -> ConfigError:
@@ -103,6 +130,12 @@ def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
 
 def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
+    student = _student(name)
+    if student is not None:
+        from realtime.diffusion.student import describe_student
+
+        path, steps, card_name = student
+        return ModelCard(name=card_name, **describe_student(path, steps))  # type: ignore[arg-type]
     tensors, meta, path = _read(name)
     cfg = LiveConfig.from_dict(json.loads(meta["config"]))
     params = int(sum(t.numel() for t in tensors.values()))
@@ -128,7 +161,9 @@ def list_models() -> list[ModelCard]:
 
 
 def load_torch_model(name: str) -> LiveSeparator:
-    """The PyTorch module of model ``name`` (eval mode, CPU)."""
+    """The PyTorch module of hop model ``name`` (eval mode, CPU)."""
+    if _student(name) is not None:
+        raise ConfigError(f"model={name!r}: a diffusion segment model, not a hop model (open it with load_model)")
     tensors, meta, _ = _read(name)
     cfg = LiveConfig.from_dict(json.loads(meta["config"]))
     model = LiveSeparator(cfg)
@@ -167,12 +202,19 @@ class LocalHopModel:
 
 
 def load_model(name: str, backend: str = "torch") -> Any:
-    """Model ``name`` as a ``realtime.protocol.HopModel`` through ``backend``.
+    """Model ``name`` as a ``realtime.protocol.HopModel`` (``SegmentModel`` for the diffusion
+    student: backends ``torch`` and ``onnx``) through ``backend``.
 
     Uses ``realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
     ``onnx-cuda``, ``tensorrt``, ``auto``) when present; without it only ``torch`` works,
     through :class:`LocalHopModel`.
     """
+    student = _student(name)
+    if student is not None:
+        from realtime.diffusion.student import load_student
+
+        path, steps, card_name = student
+        return load_student(path, steps=steps, backend=backend, name=card_name)
     module = load_torch_model(name)
     card_name = Path(name).stem if name.endswith(".safetensors") else name
     try:

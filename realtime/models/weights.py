@@ -66,6 +66,17 @@ def save_weights(
     return checksum
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of weight file ``path`` (its header only; no tensors read, no checksum)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for bad files
+        raise WeightFileError(f"weights={str(path)!r}: unreadable safetensors file ({exc})") from None
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of ``path``, checksum verified."""
     from safetensors import safe_open
