@@ -34,10 +34,7 @@ from bridge import lv2_host, lv2_world
 from bridge.delay_line import DelayLine
 from bridge.effects_boards import StemChain, run_board
 from bridge.effects_pyo import DEFAULT_BLOCK, PYO_EFFECTS, PyoEngine, check_sample_rate
-# find_plugins and load_effects_config are re-exported: bridge.live_runner and
-# bridge.commands.devices import them from here
-from bridge.effects_spec import (BUILTINS, check_chain_rate, checked_number, find_plugins,  # noqa: F401
-                                 load_effects_config, uses_pyo, validate_chain)
+from bridge.effects_spec import BUILTINS, check_chain_rate, checked_number, uses_pyo, validate_chain
 from realtime.errors import bad_value
 
 class EffectsRack:

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bridge.effects import EffectsRack, load_effects_config
+from bridge.effects import EffectsRack
+from bridge.effects_spec import load_effects_config
 from bridge.live import LiveConfig, LiveProcessor, engine_factory
 from bridge.osc_server import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from realtime.errors import bad_value

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.effects import find_plugins
+    from bridge.effects_spec import find_plugins
     from bridge.portaudio_host import list_devices
 
     devices = list_devices()
