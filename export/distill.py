@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
-from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps
+from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
 from realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
 from realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
@@ -242,6 +241,6 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     LOG.info("distilled %d steps; ONNX parity max abs err %.2e", record["steps"], parity(step_module, onnx_path))
     if getattr(args, "ship", False):
         dest = root / "realtime" / "weights" / "diffusion-student.safetensors"
-        shutil.copyfile(out / "student.safetensors", dest)
+        ship_half(out / "student.safetensors", dest)
         LOG.info("shipped %s", dest)
     return 0

@@ -79,3 +79,20 @@ def test_models_and_separate_commands(weights_dir: Path, tmp_path: Path, capsys:
     for stem in ("bass", "drums", "guitar", "piano"):
         audio, rate = sf.read(out / f"{stem}.wav")
         assert rate == 44100 and audio.shape == (22050, 2) and np.isfinite(audio).all()
+
+
+def test_ship_half_stores_the_rounded_student(tmp_path: Path) -> None:
+    from export.train.diffusion_fit import ship_half
+    from realtime.diffusion.student import load_student_step
+    from realtime.models.weights import read_weights, round_to_half
+
+    step = tiny_student(context_samples=64)
+    src = tmp_path / "student.safetensors"
+    save_weights(src, step.net, STUDENT_ARCHITECTURE, step.config.to_json(), {"role": "student"})
+    dest = ship_half(src, tmp_path / "shipped.safetensors")
+    assert dest.stat().st_size < 0.6 * src.stat().st_size
+    shipped, meta = read_weights(dest)
+    assert meta["storage"] == "float16" and json.loads(meta["run_record"]) == {"role": "student"}
+    rounded = round_to_half(step.net).state_dict()
+    assert all(torch.equal(shipped[k], rounded[k]) for k in rounded)
+    assert load_student_step(dest)[0].config == step.config

@@ -7,7 +7,7 @@ distillation of ``export.distill``; ``diffusion-tiny`` is a seconds-long smoke t
 Outputs under ``--out`` (default ``runs/<config>``): ``checkpoint.pt`` (model, EMA,
 optimiser, step; written every ``checkpoint_every`` steps so a killed run can ``--resume``),
 ``teacher.safetensors`` (EMA weights, config + run record in the metadata), ``train.log``
-and ``record.json``. ``--ship`` copies the weights to ``realtime/weights/``.
+and ``record.json``. ``--ship`` stores the weights in ``realtime/weights/`` as float16.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from export.train.diffusion_data import batches, excerpt_stream, synth_ready
-from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps
+from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
 from realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
 from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
 from realtime.errors import bad_value
@@ -201,7 +200,7 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])
     if getattr(args, "ship", False):
         dest = Path(__file__).resolve().parents[2] / "realtime" / "weights" / "diffusion-teacher.safetensors"
-        shutil.copyfile(out / "teacher.safetensors", dest)
+        ship_half(out / "teacher.safetensors", dest)
         LOG.info("shipped %s", dest)
     return 0
 

@@ -155,9 +155,22 @@ def mean_sisdri(estimate: torch.Tensor, clean: torch.Tensor) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def ship_half(src: str | Path, dest: str | Path) -> Path:
+    """``src`` re-stored at ``dest`` as float16, metadata kept: half the size. Loaders return the
+    rounded values as float32, so score the shipped file, not ``src``."""
+    import json
+
+    from realtime.models.weights import read_weights, save_tensors
+
+    tensors, meta = read_weights(src)
+    save_tensors(dest, tensors, meta["architecture"], meta["config"], json.loads(meta.get("run_record") or "{}"),
+                 half=True)
+    return Path(dest)
+
+
 def run_record(extra: dict[str, Any]) -> dict[str, Any]:
     """Machine and software facts for a run record."""
     return {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "torch": torch.__version__, **extra}
 
 
-__all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps"]
+__all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps", "ship_half"]

@@ -48,9 +48,22 @@ def save_weights(
     ``half``: store floating-point tensors as float16 (the caller should have evaluated the
     model with its weights rounded the same way, see :func:`round_to_half`).
     """
+    return save_tensors(path, model.state_dict(), architecture, config_json, run_record, half)
+
+
+def save_tensors(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    architecture: str,
+    config_json: str,
+    run_record: dict[str, Any] | None = None,
+    half: bool = False,
+) -> str:
+    """Write ``tensors`` (a state dict) to ``path`` with the metadata; returns the checksum
+    (``half`` as in :func:`save_weights`)."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     checksum = tensors_checksum(tensors)
