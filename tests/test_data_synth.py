@@ -197,3 +197,44 @@ def test_effect_chains():
     np.testing.assert_array_equal(y1, y2)
     assert not np.allclose(y1, x)
     assert apply_chain(x, [], 44100) is x
+
+
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian's timgm6mb-soundfont (installed by .ci/setup)
+
+
+def test_stem_soundfonts_draw_is_seeded_and_single_font_draws_nothing():
+    from export.data.synth import stem_soundfonts
+
+    assert stem_soundfonts(("a.sf2",), list(STEMS), 1) == {s: "a.sf2" for s in STEMS}
+    fonts = ("a.sf2", "b.sf2")
+    draws = [stem_soundfonts(fonts, list(STEMS), seed) for seed in range(20)]
+    assert draws[3] == stem_soundfonts(fonts, list(STEMS), 3)
+    assert {f for d in draws for f in d.values()} == set(fonts)
+
+
+def test_several_soundfonts_change_timbre_not_composition(rendered, tmp_path):
+    from export.data.render import DEFAULT_SOUNDFONT
+
+    if not Path(TIMGM).is_file():
+        pytest.skip("timgm6mb-soundfont not installed")
+    render_dataset(tmp_path, songs=2, seconds=3.0, seed=5, workers=1, soundfonts=(DEFAULT_SOUNDFONT, TIMGM))
+    assert json.loads((tmp_path / "dataset.json").read_text())["renderer"]["soundfont"].endswith("TimGM6mb.sf2")
+    used = set()
+    for song in ("song00000", "song00001"):
+        one = json.loads((rendered["a"] / song / "song.json").read_text())
+        two = json.loads((tmp_path / song / "song.json").read_text())
+        assert one["sections"] == two["sections"] and one["tempo_bpm"] == two["tempo_bpm"]
+        mix = sf.read(tmp_path / song / "mixture.wav", dtype="float32")[0]
+        total = np.zeros_like(mix)
+        for stem in STEMS:
+            info = two["instruments"][stem]
+            used.add(info["soundfont"])
+            assert info["program"] == one["instruments"][stem]["program"]
+            audio = sf.read(tmp_path / song / f"{stem}.wav", dtype="float32")[0]
+            ref = sf.read(rendered["a"] / song / f"{stem}.wav", dtype="float32")[0]
+            corr = float(np.sum(audio * ref) / np.sqrt(np.sum(audio**2) * np.sum(ref**2) + 1e-20))
+            if info["soundfont"] == "TimGM6mb.sf2":  # the same notes, another instrument's samples
+                assert corr < 0.99, (stem, corr)
+            total += audio
+        np.testing.assert_allclose(total, mix, atol=1e-6)
+    assert used == {"FluidR3_GM.sf2", "TimGM6mb.sf2"}

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="add strings/brass/synth parts as an 'other' stem")
     synth.add_argument("--generator-version", type=_int("generator-version"), default=None,
                        help="composer revision (default: newest; 1 reproduces data/synth)")
+    synth.add_argument("--soundfont", action="append", default=None, metavar="PATH",
+                       help="GM SoundFont (.sf2/.sf3) to render with; repeat it to draw one per stem "
+                            "(default: FluidR3 GM only)")
     info = sub.add_parser("info", help="list the tracks a loader finds in a folder")
     info.add_argument("path")
     parser.set_defaults(func=run)
@@ -66,6 +69,11 @@ def _synth(args: argparse.Namespace) -> int:
 
     version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
     validate_args(args.out, args.songs, args.seconds, args.seed, args.workers, version)
+    if args.soundfont:
+        from export.data.render import check_soundfont_file
+
+        for font in args.soundfont:
+            check_soundfont_file(font)
     bar = tqdm(total=args.songs, unit="song", file=sys.stderr, disable=None)
 
     def progress(done: int, total: int, summary: dict) -> None:
@@ -75,7 +83,7 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         dataset = render_dataset(args.out, args.songs, args.seconds, args.seed, workers=args.workers,
                                  extra_other=args.extra_other, progress=progress,
-                                 generator_version=version)
+                                 generator_version=version, soundfonts=tuple(args.soundfont or ()) or None)
     finally:
         bar.close()
     speed = dataset["speed"]

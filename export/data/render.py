@@ -46,7 +46,7 @@ def check_soundfont_file(soundfont: str) -> None:
     """Raise ``AudioInputError`` unless ``soundfont`` looks like a readable SoundFont."""
     path = Path(soundfont)
     if not path.is_file() or path.stat().st_size < 1024:
-        raise AudioInputError(f"soundfont={soundfont!r}: expected a readable .sf2 file "
+        raise AudioInputError(f"soundfont={soundfont!r}: expected a readable SoundFont file (.sf2 or .sf3) "
                               "(Debian: apt install fluid-soundfont-gm)")
 
 

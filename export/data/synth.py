@@ -45,17 +45,30 @@ def song_name(index: int) -> str:
     return f"song{index:05d}"
 
 
-def _gm_name(bank: int, program: int) -> str:
+def _gm_name(bank: int, program: int, soundfont: str) -> str:
     from export.data.render import preset_name
 
-    return preset_name(bank, program)
+    return preset_name(bank, program, soundfont)
+
+
+def stem_soundfonts(soundfonts: tuple[str, ...], stems: list[str], seed: int) -> dict[str, str]:
+    """The SoundFont each stem of a song renders with: the only one, or a seeded draw per stem
+    (its own random stream, so the composition and the mix do not change with the list)."""
+    if len(soundfonts) == 1:
+        return {stem: soundfonts[0] for stem in stems}
+    rng = np.random.default_rng([seed, 0x5F])
+    return {stem: soundfonts[int(rng.integers(len(soundfonts)))] for stem in stems}
 
 
 def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: int,
                 extra_other: bool = False, sample_rate: int = MODEL_SAMPLE_RATE,
-                generator_version: int = GENERATOR_VERSION) -> dict:
+                generator_version: int = GENERATOR_VERSION, soundfonts: tuple[str, ...] | None = None) -> dict:
     """Compose and render one song into ``out_dir/<song>/``; returns its ``song.json`` dict
-    plus ``"cpu_seconds"`` (process time spent, not written to ``song.json``)."""
+    plus ``"cpu_seconds"`` (process time spent, not written to ``song.json``).
+
+    ``soundfonts``: the GM SoundFonts to render with (default: FluidR3 GM only); with several,
+    each stem draws one (:func:`stem_soundfonts`).
+    """
     from export.data.composer import compose_song, describe
     from export.data.render import DEFAULT_SOUNDFONT, SongSynth, fluidsynth_version
 
@@ -67,8 +80,12 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
     total = int(round(seconds * sample_rate))
     audio: dict[str, np.ndarray] = {}
     stem_info: dict[str, dict] = {}
-    with SongSynth(sample_rate) as synth:
-        rendered = {s: synth.render(song.stems[s], seconds, song.reverb, song.chorus) for s in stems_order}
+    fonts = stem_soundfonts(tuple(soundfonts or (DEFAULT_SOUNDFONT,)), stems_order, seed)
+    rendered = {}
+    for font in dict.fromkeys(fonts.values()):  # one synthesiser per SoundFont used, in stem order
+        with SongSynth(sample_rate, soundfont=font) as synth:
+            rendered.update({s: synth.render(song.stems[s], seconds, song.reverb, song.chorus)
+                             for s in stems_order if fonts[s] == font})
     fx_rng = np.random.default_rng([seed, 0xFE])  # production effects: version 2 and later
     for stem in stems_order:
         score = song.stems[stem]
@@ -84,7 +101,8 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
         stem_info[stem] = {
             "bank": score.bank,
             "program": score.program,
-            "program_name": _gm_name(score.bank, score.program),
+            "program_name": _gm_name(score.bank, score.program, fonts[stem]),
+            "soundfont": os.path.basename(fonts[stem]),
             "pan": score.pan,
             "reverb_send": score.reverb_send,
             "chorus_send": score.chorus_send,
@@ -134,7 +152,8 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
         "mixture_peak": round(float(np.abs(mixture).max()), 6),
         "normalisation_gain": float(norm),
         "mixture_is": "float32 sum of the stem files in the order of 'stems'",
-        "renderer": {"fluidsynth": fluidsynth_version(), "soundfont": os.path.basename(DEFAULT_SOUNDFONT)},
+        "renderer": {"fluidsynth": fluidsynth_version(),
+                     "soundfont": ", ".join(os.path.basename(f) for f in dict.fromkeys(fonts.values()))},
         "generator_version": generator_version,
     }
     (song_dir / "song.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -142,9 +161,9 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
     return info
 
 
-def _render_job(job: tuple[str, int, float, int, bool, int]) -> dict:
-    out_dir, index, seconds, seed, extra_other, version = job
-    info = render_song(out_dir, index, seconds, seed, extra_other, generator_version=version)
+def _render_job(job: tuple[str, int, float, int, bool, int, tuple[str, ...]]) -> dict:
+    out_dir, index, seconds, seed, extra_other, version, soundfonts = job
+    info = render_song(out_dir, index, seconds, seed, extra_other, generator_version=version, soundfonts=soundfonts)
     return {"name": info["name"], "cpu_seconds": info["cpu_seconds"], "style": info["style"],
             "active": {s: v["active_fraction"] for s, v in info["instruments"].items()}}
 
@@ -178,20 +197,23 @@ def validate_args(out_dir: str | Path, songs: int, seconds: float, seed: int, wo
 def render_dataset(out_dir: str | Path, songs: int, seconds: float, seed: int, workers: int = 2,
                    extra_other: bool = False,
                    progress: Callable[[int, int, dict], None] | None = None,
-                   generator_version: int = GENERATOR_VERSION) -> dict:
+                   generator_version: int = GENERATOR_VERSION, soundfonts: tuple[str, ...] | None = None) -> dict:
     """Render ``songs`` songs of ``seconds`` seconds into ``out_dir`` (layout in the module
     docstring) with ``workers`` processes; writes and returns ``dataset.json``'s dict.
 
     ``progress(done, total, song_summary)`` is called after each song. ``generator_version``
-    reproduces data made by an older composer revision (``data/synth`` is version 1). The returned dict's
+    reproduces data made by an older composer revision (``data/synth`` is version 1).
+    ``soundfonts``: as in :func:`render_song` (default: FluidR3 GM). The returned dict's
     ``"speed"`` holds the wall time and the rendering speed in x real time per core
     (audio seconds rendered / CPU seconds spent by the workers).
     """
     out = validate_args(out_dir, songs, seconds, seed, workers, generator_version)
     from export.data.render import DEFAULT_SOUNDFONT, check_soundfont_file, fluidsynth_version
 
-    check_soundfont_file(DEFAULT_SOUNDFONT)
-    jobs = [(str(out), i, float(seconds), int(seed), bool(extra_other), int(generator_version))
+    fonts = tuple(str(f) for f in (soundfonts or (DEFAULT_SOUNDFONT,)))
+    for font in fonts:
+        check_soundfont_file(font)
+    jobs = [(str(out), i, float(seconds), int(seed), bool(extra_other), int(generator_version), fonts)
             for i in range(songs)]
     t0 = time.perf_counter()
     results: list[dict] = []
@@ -224,7 +246,7 @@ def render_dataset(out_dir: str | Path, songs: int, seconds: float, seed: int, w
         "extra_other": bool(extra_other),
         "song_names": [r["name"] for r in results],
         "styles": {r["name"]: r["style"] for r in results},
-        "renderer": {"fluidsynth": fluidsynth_version(), "soundfont": DEFAULT_SOUNDFONT},
+        "renderer": {"fluidsynth": fluidsynth_version(), "soundfont": ", ".join(fonts)},
         "speed": {
             "workers": workers,
             "wall_seconds": round(wall, 3),
