@@ -238,3 +238,13 @@ def test_several_soundfonts_change_timbre_not_composition(rendered, tmp_path):
             total += audio
         np.testing.assert_allclose(total, mix, atol=1e-6)
     assert used == {"FluidR3_GM.sf2", "TimGM6mb.sf2"}
+
+
+def test_missing_presets_fall_back_to_general_midi_ones():
+    from export.data.render import DEFAULT_SOUNDFONT, available_preset
+
+    assert available_preset(128, 41, DEFAULT_SOUNDFONT) == (128, 41)  # FluidR3 has the brush kit
+    if not Path(TIMGM).is_file():
+        pytest.skip("timgm6mb-soundfont not installed")
+    assert available_preset(128, 41, TIMGM) == (128, 0)  # one kit only: the standard one, not silence
+    assert available_preset(0, 33, TIMGM) == (0, 33)

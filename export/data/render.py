@@ -69,6 +69,19 @@ def preset_name(bank: int, program: int, soundfont: str = DEFAULT_SOUNDFONT) -> 
     return name or ""
 
 
+def available_preset(bank: int, program: int, soundfont: str = DEFAULT_SOUNDFONT) -> tuple[int, int]:
+    """``(bank, program)`` if the SoundFont has that preset, else the nearest General MIDI one it
+    has: the standard kit ``(128, 0)`` for a missing drum kit, bank 0 of the same program for a
+    missing variation, else ``(bank, 0)``. (Small GM fonts such as TimGM6mb have one drum kit;
+    FluidSynth would otherwise play nothing.)"""
+    if preset_name(bank, program, soundfont):
+        return bank, program
+    for candidate in ((128, 0),) if bank == 128 else ((0, program), (0, 0)):
+        if preset_name(*candidate, soundfont):
+            return candidate
+    return bank, program
+
+
 _DEFAULT_REVERB = (0.2, 0.0, 0.5, 0.9)
 _DEFAULT_CHORUS = (3, 2.0, 0.3, 8.0, 0)
 _FLUSH_BLOCK = 4096
@@ -88,6 +101,7 @@ class SongSynth:
                  soundfont: str = DEFAULT_SOUNDFONT) -> None:
         _check_soundfont(soundfont)
         fs = _fluidsynth()
+        self.soundfont = soundfont
         self.sample_rate = int(sample_rate)
         self.synth = fs.Synth(gain=gain, samplerate=float(sample_rate), **{"synth.polyphony": 96})
         self.sfid = self.synth.sfload(soundfont)
@@ -138,7 +152,7 @@ class SongSynth:
         """
         synth, sr = self.synth, self.sample_rate
         chan = 9 if score.bank == 128 else 0
-        synth.program_select(chan, self.sfid, score.bank, score.program)
+        synth.program_select(chan, self.sfid, *available_preset(score.bank, score.program, self.soundfont))
         synth.set_reverb(*(reverb[k] for k in ("roomsize", "damping", "width", "level")) if reverb
                          else _DEFAULT_REVERB)
         if chorus:

@@ -46,9 +46,9 @@ def song_name(index: int) -> str:
 
 
 def _gm_name(bank: int, program: int, soundfont: str) -> str:
-    from export.data.render import preset_name
+    from export.data.render import available_preset, preset_name
 
-    return preset_name(bank, program, soundfont)
+    return preset_name(*available_preset(bank, program, soundfont), soundfont)
 
 
 def stem_soundfonts(soundfonts: tuple[str, ...], stems: list[str], seed: int) -> dict[str, str]:
