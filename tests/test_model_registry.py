@@ -116,6 +116,13 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert isinstance(cached, np.memmap)
     np.testing.assert_array_equal(cached[1], sf.read(song / "drums.wav", dtype="float32")[0].T)
     assert main(["train", "--config", "nope"]) == 2
+    # fine-tuning: --init-from a weight file starts the tiny config from those weights
+    tuned = tmp_path / "tuned"
+    base = ["train", "--config", "tiny", "--data", str(tmp_path / "data"), "--quiet", "--steps", "2"]
+    assert main(base + ["--out", str(tuned), "--init-from", str(out / "tiny.safetensors")]) == 0
+    assert json.loads((tuned / "run_record.json").read_text())["train"]["init_from"] == str(out / "tiny.safetensors")
+    assert main(base + ["--out", str(tmp_path / "t2"), "--init-from", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["train", "--config", "diffusion-tiny", "--init-from", "live"]) == 2
 
 
 def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:

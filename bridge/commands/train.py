@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from realtime.errors import ConfigError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
     parser.add_argument("--data", default="data/synth", help="data root with train/ and valid/ (default data/synth)")
     parser.add_argument("--runs", default="runs", help="where earlier runs are found for init_from (default runs)")
+    parser.add_argument("--init-from", default=None, metavar="NAME|FILE",
+                        help="start from these weights (a model name, e.g. live, or a .safetensors file) "
+                             "instead of the config's own start: fine-tuning on other data")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="wall-clock training budget in seconds (default: the config's; 0: steps only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
@@ -32,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if str(args.config).startswith("diffusion"):
+        if getattr(args, "init_from", None):
+            raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
+                              "expected no --init-from")
         diffusion = importlib.import_module("export.train.diffusion")
         return int(diffusion.run_training(args.config, args) or 0)
     from export.train.run import run_training

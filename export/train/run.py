@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,12 @@ from realtime.models.weights import read_weights
 
 
 def find_weights(name: str, runs_dir: Path) -> Path:
-    """Freshest weights of ``name``: ``runs/<name>/<name>.safetensors``, else the shipped file."""
+    """Freshest weights of ``name``: ``runs/<name>/<name>.safetensors``, else the shipped file
+    (``name`` may also be a ``.safetensors`` path)."""
+    if name.endswith(".safetensors"):
+        if not Path(name).is_file():
+            raise ConfigError(f"init_from={name!r}: no such weight file")
+        return Path(name)
     for p in (runs_dir / name / f"{name}.safetensors", WEIGHTS_DIR / f"{name}.safetensors"):
         if p.exists():
             return p
@@ -93,9 +99,12 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     if budget is not None:
         if budget < 0:
             raise ConfigError(f"time_budget={budget!r}: expected seconds >= 0 (0: steps only)")
-        from dataclasses import replace
-
         cfg = replace(cfg, time_budget_s=float(budget))
+    init_from = getattr(args, "init_from", None)
+    if init_from:
+        if cfg.prune_macs > 0:
+            raise ConfigError(f"init_from={init_from!r}: {config_name} always prunes live; expected no --init-from")
+        cfg = replace(cfg, init_from=str(init_from))
     data_root = Path(getattr(args, "data", None) or "data/synth")
     runs_dir = Path(getattr(args, "runs", None) or "runs")
     out_dir = Path(getattr(args, "out", None) or runs_dir / config_name)
@@ -103,8 +112,6 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     if steps is not None and steps < 1:
         raise ConfigError(f"steps={steps!r}: expected a positive integer")
     if steps is not None and budget is None:
-        from dataclasses import replace
-
         cfg = replace(cfg, time_budget_s=0.0)  # --steps alone: a pure step schedule
     torch.set_num_threads(getattr(args, "threads", None) or cfg.threads)
     if not (data_root / "train").is_dir():
