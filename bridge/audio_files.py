@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from realtime.errors import AudioInputError, StemstreamError
+from realtime.files import give_default_mode
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -48,6 +49,7 @@ def _write_temp(path: Path, audio: np.ndarray, sample_rate: int, subtype: str) -
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        give_default_mode(tmp)  # mkstemp creates 0600; a finished stem file should read like any other
         sf.write(tmp, np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T), sample_rate,
                  subtype=subtype, format=_format_of(path))
     except BaseException:

@@ -13,6 +13,7 @@ import torch
 from bridge.audio_files import read_audio, write_files_atomic
 from bridge.cli import main
 from realtime.errors import AudioInputError, StemstreamError
+from realtime.files import process_umask
 from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
 from realtime.models.weights import save_weights
 from realtime.stems import STEMS
@@ -65,6 +66,13 @@ def test_atomic_write_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
     written = write_files_atomic({tmp_path / "a.wav": x, tmp_path / "b.wav": x}, 8000)
     assert [p.name for p in written] == ["a.wav", "b.wav"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]
+    # finished files get the mode a plain open() gives (mkstemp alone would leave them 0600)
+    mode = 0o666 & ~process_umask()
+    assert all(p.stat().st_mode & 0o777 == mode for p in written)
+    model = LiveSeparator(LiveConfig(**TINY))
+    save_weights(tmp_path / "w.safetensors", model, ARCHITECTURE, model.config.to_json())
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == mode
+    (tmp_path / "w.safetensors").unlink()
 
     out = tmp_path / "out"
     out.mkdir()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from realtime.errors import StemstreamError
+from realtime.files import give_default_mode
 
 
 class WeightFileError(StemstreamError):
@@ -76,6 +77,7 @@ def save_tensors(
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+    give_default_mode(path)  # safetensors creates files 0600
     return checksum
 
 
