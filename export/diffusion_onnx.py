@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from realtime.diffusion.student import StudentStep
-from realtime.diffusion.student_onnx import INPUT_NAMES, example_inputs, export_student
+from realtime.diffusion.student_onnx import INPUT_NAMES, example_inputs
 
 
 def parity(step: StudentStep, onnx_path: str | Path, seed: int = 1) -> float:
@@ -29,4 +29,4 @@ def parity(step: StudentStep, onnx_path: str | Path, seed: int = 1) -> float:
     return float(np.max(np.abs(got - expected)))
 
 
-__all__ = ["export_student", "parity"]
+__all__ = ["parity"]

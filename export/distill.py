@@ -233,8 +233,9 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
                      getattr(args, "steps", None), str(teacher_path))
-    from export.diffusion_onnx import export_student, parity
+    from export.diffusion_onnx import parity
     from realtime.diffusion.student import load_student_step
+    from realtime.diffusion.student_onnx import export_student
 
     step_module, _ = load_student_step(out / "student.safetensors")
     onnx_path = export_student(step_module, out / "student.onnx")

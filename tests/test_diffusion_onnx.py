@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.diffusion_onnx import export_student, parity
+from export.diffusion_onnx import parity
 from realtime.diffusion.student import STUDENT_ARCHITECTURE, load_student
+from realtime.diffusion.student_onnx import export_student
 from realtime.models.weights import save_weights
 from tests.test_diffusion_fixtures import tiny_student
 

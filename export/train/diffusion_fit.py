@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.metrics import si_sdr
+from benchmarks.metrics import si_sdr_improvement_stems
 
 LOG = logging.getLogger("stemstream.diffusion")
 
@@ -143,15 +143,11 @@ def budget_minutes(args: Any, default: float) -> float:
 def mean_sisdri(estimate: torch.Tensor, clean: torch.Tensor) -> float:
     """Mean SI-SDRi (dB) of ``estimate`` against ``clean``, both ``(B, S, C, T)``, over the
     non-silent stems (RMS >= 1e-3), the mixture being ``clean.sum(dim=1)``; NaN if none."""
-    mixture = clean.sum(dim=1)
+    mixture = clean.sum(dim=1).numpy()
     scores = []
-    for b in range(clean.shape[0]):
-        mix = mixture[b].reshape(-1).numpy()
-        for s in range(clean.shape[1]):
-            ref = clean[b, s].reshape(-1).numpy()
-            if np.sqrt(np.mean(ref**2)) < 1e-3:
-                continue
-            scores.append(float(si_sdr(estimate[b, s].reshape(-1).numpy(), ref) - si_sdr(mix, ref)))
+    for est, ref, mix in zip(estimate.numpy(), clean.numpy(), mixture):
+        active = np.sqrt(np.mean(ref.reshape(ref.shape[0], -1) ** 2, axis=1)) >= 1e-3
+        scores.extend(si_sdr_improvement_stems(est, ref, mix)[active])
     return float(np.mean(scores)) if scores else float("nan")
 
 
