@@ -123,6 +123,34 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert json.loads((tuned / "run_record.json").read_text())["train"]["init_from"] == str(out / "tiny.safetensors")
     assert main(base + ["--out", str(tmp_path / "t2"), "--init-from", str(tmp_path / "missing.safetensors")]) == 2
     assert main(["train", "--config", "diffusion-tiny", "--init-from", "live"]) == 2
+    # distillation from the weights it starts from; the run record keeps each phase's arguments
+    kd = tmp_path / "kd"
+    start = str(out / "tiny.safetensors")
+    assert main(base + ["--out", str(kd), "--init-from", start, "--distill", "1"]) == 0
+    assert main(base + ["--out", str(kd), "--resume", "--steps", "4", "--init-from", start, "--distill", "0.5"]) == 0
+    phases = json.loads((kd / "run_record.json").read_text())["train"]["phases"]
+    assert [(p["from_step"], p["to_step"], p["distill"]) for p in phases] == [(0, 2, 1.0), (2, 4, 0.5)]
+    assert main(base + ["--out", str(tmp_path / "t3"), "--distill", "0.5"]) == 2  # tiny has no teacher
+    assert main(base + ["--out", str(tmp_path / "t3"), "--init-from", start, "--distill", "1.5"]) == 2
+    assert main(["train", "--config", "diffusion-tiny", "--distill", "0.5"]) == 2
+
+
+def test_distillation_loss_targets_the_teacher() -> None:
+    from export.train.loop import training_loss
+
+    torch.manual_seed(0)
+    student = LiveSeparator(TINY)
+    teacher = LiveSeparator(TINY)
+    teacher.load_state_dict(student.state_dict())
+    mix = 0.1 * torch.randn(2, 2, 40 * TINY.hop)
+    stems = 0.05 * torch.randn(2, len(TINY.stems), 2, 40 * TINY.hop)
+    truth = training_loss(student, mix, stems)
+    # a teacher identical to the student: its term sits at the threshold floor, far below the truth's
+    copy = training_loss(student, mix, stems, teacher, 1.0)
+    assert float(copy) < float(truth) - 15
+    half = training_loss(student, mix, stems, teacher, 0.5)
+    assert torch.allclose(half, 0.5 * truth + 0.5 * copy, atol=1e-4)
+    assert torch.equal(training_loss(student, mix, stems, teacher, 0.0), truth)
 
 
 def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ class TrainConfig:
         valid_every: steps between validations (an "epoch").
         init_from: name of a shipped/trained model to start from (``quality``: ``live``).
         prune_macs: for ``live-pruned``: fraction of ``init_from``'s MACs to remove.
+        distill: weight ``w`` of knowledge distillation from ``init_from``'s model: the loss is
+            ``(1 - w) * SDR(estimate, true stems) + w * SDR(estimate, teacher's estimate)``
+            (0: ground truth only). Used to fine-tune ``live-pruned`` towards ``live``.
         seed: RNG seed (init, data order).
         threads: torch intra-op threads.
     """
@@ -38,6 +41,7 @@ class TrainConfig:
     valid_every: int = 100
     init_from: str | None = None
     prune_macs: float = 0.0
+    distill: float = 0.0
     seed: int = 1234
     threads: int = 1
     extra: dict = field(default_factory=dict)

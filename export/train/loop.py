@@ -112,6 +112,26 @@ def write_curves(out_dir: Path, history: list[dict[str, Any]], stems: tuple[str,
         pass
 
 
+def training_loss(
+    model: LiveSeparator, mix: torch.Tensor, stems: torch.Tensor, teacher: LiveSeparator | None = None,
+    distill: float = 0.0,
+) -> torch.Tensor:
+    """Thresholded SDR of ``model``'s latency-aligned estimate against the true ``stems``; with a
+    ``teacher``, ``(1 - distill)`` of that plus ``distill`` times the SDR against the teacher's
+    estimate (computed without gradients)."""
+    lat = model.config.latency_samples
+    est, _ = model(mix, model.init_state(mix.shape[0]))
+    est, ref = align(est, stems, lat)
+    _, mref = align(mix, mix, lat)
+    loss = thresholded_sdr_loss(est, ref, mref)
+    if teacher is None:
+        return loss
+    with torch.no_grad():
+        t_est, _ = teacher(mix, teacher.init_state(mix.shape[0]))
+    t_est, _ = align(t_est, stems, lat)
+    return (1 - distill) * loss + distill * thresholded_sdr_loss(est, t_est, mref)
+
+
 def train(
     cfg: TrainConfig,
     model: LiveSeparator,
@@ -122,8 +142,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
+    teacher: LiveSeparator | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` per ``cfg``; returns the run record (also written to ``out_dir``)."""
+    """Train ``model`` per ``cfg``; returns the run record (also written to ``out_dir``).
+
+    With ``cfg.distill > 0`` the frozen ``teacher`` (same latency) adds its estimates as a
+    second target (knowledge distillation).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -133,17 +158,30 @@ def train(
     sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)
     vmix, vstems = valid_excerpts(valid_songs, seconds=6.0, count=16)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        phases = state.get("phases", [])
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
+    # one entry per invocation (a resume with other arguments starts a new phase): the run record
+    # then says how every step was trained
+    phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
+                   "lr": cfg.lr, "distill": cfg.distill})
     lat = model.config.latency_samples
+    if cfg.distill > 0:
+        if teacher is None:
+            raise ValueError(f"distill={cfg.distill}: expected a teacher model")
+        if teacher.config.latency_samples != lat:
+            raise ValueError(f"teacher latency {teacher.config.latency_samples} samples: expected {lat} (the student's)")
+        teacher.eval()
+        teacher.fast_dsp = True
+        teacher.requires_grad_(False)
     budget = cfg.time_budget_s  # the schedule ends at whichever of steps / budget comes first
 
     def progress_fraction() -> float:
@@ -168,10 +206,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         mix, stems = sampler.batch(cfg.batch)
-        est, _ = model(mix, model.init_state(cfg.batch))
-        est, ref = align(est, stems, lat)
-        _, mref = align(mix, mix, lat)
-        loss = thresholded_sdr_loss(est, ref, mref)
+        loss = training_loss(model, mix, stems, teacher if cfg.distill > 0 else None, cfg.distill)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -201,6 +236,7 @@ def train(
             }
             history.append(entry)
             running = []
+            phases[-1]["to_step"] = step
             log(json.dumps(entry))
             write_curves(out_dir, history, model.config.stems)
             torch.save(
@@ -210,6 +246,7 @@ def train(
                     "step": step,
                     "elapsed": elapsed,
                     "history": history,
+                    "phases": phases,
                     "sampler_rng": sampler.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
                     "config": model.config.to_json(),
@@ -241,6 +278,8 @@ def train(
             "lr": cfg.lr,
             "seed": cfg.seed,
             "init_from": cfg.init_from,
+            "distill": cfg.distill,
+            "phases": phases,
             "loss": "thresholded SDR (tau=1e-3), time domain, latency-aligned",
             "wall_time_s": round(elapsed, 1),
         },

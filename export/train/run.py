@@ -105,6 +105,14 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if cfg.prune_macs > 0:
             raise ConfigError(f"init_from={init_from!r}: {config_name} always prunes live; expected no --init-from")
         cfg = replace(cfg, init_from=str(init_from))
+    distill = getattr(args, "distill", None)
+    if distill is not None:
+        if not 0.0 <= distill <= 1.0:
+            raise ConfigError(f"distill={distill!r}: expected a weight in [0, 1]")
+        if distill > 0 and cfg.init_from is None:
+            raise ConfigError(f"distill={distill!r}: {config_name} starts from scratch, so there is no teacher; "
+                              "expected --init-from or a config that starts from another model")
+        cfg = replace(cfg, distill=float(distill))
     data_root = Path(getattr(args, "data", None) or "data/synth")
     runs_dir = Path(getattr(args, "runs", None) or "runs")
     out_dir = Path(getattr(args, "out", None) or runs_dir / config_name)
@@ -124,6 +132,12 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         log(f"resuming {config_name} from {ckpt}")
     else:
         model = build_model(cfg, runs_dir, data_root, log)
+    teacher = None
+    if cfg.distill > 0:
+        assert cfg.init_from is not None  # checked above
+        teacher_path = find_weights(cfg.init_from, runs_dir)
+        teacher = load_separator(teacher_path)
+        log(f"distilling from {teacher_path} (weight {cfg.distill})")
     train_songs, valid_songs = load_data(data_root, limit=getattr(args, "limit_songs", None))
     log(
         f"{config_name}: {len(train_songs.names)} train songs ({train_songs.seconds / 60:.1f} min), "
@@ -132,6 +146,7 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     record = train(
         cfg, model, train_songs, valid_songs, out_dir, steps=steps,
         resume=getattr(args, "resume", False), progress=not getattr(args, "quiet", False), log=log,
+        teacher=teacher,
     )
     log(f"done in {time.time() - t0:.0f} s: final valid {json.dumps(record['final_valid'])}")
     if getattr(args, "ship", False):
