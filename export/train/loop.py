@@ -23,6 +23,7 @@ import torch
 from export.train.configs import TrainConfig
 from export.train.data import RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
 from export.train.losses import align, si_sdri_per_stem, thresholded_sdr_loss
+from realtime.errors import ConfigError
 from realtime.models.live import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
 from realtime.models.weights import save_weights
 
@@ -124,7 +125,7 @@ def training_loss(
     est, ref = align(est, stems, lat)
     _, mref = align(mix, mix, lat)
     loss = thresholded_sdr_loss(est, ref, mref)
-    if teacher is None:
+    if teacher is None or distill == 0:
         return loss
     with torch.no_grad():
         t_est, _ = teacher(mix, teacher.init_state(mix.shape[0]))
@@ -176,9 +177,10 @@ def train(
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
-            raise ValueError(f"distill={cfg.distill}: expected a teacher model")
+            raise ConfigError(f"distill={cfg.distill}: expected a teacher model")
         if teacher.config.latency_samples != lat:
-            raise ValueError(f"teacher latency {teacher.config.latency_samples} samples: expected {lat} (the student's)")
+            raise ConfigError(f"distill={cfg.distill}: the teacher's latency is {teacher.config.latency_samples} "
+                              f"samples; expected the student's, {lat}")
         teacher.eval()
         teacher.fast_dsp = True
         teacher.requires_grad_(False)
