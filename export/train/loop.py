@@ -208,7 +208,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         mix, stems = sampler.batch(cfg.batch)
-        loss = training_loss(model, mix, stems, teacher if cfg.distill > 0 else None, cfg.distill)
+        loss = training_loss(model, mix, stems, teacher, cfg.distill)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
