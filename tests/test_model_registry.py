@@ -133,6 +133,12 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert main(base + ["--out", str(tmp_path / "t3"), "--distill", "0.5"]) == 2  # tiny has no teacher
     assert main(base + ["--out", str(tmp_path / "t3"), "--init-from", start, "--distill", "1.5"]) == 2
     assert main(["train", "--config", "diffusion-tiny", "--distill", "0.5"]) == 2
+    # --lr sets the schedule's peak; the phase records it
+    assert main(base + ["--out", str(kd), "--resume", "--steps", "5", "--init-from", start, "--lr", "2e-4"]) == 0
+    assert json.loads((kd / "run_record.json").read_text())["train"]["phases"][-1]["lr"] == 2e-4
+    for bad in ("0", "-1e-3", "nan", "2"):
+        assert main(base + ["--out", str(tmp_path / "t4"), "--lr", bad]) == 2
+    assert main(["train", "--config", "diffusion-tiny", "--lr", "1e-4"]) == 2
 
 
 def test_distillation_loss_targets_the_teacher() -> None:

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--distill", type=float, default=None, metavar="W",
                         help="weight in [0, 1] of the teacher term: learn from the starting model's (init_from's) "
                              "estimates as well as the true stems (e.g. live-pruned from live; default 0)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate of the cosine schedule (default: the config's; lower it to "
+                             "continue a trained model without undoing it)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "distill", None) is not None:
             raise ConfigError(f"distill={args.distill!r}: the diffusion configs distil with export.distill; "
                               "expected no --distill")
+        if getattr(args, "lr", None) is not None:
+            raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
         if getattr(args, "init_from", None):
             raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
                               "expected no --init-from")

@@ -203,7 +203,7 @@ def train(
     while step < total and progress_fraction() < 1.0:
         frac = progress_fraction()
         lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        if step < 50 and cfg.init_from is None:
+        if step < 50:  # warm-up: a fresh Adam's first updates are full-size on every weight
             lr *= (step + 1) / 50
         for g in opt.param_groups:
             g["lr"] = lr

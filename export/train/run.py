@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import replace
@@ -100,6 +101,11 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if budget < 0:
             raise ConfigError(f"time_budget={budget!r}: expected seconds >= 0 (0: steps only)")
         cfg = replace(cfg, time_budget_s=float(budget))
+    lr = getattr(args, "lr", None)
+    if lr is not None:
+        if not (math.isfinite(lr) and 0.0 < lr <= 1.0):
+            raise ConfigError(f"lr={lr!r}: expected a learning rate in (0, 1]")
+        cfg = replace(cfg, lr=float(lr))
     init_from = getattr(args, "init_from", None)
     if init_from:
         if cfg.prune_macs > 0:
