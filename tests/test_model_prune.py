@@ -90,3 +90,38 @@ def test_transfer_to_quality_config() -> None:
     with torch.no_grad():
         y, _ = q(x, q.init_state(2))
     assert y.shape == a.shape and torch.isfinite(y).all()
+
+
+def test_build_model_prunes_once_then_fine_tunes_as_is(tmp_path) -> None:
+    """``live-pruned --init-from`` a model already within the MAC budget continues it unpruned;
+    a larger one is pruned to the budget."""
+    from dataclasses import replace
+
+    import numpy as np
+    import soundfile as sf
+
+    from export.train.configs import TrainConfig
+    from export.train.run import build_model
+    from realtime.models.live import ARCHITECTURE
+    from realtime.models.weights import save_weights
+
+    def write_weights(path, model) -> None:
+        save_weights(path, model, ARCHITECTURE, model.config.to_json())
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        song = tmp_path / "data" / "train" / f"song{i}"
+        song.mkdir(parents=True)
+        for s in ("bass", "drums", "guitar", "piano"):
+            sf.write(song / f"{s}.wav", (0.1 * rng.standard_normal((44100 * 5, 2))).astype(np.float32), 44100)
+    full = _model()
+    cfg = TrainConfig(name="p", model=full.config, prune_macs=0.45, init_from=str(tmp_path / "full.safetensors"))
+    write_weights(tmp_path / "full.safetensors", full)
+    pruned = build_model(cfg, tmp_path / "runs", tmp_path / "data", log=lambda s: None)
+    assert macs_per_hop(pruned.config) <= 0.55 * macs_per_hop(full.config)
+    write_weights(tmp_path / "pruned.safetensors", pruned)
+    again = build_model(replace(cfg, init_from=str(tmp_path / "pruned.safetensors")), tmp_path / "runs",
+                        tmp_path / "data", log=lambda s: None)
+    assert again.config == pruned.config
+    for k, v in pruned.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k

@@ -139,6 +139,15 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     for bad in ("0", "-1e-3", "nan", "2"):
         assert main(base + ["--out", str(tmp_path / "t4"), "--lr", bad]) == 2
     assert main(["train", "--config", "diffusion-tiny", "--lr", "1e-4"]) == 2
+    # --teacher: distil from another model than the one the run starts from (recorded)
+    other = tmp_path / "other"
+    assert main(base + ["--out", str(other), "--init-from", start, "--teacher", str(kd / "tiny.safetensors"),
+                        "--distill", "0.5"]) == 0
+    assert json.loads((other / "run_record.json").read_text())["train"]["teacher"] == str(kd / "tiny.safetensors")
+    assert main(base + ["--out", str(tmp_path / "t5"), "--teacher", start, "--distill", "1"]) == 0  # from scratch
+    assert main(base + ["--out", str(tmp_path / "t6"), "--teacher", start]) == 2  # a teacher needs --distill
+    assert main(base + ["--out", str(tmp_path / "t6"), "--teacher", str(tmp_path / "no.safetensors"),
+                        "--distill", "1"]) == 2
 
 
 def test_distillation_loss_targets_the_teacher() -> None:

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--distill", type=float, default=None, metavar="W",
                         help="weight in [0, 1] of the teacher term: learn from the starting model's (init_from's) "
                              "estimates as well as the true stems (e.g. live-pruned from live; default 0)")
+    parser.add_argument("--teacher", default=None, metavar="NAME|FILE",
+                        help="the model --distill learns from (default: the one the run starts from; e.g. "
+                             "--config live-pruned --init-from live-pruned --teacher live continues a pruned model)")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate of the cosine schedule (default: the config's; lower it to "
                              "continue a trained model without undoing it)")
@@ -46,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "distill", None) is not None:
             raise ConfigError(f"distill={args.distill!r}: the diffusion configs distil with export.distill; "
                               "expected no --distill")
+        if getattr(args, "teacher", None):
+            raise ConfigError(f"teacher={args.teacher!r}: the diffusion configs distil with export.distill; "
+                              "expected no --teacher")
         if getattr(args, "lr", None) is not None:
             raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
         if getattr(args, "init_from", None):

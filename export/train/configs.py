@@ -27,6 +27,7 @@ class TrainConfig:
         distill: weight ``w`` of knowledge distillation from ``init_from``'s model: the loss is
             ``(1 - w) * SDR(estimate, true stems) + w * SDR(estimate, teacher's estimate)``
             (0: ground truth only). Used to fine-tune ``live-pruned`` towards ``live``.
+        teacher: the model distilled from when ``distill > 0`` (None: ``init_from``'s).
         seed: RNG seed (init, data order).
         threads: torch intra-op threads.
     """
@@ -42,6 +43,7 @@ class TrainConfig:
     init_from: str | None = None
     prune_macs: float = 0.0
     distill: float = 0.0
+    teacher: str | None = None
     seed: int = 1234
     threads: int = 1
     extra: dict = field(default_factory=dict)

@@ -173,7 +173,8 @@ def train(
     # one entry per invocation (a resume with other arguments starts a new phase): the run record
     # then says how every step was trained
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
-                   "lr": cfg.lr, "distill": cfg.distill})
+                   "lr": cfg.lr, "distill": cfg.distill,
+                   "teacher": (cfg.teacher or cfg.init_from) if cfg.distill > 0 else None})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
@@ -281,6 +282,7 @@ def train(
             "seed": cfg.seed,
             "init_from": cfg.init_from,
             "distill": cfg.distill,
+            "teacher": (cfg.teacher or cfg.init_from) if cfg.distill > 0 else None,
             "phases": phases,
             "loss": "thresholded SDR (tau=1e-3), time domain, latency-aligned",
             "wall_time_s": round(elapsed, 1),

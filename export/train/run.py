@@ -4,7 +4,8 @@
 * ``quality``: same architecture with a longer synthesis window and look-ahead, started from
   ``live``'s weights (the extra look-ahead half of the mask heads starts at zero, so step 0
   equals ``live`` with a longer synthesis window).
-* ``live-pruned``: structured pruning of ``live`` (``export.prune``), then fine-tuning.
+* ``live-pruned``: structured pruning of ``live`` (``export.prune``), then fine-tuning; started
+  ``--init-from`` a model already within its MAC budget, it fine-tunes that model unpruned.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
         from export.train.data import RemixSampler, load_songs
         from realtime.models.live import macs_per_hop
 
+        budget = (1.0 - cfg.prune_macs) * macs_per_hop(cfg.model)
+        if macs_per_hop(source.config) <= budget:  # already pruned: fine-tune it as it is
+            log(f"{cfg.init_from} is already within {cfg.name}'s MAC budget "
+                f"({macs_per_hop(source.config)} <= {budget:.0f} per hop): fine-tuning it unpruned")
+            return source
+
         songs = load_songs(data_root / "train", limit=64)
         mixes, _ = RemixSampler(songs, 4 * 44100, seed=cfg.seed).batch(16)
         model = prune(source, mixes, cfg.prune_macs)
@@ -108,16 +115,19 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         cfg = replace(cfg, lr=float(lr))
     init_from = getattr(args, "init_from", None)
     if init_from:
-        if cfg.prune_macs > 0:
-            raise ConfigError(f"init_from={init_from!r}: {config_name} always prunes live; expected no --init-from")
         cfg = replace(cfg, init_from=str(init_from))
+    teacher_name = getattr(args, "teacher", None)
+    if teacher_name:
+        if not getattr(args, "distill", None):
+            raise ConfigError(f"teacher={teacher_name!r}: a teacher is used only with --distill W > 0; expected --distill")
+        cfg = replace(cfg, teacher=str(teacher_name))
     distill = getattr(args, "distill", None)
     if distill is not None:
         if not 0.0 <= distill <= 1.0:
             raise ConfigError(f"distill={distill!r}: expected a weight in [0, 1]")
-        if distill > 0 and cfg.init_from is None:
+        if distill > 0 and cfg.init_from is None and cfg.teacher is None:
             raise ConfigError(f"distill={distill!r}: {config_name} starts from scratch, so there is no teacher; "
-                              "expected --init-from or a config that starts from another model")
+                              "expected --teacher, --init-from or a config that starts from another model")
         cfg = replace(cfg, distill=float(distill))
     data_root = Path(getattr(args, "data", None) or "data/synth")
     runs_dir = Path(getattr(args, "runs", None) or "runs")
@@ -140,8 +150,9 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         model = build_model(cfg, runs_dir, data_root, log)
     teacher = None
     if cfg.distill > 0:
-        assert cfg.init_from is not None  # checked above
-        teacher_path = find_weights(cfg.init_from, runs_dir)
+        source = cfg.teacher or cfg.init_from
+        assert source is not None  # checked above
+        teacher_path = find_weights(source, runs_dir)
         teacher = load_separator(teacher_path)
         log(f"distilling from {teacher_path} (weight {cfg.distill})")
     train_songs, valid_songs = load_data(data_root, limit=getattr(args, "limit_songs", None))
