@@ -24,7 +24,7 @@ class TrainConfig:
         valid_every: steps between validations (an "epoch").
         init_from: name of a shipped/trained model to start from (``quality``: ``live``).
         prune_macs: for ``live-pruned``: fraction of ``init_from``'s MACs to remove.
-        distill: weight ``w`` of knowledge distillation from ``init_from``'s model: the loss is
+        distill: weight ``w`` of knowledge distillation from :attr:`teacher_source`: the loss is
             ``(1 - w) * SDR(estimate, true stems) + w * SDR(estimate, teacher's estimate)``
             (0: ground truth only). Used to fine-tune ``live-pruned`` towards ``live``.
         teacher: the model distilled from when ``distill > 0`` (None: ``init_from``'s).
@@ -47,6 +47,11 @@ class TrainConfig:
     seed: int = 1234
     threads: int = 1
     extra: dict = field(default_factory=dict)
+
+    @property
+    def teacher_source(self) -> str | None:
+        """The model distilled from: ``teacher``, else ``init_from``; None without distillation."""
+        return (self.teacher or self.init_from) if self.distill > 0 else None
 
 
 def _configs() -> dict[str, TrainConfig]:

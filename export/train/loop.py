@@ -174,7 +174,7 @@ def train(
     # then says how every step was trained
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
                    "lr": cfg.lr, "distill": cfg.distill,
-                   "teacher": (cfg.teacher or cfg.init_from) if cfg.distill > 0 else None})
+                   "teacher": cfg.teacher_source})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
@@ -282,7 +282,7 @@ def train(
             "seed": cfg.seed,
             "init_from": cfg.init_from,
             "distill": cfg.distill,
-            "teacher": (cfg.teacher or cfg.init_from) if cfg.distill > 0 else None,
+            "teacher": cfg.teacher_source,
             "phases": phases,
             "loss": "thresholded SDR (tau=1e-3), time domain, latency-aligned",
             "wall_time_s": round(elapsed, 1),

@@ -82,10 +82,10 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
         from export.train.data import RemixSampler, load_songs
         from realtime.models.live import macs_per_hop
 
-        budget = (1.0 - cfg.prune_macs) * macs_per_hop(cfg.model)
-        if macs_per_hop(source.config) <= budget:  # already pruned: fine-tune it as it is
+        budget, macs = (1.0 - cfg.prune_macs) * macs_per_hop(cfg.model), macs_per_hop(source.config)
+        if macs <= budget:  # already pruned: fine-tune it as it is
             log(f"{cfg.init_from} is already within {cfg.name}'s MAC budget "
-                f"({macs_per_hop(source.config)} <= {budget:.0f} per hop): fine-tuning it unpruned")
+                f"({macs} <= {budget:.0f} per hop): fine-tuning it unpruned")
             return source
 
         songs = load_songs(data_root / "train", limit=64)
@@ -150,9 +150,8 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         model = build_model(cfg, runs_dir, data_root, log)
     teacher = None
     if cfg.distill > 0:
-        source = cfg.teacher or cfg.init_from
-        assert source is not None  # checked above
-        teacher_path = find_weights(source, runs_dir)
+        assert cfg.teacher_source is not None  # checked above
+        teacher_path = find_weights(cfg.teacher_source, runs_dir)
         teacher = load_separator(teacher_path)
         log(f"distilling from {teacher_path} (weight {cfg.distill})")
     train_songs, valid_songs = load_data(data_root, limit=getattr(args, "limit_songs", None))
