@@ -139,6 +139,17 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     for bad in ("0", "-1e-3", "nan", "2"):
         assert main(base + ["--out", str(tmp_path / "t4"), "--lr", bad]) == 2
     assert main(["train", "--config", "diffusion-tiny", "--lr", "1e-4"]) == 2
+    # --seed: a continuation draws its own excerpts (recorded in the record and the phase)
+    reseeded = tmp_path / "reseeded"
+    assert main(base + ["--out", str(reseeded), "--init-from", start, "--seed", "7"]) == 0
+    train = json.loads((reseeded / "run_record.json").read_text())["train"]
+    assert train["seed"] == 7 and train["phases"][-1]["seed"] == 7
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(d / "tiny.safetensors")) for d in (tuned, reseeded))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert main(base + ["--out", str(tmp_path / "t7"), "--seed", "-1"]) == 2
+    assert main(["train", "--config", "diffusion-tiny", "--seed", "3"]) == 2
     # --teacher: distil from another model than the one the run starts from (recorded)
     other = tmp_path / "other"
     assert main(base + ["--out", str(other), "--init-from", start, "--teacher", str(kd / "tiny.safetensors"),

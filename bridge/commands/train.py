@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate of the cosine schedule (default: the config's; lower it to "
                              "continue a trained model without undoing it)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="RNG seed of the initialisation and the excerpt order (default: the config's; give a "
+                             "continuation its own so it does not replay the excerpts of the run before)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
                               "expected no --teacher")
         if getattr(args, "lr", None) is not None:
             raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
+        if getattr(args, "seed", None) is not None:
+            raise ConfigError(f"seed={args.seed!r}: the diffusion configs set their own seed; expected no --seed")
         if getattr(args, "init_from", None):
             raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
                               "expected no --init-from")

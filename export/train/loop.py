@@ -174,7 +174,7 @@ def train(
     # then says how every step was trained
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
                    "lr": cfg.lr, "distill": cfg.distill,
-                   "teacher": cfg.teacher_source})
+                   "teacher": cfg.teacher_source, "seed": cfg.seed})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:

@@ -113,6 +113,11 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if not (math.isfinite(lr) and 0.0 < lr <= 1.0):
             raise ConfigError(f"lr={lr!r}: expected a learning rate in (0, 1]")
         cfg = replace(cfg, lr=float(lr))
+    seed = getattr(args, "seed", None)
+    if seed is not None:
+        if not 0 <= seed < 2**63:
+            raise ConfigError(f"seed={seed!r}: expected an integer in [0, 2**63)")
+        cfg = replace(cfg, seed=int(seed))
     init_from = getattr(args, "init_from", None)
     if init_from:
         cfg = replace(cfg, init_from=str(init_from))
