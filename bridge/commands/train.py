@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "continue a trained model without undoing it)")
     parser.add_argument("--seed", type=int, default=None,
                         help="RNG seed of the initialisation and the excerpt order (default: the config's; give a "
-                             "continuation its own so it does not replay the excerpts of the run before)")
+                             "continuation its own so it does not replay the excerpts of the run before; --resume carries on "
+                             "with the checkpoint's random state)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
