@@ -17,7 +17,14 @@ pytest.importorskip("onnxconverter_common")
 
 from export.onnx_export import check_no_complex_ops, export_onnx, op_counts, read_metadata
 from export.parity import separate, synthetic_song
-from export.quantise import convert_fp16, make_precision, quantise_dynamic, quantise_static
+from export.quantise import (
+    DEFAULT_CALIBRATION_DIR,
+    calibration_audio,
+    convert_fp16,
+    make_precision,
+    quantise_dynamic,
+    quantise_static,
+)
 from realtime.backends.onnx_backend import open_onnx_file
 from realtime.stems import STEMS
 from test_export_onnx import live_module
@@ -76,7 +83,13 @@ def graphs(tmp_path_factory):
     made["int8-dynamic"] = root / "int8d.onnx"
     quantise_dynamic(fp32, made["int8-dynamic"])
     made["int8-static"] = root / "int8s.onnx"
-    quantise_static(fp32, made["int8-static"], max_feeds=24)
+    calibration = DEFAULT_CALIBRATION_DIR
+    if not calibration.is_dir():  # a fresh clone: render validation-seed songs, as `data synth` would
+        from export.data.synth import render_dataset
+
+        calibration = root / "valid"
+        render_dataset(calibration, songs=3, seconds=10, seed=2000, workers=1, generator_version=1)
+    quantise_static(fp32, made["int8-static"], clips=calibration_audio(44100, 2, synth_dir=calibration), max_feeds=24)
     made["fp16"] = root / "fp16.onnx"
     convert_fp16(fp32, made["fp16"])
     return made
