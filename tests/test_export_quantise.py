@@ -36,17 +36,23 @@ TEST_DIR = Path(__file__).resolve().parent.parent / "data" / "synth" / "test"
 SECONDS = 3.0
 
 
+def synth_split(folder: Path, workdir: Path, seed: int, songs: int) -> Path:
+    """``folder`` (a split of ``data/synth``) if it exists, else that many 10 s songs rendered
+    from its seed into ``workdir`` (a fresh clone has no data)."""
+    if folder.is_dir():
+        return folder
+    from export.data.synth import render_dataset
+
+    render_dataset(workdir, songs=songs, seconds=10, seed=seed, workers=1, generator_version=1)
+    return workdir
+
+
 def held_out_excerpts(sample_rate: int, workdir: Path, count: int = 2) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, mixture (C, T), stems (S, C, T))``: synthetic test songs with every stem
     audible in the excerpt (from ``data/synth/test``, else rendered into ``workdir``)."""
     import soundfile as sf
 
-    root = TEST_DIR
-    if not root.is_dir():
-        from export.data.synth import render_dataset
-
-        root = workdir / "test"
-        render_dataset(root, songs=6, seconds=10, seed=3000, workers=1, generator_version=1)
+    root = synth_split(TEST_DIR, workdir / "test", seed=3000, songs=6)
     out = []
     for song in sorted(p for p in root.iterdir() if p.is_dir()):
         files = [song / f"{s}.wav" for s in STEMS]
@@ -83,12 +89,7 @@ def graphs(tmp_path_factory):
     made["int8-dynamic"] = root / "int8d.onnx"
     quantise_dynamic(fp32, made["int8-dynamic"])
     made["int8-static"] = root / "int8s.onnx"
-    calibration = DEFAULT_CALIBRATION_DIR
-    if not calibration.is_dir():  # a fresh clone: render validation-seed songs, as `data synth` would
-        from export.data.synth import render_dataset
-
-        calibration = root / "valid"
-        render_dataset(calibration, songs=3, seconds=10, seed=2000, workers=1, generator_version=1)
+    calibration = synth_split(DEFAULT_CALIBRATION_DIR, root / "valid", seed=2000, songs=3)
     quantise_static(fp32, made["int8-static"], clips=calibration_audio(44100, 2, synth_dir=calibration), max_feeds=24)
     made["fp16"] = root / "fp16.onnx"
     convert_fp16(fp32, made["fp16"])
