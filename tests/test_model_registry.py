@@ -159,6 +159,22 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert main(base + ["--out", str(tmp_path / "t6"), "--teacher", start]) == 2  # a teacher needs --distill
     assert main(base + ["--out", str(tmp_path / "t6"), "--teacher", str(tmp_path / "no.safetensors"),
                         "--distill", "1"]) == 2
+    # --ema: a weight average rides along, survives --resume, and the better-validating one is saved
+    averaged = tmp_path / "averaged"
+    assert main(base + ["--out", str(averaged), "--init-from", start, "--ema", "0.5"]) == 0
+    assert main(base + ["--out", str(averaged), "--init-from", start, "--ema", "0.5", "--resume", "--steps", "4"]) == 0
+    record = json.loads((averaged / "run_record.json").read_text())
+    ema = record["train"]["ema"]
+    assert ema["updates"] == 4 and ema["decay"] == 0.5 and record["train"]["phases"][-1]["ema"] == 0.5
+    saved = load_file(str(averaged / "tiny.safetensors"))
+    ckpt = torch.load(averaged / "checkpoint.pt", weights_only=False)
+    source = ckpt["ema"] if ema["chosen"] == "ema" else ckpt["model"]
+    assert all(torch.equal(saved[k], source[k]) for k in saved)
+    assert not all(torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in saved)
+    assert (ema["chosen"] == "ema") == (ema["valid_ema"]["mean"] > ema["valid_last_mean"])
+    for bad in ("1", "-0.1", "nan"):
+        assert main(base + ["--out", str(tmp_path / "t8"), "--ema", bad]) == 2
+    assert main(["train", "--config", "diffusion-tiny", "--ema", "0.9"]) == 2
 
 
 def test_distillation_loss_targets_the_teacher() -> None:

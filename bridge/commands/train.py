@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="RNG seed of the initialisation and the excerpt order (default: the config's; give a "
                              "continuation its own so it does not replay the excerpts of the run before; --resume carries on "
                              "with the checkpoint's random state)")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999; "
+                             "default 0: none) and save whichever of it and the last weights validates better")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -60,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
         if getattr(args, "seed", None) is not None:
             raise ConfigError(f"seed={args.seed!r}: the diffusion configs set their own seed; expected no --seed")
+        if getattr(args, "ema", None) is not None:
+            raise ConfigError(f"ema={args.ema!r}: the diffusion configs keep their own weight average; expected no --ema")
         if getattr(args, "init_from", None):
             raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
                               "expected no --init-from")

@@ -30,6 +30,8 @@ class TrainConfig:
         teacher: the model distilled from when ``distill > 0`` (None: ``init_from``'s).
         seed: RNG seed (init, data order).
         threads: torch intra-op threads.
+        ema: decay per step of an exponential moving average of the weights (0: none); the run
+            ships whichever of the average and the last weights scores higher on validation.
     """
 
     name: str
@@ -46,6 +48,7 @@ class TrainConfig:
     teacher: str | None = None
     seed: int = 1234
     threads: int = 1
+    ema: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property

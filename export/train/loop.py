@@ -1,13 +1,14 @@
 """Training loop for the live separator: seeded, resumable, validated per epoch.
 
-Writes into ``out_dir``: ``checkpoint.pt`` (model, optimiser, step, RNG, history; written
-at every validation), ``metrics.json`` / ``metrics.csv`` / ``curve.png`` (validation SI-SDRi
+Writes into ``out_dir``: ``checkpoint.pt`` (model, optimiser, step, RNG, history, the weight
+average with ``cfg.ema``; written at every validation), ``metrics.json`` / ``metrics.csv`` / ``curve.png`` (validation SI-SDRi
 per stem per epoch), ``train.log`` (by the caller), ``<name>.safetensors`` and
 ``run_record.json`` at the end.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from export.train.configs import TrainConfig
+from export.train.diffusion_fit import ema_update
 from export.train.data import RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
 from export.train.losses import align, si_sdri_per_stem, thresholded_sdr_loss
 from realtime.errors import ConfigError
@@ -148,7 +150,9 @@ def train(
     """Train ``model`` per ``cfg``; returns the run record (also written to ``out_dir``).
 
     With ``cfg.distill > 0`` the frozen ``teacher`` (same latency) adds its estimates as a
-    second target (knowledge distillation).
+    second target (knowledge distillation). With ``cfg.ema > 0`` an exponential moving average
+    of the weights is kept beside them; at the end both are validated and the better is saved
+    (the run record says which).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,11 +174,19 @@ def train(
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
+    average, averaged = None, 0  # the weight average and how many updates it has had
+    if cfg.ema > 0:
+        if not 0.0 < cfg.ema < 1.0:
+            raise ConfigError(f"ema={cfg.ema!r}: expected a decay in (0, 1)")
+        average = copy.deepcopy(model).requires_grad_(False)
+        if resume and ckpt.exists() and "ema" in state:
+            average.load_state_dict(state["ema"])
+            averaged = state["ema_updates"]
     # one entry per invocation (a resume with other arguments starts a new phase): the run record
     # then says how every step was trained
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
                    "lr": cfg.lr, "distill": cfg.distill,
-                   "teacher": cfg.teacher_source, "seed": cfg.seed})
+                   "teacher": cfg.teacher_source, "seed": cfg.seed, "ema": cfg.ema})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
@@ -215,6 +227,9 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         step += 1
+        if average is not None:  # short memory at first, so the average starts near the weights
+            ema_update(average, model, min(cfg.ema, (1 + averaged) / (10 + averaged)))
+            averaged += 1
         now = time.time()
         elapsed += now - t_last
         t_last = now
@@ -253,12 +268,25 @@ def train(
                     "sampler_rng": sampler.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
                     "config": model.config.to_json(),
+                    **({"ema": average.state_dict(), "ema_updates": averaged} if average is not None else {}),
                 },
                 ckpt,
             )
             t_last = time.time()
     if bar is not None:
         bar.close()
+    ema_choice = None
+    if average is not None:
+        last = history[-1]["mean"] if history else float("-inf")
+        average.fast_dsp = True
+        ema_scores = validate(average, vmix, vstems)
+        chosen = "ema" if ema_scores["mean"] > last else "last"
+        ema_choice = {"decay": cfg.ema, "updates": averaged, "chosen": chosen,
+                      "valid_last_mean": last, "valid_ema": {k: round(v, 3) for k, v in ema_scores.items()}}
+        log(f"weight average ({averaged} updates, decay {cfg.ema}): valid mean {ema_scores['mean']:.3f} "
+            f"vs last weights {last:.3f}: saving the {'average' if chosen == 'ema' else 'last weights'}")
+        if chosen == "ema":
+            model.load_state_dict(average.state_dict())
     model.eval()
     model.fast_dsp = False
     record = {
@@ -284,6 +312,7 @@ def train(
             "distill": cfg.distill,
             "teacher": cfg.teacher_source,
             "phases": phases,
+            "ema": ema_choice,
             "loss": "thresholded SDR (tau=1e-3), time domain, latency-aligned",
             "wall_time_s": round(elapsed, 1),
         },
@@ -292,7 +321,8 @@ def train(
         "macs_per_second": int(macs_per_hop(model.config) * model.config.sample_rate / model.config.hop),
         "latency_samples": model.config.latency_samples,
         "valid_history": history,
-        "final_valid": history[-1] if history else {},
+        "final_valid": (ema_choice["valid_ema"] if ema_choice and ema_choice["chosen"] == "ema"
+                        else history[-1] if history else {}),
     }
     (out_dir / "run_record.json").write_text(json.dumps(record, indent=1))
     save_weights(out_dir / f"{cfg.name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record)

@@ -118,6 +118,11 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if not 0 <= seed < 2**63:
             raise ConfigError(f"seed={seed!r}: expected an integer in [0, 2**63)")
         cfg = replace(cfg, seed=int(seed))
+    ema = getattr(args, "ema", None)
+    if ema is not None:
+        if not (math.isfinite(ema) and 0.0 <= ema < 1.0):
+            raise ConfigError(f"ema={ema!r}: expected a decay in [0, 1) (0: no weight average)")
+        cfg = replace(cfg, ema=float(ema))
     init_from = getattr(args, "init_from", None)
     if init_from:
         cfg = replace(cfg, init_from=str(init_from))
