@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,10 @@ def _trained_on(record: dict) -> str:
         return f"{data} data, {record.get('steps', '?')} {record.get('role', 'training')} steps"
     if not data:
         return "-"
-    return f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
+    seen = f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
+    if train.get("init_from"):  # a continuation: the record covers its own run, not the runs before
+        seen += f" in its last run (from {Path(str(train['init_from'])).stem})"
+    return seen
 
 
 def run(args: argparse.Namespace) -> int:
