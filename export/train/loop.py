@@ -175,9 +175,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
     average, averaged = None, 0  # the weight average and how many updates it has had
-    if cfg.ema > 0:
-        if not 0.0 < cfg.ema < 1.0:
-            raise ConfigError(f"ema={cfg.ema!r}: expected a decay in (0, 1)")
+    if cfg.ema > 0:  # the decay's range is checked with the other arguments (export.train.run)
         average = copy.deepcopy(model).requires_grad_(False)
         if resume and ckpt.exists() and "ema" in state:
             average.load_state_dict(state["ema"])
