@@ -175,6 +175,23 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     for bad in ("1", "-0.1", "nan"):
         assert main(base + ["--out", str(tmp_path / "t8"), "--ema", bad]) == 2
     assert main(["train", "--config", "diffusion-tiny", "--ema", "0.9"]) == 2
+    # --batch / --excerpt-seconds: recorded per phase; the audio seen adds up phase by phase
+    longer = tmp_path / "longer"
+    assert main(base + ["--out", str(longer), "--init-from", start]) == 0  # tiny: 2 x 0.25 s per step
+    assert main(base + ["--out", str(longer), "--init-from", start, "--resume", "--steps", "4",
+                        "--batch", "3", "--excerpt-seconds", "0.5"]) == 0
+    train = json.loads((longer / "run_record.json").read_text())["train"]
+    assert [(p["batch"], p["excerpt_seconds"]) for p in train["phases"]] == [(2, 0.25), (3, 0.5)]
+    from export.train.configs import get_config
+    from export.train.loop import audio_seen_s
+
+    assert audio_seen_s(train["phases"], get_config("tiny"), 4) == 2 * 2 * 0.25 + 2 * 3 * 0.5
+    assert audio_seen_s([], get_config("tiny"), 4) == 4 * 2 * 0.25  # steps before phases were kept
+    for flag, bad in (("--batch", "0"), ("--batch", "100000"), ("--excerpt-seconds", "0"),
+                      ("--excerpt-seconds", "nan"), ("--excerpt-seconds", "3600")):
+        assert main(base + ["--out", str(tmp_path / "t9"), flag, bad]) == 2
+    assert main(base + ["--out", str(tmp_path / "t9"), "--excerpt-seconds", "20"]) == 2  # songs are 8 s
+    assert main(["train", "--config", "diffusion-tiny", "--batch", "4"]) == 2
 
 
 def test_distillation_loss_targets_the_teacher() -> None:

@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
                         help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999; "
                              "default 0: none) and save whichever of it and the last weights validates better")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="excerpts per optimiser step (default: the config's, 6 for live)")
+    parser.add_argument("--excerpt-seconds", type=float, default=None, metavar="S",
+                        help="length of each training excerpt in seconds (default: the config's, 1.5 for live); "
+                             "longer excerpts let the recurrent state learn longer context")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -65,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"seed={args.seed!r}: the diffusion configs set their own seed; expected no --seed")
         if getattr(args, "ema", None) is not None:
             raise ConfigError(f"ema={args.ema!r}: the diffusion configs keep their own weight average; expected no --ema")
+        for flag, value in (("batch", getattr(args, "batch", None)),
+                            ("excerpt_seconds", getattr(args, "excerpt_seconds", None))):
+            if value is not None:
+                raise ConfigError(f"{flag}={value!r}: the diffusion configs set their own batches; expected no "
+                                  f"--{flag.replace('_', '-')}")
         if getattr(args, "init_from", None):
             raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
                               "expected no --init-from")

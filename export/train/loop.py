@@ -135,6 +135,18 @@ def training_loss(
     return (1 - distill) * loss + distill * thresholded_sdr_loss(est, t_est, mref)
 
 
+def audio_seen_s(phases: list[dict], cfg: TrainConfig, step: int) -> float:
+    """Seconds of training audio in ``step`` steps: each phase with its own batch and excerpt
+    length (phases recorded before those were kept, and steps before phases were recorded, use
+    ``cfg``'s)."""
+    covered = sum(p["to_step"] - p["from_step"] for p in phases)
+    seen = sum(
+        (p["to_step"] - p["from_step"]) * p.get("batch", cfg.batch) * p.get("excerpt_seconds", cfg.excerpt_seconds)
+        for p in phases
+    )
+    return seen + max(0, step - covered) * cfg.batch * cfg.excerpt_seconds
+
+
 def train(
     cfg: TrainConfig,
     model: LiveSeparator,
@@ -184,7 +196,8 @@ def train(
     # then says how every step was trained
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
                    "lr": cfg.lr, "distill": cfg.distill,
-                   "teacher": cfg.teacher_source, "seed": cfg.seed, "ema": cfg.ema})
+                   "teacher": cfg.teacher_source, "seed": cfg.seed, "ema": cfg.ema,
+                   "batch": cfg.batch, "excerpt_seconds": cfg.excerpt_seconds})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
@@ -303,7 +316,7 @@ def train(
             "steps": step,
             "batch": cfg.batch,
             "excerpt_seconds": cfg.excerpt_seconds,
-            "audio_seen_hours": round(step * cfg.batch * cfg.excerpt_seconds / 3600, 2),
+            "audio_seen_hours": round(audio_seen_s(phases, cfg, step) / 3600, 2),
             "lr": cfg.lr,
             "seed": cfg.seed,
             "init_from": cfg.init_from,

@@ -123,6 +123,16 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if not (math.isfinite(ema) and 0.0 <= ema < 1.0):
             raise ConfigError(f"ema={ema!r}: expected a decay in [0, 1) (0: no weight average)")
         cfg = replace(cfg, ema=float(ema))
+    batch = getattr(args, "batch", None)
+    if batch is not None:
+        if not 1 <= batch <= 512:
+            raise ConfigError(f"batch={batch!r}: expected 1 to 512 excerpts per step")
+        cfg = replace(cfg, batch=int(batch))
+    excerpt_s = getattr(args, "excerpt_seconds", None)
+    if excerpt_s is not None:
+        if not (math.isfinite(excerpt_s) and 0.05 <= excerpt_s <= 60.0):
+            raise ConfigError(f"excerpt_seconds={excerpt_s!r}: expected 0.05 to 60 seconds (and shorter than the songs)")
+        cfg = replace(cfg, excerpt_seconds=float(excerpt_s))
     init_from = getattr(args, "init_from", None)
     if init_from:
         cfg = replace(cfg, init_from=str(init_from))
