@@ -156,7 +156,9 @@ class RemixSampler:
         """Recompute the usable songs (after ``SongSet.refresh``)."""
         long_enough = [i for i, a in enumerate(self.songs.audio) if a.shape[-1] > self.excerpt]
         if not long_enough:
-            raise bad_value("excerpt_samples", self.excerpt, "shorter than the songs")
+            longest = max((a.shape[-1] for a in self.songs.audio), default=0) / MODEL_SAMPLE_RATE
+            raise bad_value("excerpt_seconds", round(self.excerpt / MODEL_SAMPLE_RATE, 3),
+                            f"shorter than the longest training song ({longest:.1f} s)")
         self.pool = long_enough
 
     def _excerpt(self, song: int, stem: int) -> np.ndarray:

@@ -166,13 +166,13 @@ def train(
     of the weights is kept beside them; at the end both are validated and the better is saved
     (the run record says which).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     total = steps if steps is not None else cfg.steps
     excerpt = int(round(cfg.excerpt_seconds * model.config.sample_rate / model.config.hop)) * model.config.hop
-    sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)
+    sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)  # refuses excerpts longer than every song
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     vmix, vstems = valid_excerpts(valid_songs, seconds=6.0, count=16)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
