@@ -17,7 +17,8 @@ Protocol (thesis Sec. 4.5.2, after the Demucs + Gibbs evaluation on Slakh2100):
 
 Aggregates: per stem (mean and median over all its scored chunks in all tracks), per track
 (the same per stem, over that track's chunks) and overall (mean and median over every scored
-pair, plus ``stem_mean``: the mean of the per-stem means, the seeds' "All" column).
+pair, plus ``stem_mean``: the mean of the per-stem means, the seeds' "All" column, and
+``stem_mean_ci95``: its 95 % song-bootstrap interval, ``benchmarks.confidence``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.confidence import BOOTSTRAP_METRICS, stem_mean_interval
 from benchmarks.metrics import SDR_FILTER_LENGTH, SI_SDR_EPS, sdr, si_sdr_stems
 from realtime.errors import ConfigError, StemstreamError, bad_value
 
@@ -203,7 +205,7 @@ def evaluate_tracks(
             if any(v[m]["mean"] is not None for v in per_stem.values()) else None)
         for m in METRICS
     }
-    return {
+    report = {
         "protocol": {
             "chunk_seconds": chunk_seconds, "hop_seconds": hop_seconds, "silence_db": silence_db,
             "min_active_sources": min_active_sources, "si_sdr_eps": SI_SDR_EPS,
@@ -218,6 +220,11 @@ def evaluate_tracks(
         "overall": overall,
         "tracks": track_reports,
     }
+    overall["stem_mean_ci95"] = {
+        m: stem_mean_interval(report, m) if overall["stem_mean"][m] is not None else None
+        for m in BOOTSTRAP_METRICS
+    }
+    return report
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> Path:
@@ -246,6 +253,10 @@ def format_table(report: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    ci = o.get("stem_mean_ci95", {}).get("si_sdri")
+    if ci:
+        lines.append(f"SI-SDRi stem mean {ci['mean']:.2f} dB, 95% interval over songs "
+                     f"[{ci['low']:.2f}, {ci['high']:.2f}] (song bootstrap, {ci['songs']} songs)")
     c = report["counts"]
     lines.append(
         f"{c['tracks']} tracks, {c['chunks']} chunks of {report['protocol']['chunk_seconds']:g} s "
@@ -271,6 +282,10 @@ def format_markdown(report: dict[str, Any], title: str | None = None) -> str:
     o = report["overall"]
     lines.append(f"| all (pooled) | {o['chunks']} | " + " | ".join(cell(o[m]) for m in METRICS) + " |")
     lines.append("| all (stem mean) | | " + " | ".join(_fmt(o["stem_mean"][m]) for m in METRICS) + " |")
+    ci = o.get("stem_mean_ci95", {}).get("si_sdri")
+    if ci:
+        lines += ["", f"SI-SDRi stem mean: 95 % interval over songs [{ci['low']:.2f}, {ci['high']:.2f}] dB "
+                  f"(song bootstrap, {ci['songs']} songs, {ci['resamples']} draws)."]
     p, c = report["protocol"], report["counts"]
     lines += ["", f"dB, mean / median over {p['chunk_seconds']:g} s chunks (hop {p['hop_seconds']:g} s) "
               f"of {c['tracks']} tracks; chunks with < {p['min_active_sources']} sources above "

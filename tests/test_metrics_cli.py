@@ -85,6 +85,20 @@ def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
     assert report["counts"]["tracks"] == 2
     assert report["overall"]["si_sdri"]["mean"] == 0.0
     assert report["overall"]["sdr"]["mean"] is not None
+    ci = report["overall"]["stem_mean_ci95"]["si_sdri"]
+    assert ci["low"] == ci["mean"] == ci["high"] == 0.0 and ci["songs"] == 2
+
+    # the oracle against that report, the same two songs drawn for both: better on every draw
+    capsys.readouterr()
+    code = main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--stft-size", "1024",
+                 "--no-sdr", "--compare", str(out), "--json", str(tmp_path / "o.json")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    compare = json.loads((tmp_path / "o.json").read_text())["compare"]
+    assert compare["verdict"] == "better" and compare["si_sdri_difference"]["low"] > 10.0
+    assert "paired 95% interval" in captured.out and "95% interval over songs" in captured.out
+    assert main(["eval", "--dataset", str(root), "--model", "mixture", "--compare", str(root / "dataset.json")]) == 2
+    assert "--compare=" in _error_line(capsys)
 
 
 def test_eval_on_a_folder_without_tracks_gives_one_line(tmp_path: Path, capsys) -> None:

@@ -2,12 +2,14 @@
 
     stemstream eval --dataset PATH --model NAME [--json OUT] [--backend NAME]
                     [--stft-size N | --oracle-windows live] [--max-tracks K] [--stems a,b]
+                    [--compare EARLIER.json]
 
 ``NAME`` is a registry model (run through the streaming engine) or a reference separator:
 ``mixture`` (SI-SDRi exactly 0) or ``oracle-mask`` (ideal ratio masks through a Hann STFT of
 ``--stft-size``, or with ``--oracle-windows live`` through the live model's own low-delay STFT).
 Prints a per-stem table (SI-SDR, SI-SDRi, SDR in dB, mean and median over 4 s chunks) and
-writes the full report as JSON with ``--json``.
+writes the full report as JSON with ``--json``. The stem mean comes with its 95 % song-bootstrap
+interval; ``--compare`` adds the paired interval of the difference to an earlier report.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hop-seconds", type=float, default=2.0, help="chunk hop in seconds")
     parser.add_argument("--silence-db", type=float, default=-60.0, help="RMS dBFS under which a stem chunk is silent")
     parser.add_argument("--no-sdr", action="store_true", help="skip BSS Eval SDR (faster)")
+    parser.add_argument("--compare", default=None, metavar="REPORT.json",
+                        help="an earlier --json report of the same dataset: also print this model minus "
+                        "that one in mean SI-SDRi with its paired 95%% song-bootstrap interval")
     parser.set_defaults(func=run)
 
 
@@ -77,6 +82,34 @@ def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) ->
         raise bad_value("--stems", ",".join(stems), f"stems the model outputs: {','.join(separator.stems)}") from None
 
 
+def _read_report(path: str) -> dict[str, Any]:
+    """An earlier ``--json`` report, checked to have per-track scores."""
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise bad_value("--compare", path, f"a readable JSON report written by --json ({exc})") from None
+    if not isinstance(report, dict) or not report.get("tracks") or "per_stem" not in report:
+        raise bad_value("--compare", path, "a report written by stemstream eval --json (with per-track scores)")
+    return report
+
+
+def _compare(baseline: dict[str, Any], report: dict[str, Any], path: str) -> dict[str, Any]:
+    """Print and return this report minus ``baseline`` (paired song bootstrap, SI-SDRi)."""
+    from benchmarks.confidence import paired_difference
+
+    try:
+        diff = paired_difference(baseline, report)
+    except StemstreamError as exc:
+        raise bad_value("--compare", path, f"a report of the same songs and stems ({exc})") from None
+    verdict = ("better" if diff["low"] > 0 else "worse" if diff["high"] < 0
+               else "not distinguishable at 95%")
+    print(f"vs {path}: {diff['mean']:+.2f} dB mean SI-SDRi, paired 95% interval "
+          f"[{diff['low']:+.2f}, {diff['high']:+.2f}] over {diff['songs']} songs: {verdict}")
+    return {"report": str(path), "si_sdri_difference": diff, "verdict": verdict}
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmarks.evaluate import evaluate_tracks, format_markdown, format_table, write_json
 
@@ -86,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if not dataset.is_dir():
         raise bad_value("--dataset", args.dataset, "an existing dataset folder")
     stems = _parse_stems(args.stems)
+    baseline = _read_report(args.compare) if args.compare else None
     separator = _build_separator(args, stems)
     try:
         from export.data.loaders import load_tracks
@@ -118,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         label += " (live model's low-delay STFT)" if args.oracle_windows == "live" else f" (STFT {args.stft_size})"
     print(f"{label} on {dataset}")
     print(format_table(report))
+    if baseline is not None:
+        report["compare"] = _compare(baseline, report, args.compare)
     if args.json_out:
         out = write_json(report, args.json_out)
         out.with_suffix(".md").write_text(format_markdown(report, f"{label} on {dataset.name}"))

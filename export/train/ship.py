@@ -41,11 +41,14 @@ REAL_STEMS = ("bass", "drums")
 
 def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]:
     """The compact scores of a ``benchmarks.evaluate.evaluate_tracks`` report: per-stem mean
-    of ``metric`` (dB), ``mean`` (the per-stem means averaged: the "All" column), ``chunks``
-    per stem and ``songs``."""
+    of ``metric`` (dB), ``mean`` (the per-stem means averaged: the "All" column), ``mean_ci95``
+    (its 95 % song-bootstrap interval, when the report has one), ``chunks`` per stem and ``songs``."""
     per = report["per_stem"]
     out: dict[str, Any] = {s: per[s][metric]["mean"] for s in per}
     out["mean"] = report["overall"]["stem_mean"][metric]
+    ci = report["overall"].get("stem_mean_ci95", {}).get(metric)
+    if ci:
+        out["mean_ci95"] = [round(ci["low"], 3), round(ci["high"], 3)]
     out["chunks"] = {s: per[s]["chunks"] for s in per}
     out["songs"] = report["counts"]["tracks"]
     return out
