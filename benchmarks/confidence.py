@@ -23,6 +23,9 @@ from realtime.errors import bad_value
 #: Default number of bootstrap draws (about 10 ms for 24 songs).
 RESAMPLES = 2000
 
+#: Fewest songs an interval is drawn from (one song resamples to itself: a zero-width interval).
+MIN_SONGS = 2
+
 #: Metrics scored on every counted chunk (BSS Eval SDR skips chunks too short for its filter,
 #: so a track's chunk count does not weight it).
 BOOTSTRAP_METRICS = ("si_sdr", "si_sdri")
@@ -36,6 +39,8 @@ def _song_sums(report: dict[str, Any], metric: str) -> tuple[list[str], np.ndarr
     tracks = report.get("tracks") or []
     if not tracks or not stems:
         raise bad_value("report", "no tracks", "an evaluate_tracks report with per-track scores")
+    if len(tracks) < MIN_SONGS:
+        raise bad_value("report songs", len(tracks), f"at least {MIN_SONGS} songs to resample")
     sums = np.zeros((len(tracks), len(stems)))
     counts = np.zeros((len(tracks), len(stems)))
     for i, track in enumerate(tracks):
@@ -109,4 +114,4 @@ def paired_difference(report_a: dict[str, Any], report_b: dict[str, Any], metric
     return _interval(diff, point, resamples, len(names_a))
 
 
-__all__ = ["BOOTSTRAP_METRICS", "RESAMPLES", "paired_difference", "stem_mean_interval"]
+__all__ = ["BOOTSTRAP_METRICS", "MIN_SONGS", "RESAMPLES", "paired_difference", "stem_mean_interval"]

@@ -18,7 +18,8 @@ Protocol (thesis Sec. 4.5.2, after the Demucs + Gibbs evaluation on Slakh2100):
 Aggregates: per stem (mean and median over all its scored chunks in all tracks), per track
 (the same per stem, over that track's chunks) and overall (mean and median over every scored
 pair, plus ``stem_mean``: the mean of the per-stem means, the seeds' "All" column, and
-``stem_mean_ci95``: its 95 % song-bootstrap interval, ``benchmarks.confidence``).
+``stem_mean_ci95``: its 95 % song-bootstrap interval, ``benchmarks.confidence``; ``None``
+with fewer than two tracks).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.confidence import BOOTSTRAP_METRICS, stem_mean_interval
+from benchmarks.confidence import BOOTSTRAP_METRICS, MIN_SONGS, stem_mean_interval
 from benchmarks.metrics import SDR_FILTER_LENGTH, SI_SDR_EPS, sdr, si_sdr_stems
 from realtime.errors import ConfigError, StemstreamError, bad_value
 
@@ -221,7 +222,8 @@ def evaluate_tracks(
         "tracks": track_reports,
     }
     overall["stem_mean_ci95"] = {
-        m: stem_mean_interval(report, m) if overall["stem_mean"][m] is not None else None
+        m: stem_mean_interval(report, m)
+        if overall["stem_mean"][m] is not None and counts["tracks"] >= MIN_SONGS else None
         for m in BOOTSTRAP_METRICS
     }
     return report

@@ -75,6 +75,7 @@ def test_eval_runs_on_a_small_dataset(tmp_path: Path, capsys) -> None:
     assert report["stems"] == ["bass", "piano"]
     assert report["per_stem"]["bass"]["chunks"] == 2
     assert report["per_stem"]["bass"]["si_sdri"]["mean"] > 10.0
+    assert report["overall"]["stem_mean_ci95"]["si_sdri"] is None  # one track: no interval
     assert "bass" in captured.out and "SI-SDRi" in captured.out
     markdown = out.with_suffix(".md").read_text()
     assert "| bass | 2 |" in markdown and "oracle-mask (STFT 1024)" in markdown
@@ -118,6 +119,7 @@ def test_eval_oracle_with_the_live_models_windows(tmp_path: Path, capsys) -> Non
     report = json.loads(out.read_text())
     assert report["run"]["oracle_windows"] == "live" and report["run"]["stft_size"] is None
     assert report["per_stem"]["bass"]["si_sdri"]["mean"] > 10.0
+    assert report["overall"]["stem_mean_ci95"]["si_sdri"] is None  # one track: no interval
     assert "low-delay STFT" in captured.out
     assert main(["eval", "--dataset", str(root), "--model", "oracle-mask", "--oracle-windows", "box"]) == 2
     assert "--oracle-windows" in capsys.readouterr().err

@@ -68,5 +68,7 @@ def test_paired_difference_refuses_other_songs_and_reports_without_tracks() -> N
         paired_difference(a, _report(values[:3], chunks[:3]))
     with pytest.raises(StemstreamError, match="per-track scores"):
         stem_mean_interval({"per_stem": {"bass": {}}, "tracks": []})
+    with pytest.raises(StemstreamError, match="at least 2 songs"):
+        stem_mean_interval(_report(values[:1], chunks[:1]))  # one song: no spread to measure
     with pytest.raises(StemstreamError, match="metric"):
         stem_mean_interval(a, metric="sdr")
