@@ -98,7 +98,9 @@ def paired_difference(report_a: dict[str, Any], report_b: dict[str, Any], metric
                       resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """95 % interval of ``b - a`` in stem-mean ``metric`` (dB), the same songs drawn for both.
 
-    Both reports must score the same songs (by name, in any order) and the same stems.
+    Both reports must score the same songs (by name, in any order) and the same stems. The
+    interval's keys plus ``verdict``: ``better`` / ``worse`` when it lies wholly above / below
+    zero, else ``not distinguishable at 95%``.
     """
     names_a, sums_a, counts_a = _song_sums(report_a, metric)
     names_b, sums_b, counts_b = _song_sums(report_b, metric)
@@ -111,7 +113,10 @@ def paired_difference(report_a: dict[str, Any], report_b: dict[str, Any], metric
     point = float(_stem_mean(sums_b[None], counts_b[None])[0] - _stem_mean(sums_a[None], counts_a[None])[0])
     idx = _draws(len(names_a), resamples, seed)
     diff = _stem_mean(sums_b[idx], counts_b[idx]) - _stem_mean(sums_a[idx], counts_a[idx])
-    return _interval(diff, point, resamples, len(names_a))
+    out = _interval(diff, point, resamples, len(names_a))
+    out["verdict"] = ("better" if out["low"] > 0 else "worse" if out["high"] < 0
+                      else "not distinguishable at 95%")
+    return out
 
 
 __all__ = ["BOOTSTRAP_METRICS", "MIN_SONGS", "RESAMPLES", "paired_difference", "stem_mean_interval"]

@@ -241,6 +241,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _interval_line(overall: dict[str, Any]) -> str:
+    """One line with the SI-SDRi stem mean and its song-bootstrap interval ('' without one)."""
+    ci = overall.get("stem_mean_ci95", {}).get("si_sdri")
+    if not ci:
+        return ""
+    return (f"SI-SDRi stem mean {ci['mean']:.2f} dB, 95% interval over songs "
+            f"[{ci['low']:.2f}, {ci['high']:.2f}] (song bootstrap, {ci['songs']} songs)")
+
+
 def format_table(report: dict[str, Any]) -> str:
     """Per-stem table (dB, mean / median over chunks) plus overall rows and skip notes."""
     header = ["stem", "chunks", "SI-SDR mean", "SI-SDR med", "SI-SDRi mean", "SI-SDRi med",
@@ -255,10 +264,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    ci = o.get("stem_mean_ci95", {}).get("si_sdri")
-    if ci:
-        lines.append(f"SI-SDRi stem mean {ci['mean']:.2f} dB, 95% interval over songs "
-                     f"[{ci['low']:.2f}, {ci['high']:.2f}] (song bootstrap, {ci['songs']} songs)")
+    if interval := _interval_line(o):
+        lines.append(interval)
     c = report["counts"]
     lines.append(
         f"{c['tracks']} tracks, {c['chunks']} chunks of {report['protocol']['chunk_seconds']:g} s "
@@ -284,10 +291,8 @@ def format_markdown(report: dict[str, Any], title: str | None = None) -> str:
     o = report["overall"]
     lines.append(f"| all (pooled) | {o['chunks']} | " + " | ".join(cell(o[m]) for m in METRICS) + " |")
     lines.append("| all (stem mean) | | " + " | ".join(_fmt(o["stem_mean"][m]) for m in METRICS) + " |")
-    ci = o.get("stem_mean_ci95", {}).get("si_sdri")
-    if ci:
-        lines += ["", f"SI-SDRi stem mean: 95 % interval over songs [{ci['low']:.2f}, {ci['high']:.2f}] dB "
-                  f"(song bootstrap, {ci['songs']} songs, {ci['resamples']} draws)."]
+    if interval := _interval_line(o):
+        lines += ["", interval]
     p, c = report["protocol"], report["counts"]
     lines += ["", f"dB, mean / median over {p['chunk_seconds']:g} s chunks (hop {p['hop_seconds']:g} s) "
               f"of {c['tracks']} tracks; chunks with < {p['min_active_sources']} sources above "

@@ -103,11 +103,9 @@ def _compare(baseline: dict[str, Any], report: dict[str, Any], path: str) -> dic
         diff = paired_difference(baseline, report)
     except StemstreamError as exc:
         raise bad_value("--compare", path, f"a report of the same songs and stems ({exc})") from None
-    verdict = ("better" if diff["low"] > 0 else "worse" if diff["high"] < 0
-               else "not distinguishable at 95%")
     print(f"vs {path}: {diff['mean']:+.2f} dB mean SI-SDRi, paired 95% interval "
-          f"[{diff['low']:+.2f}, {diff['high']:+.2f}] over {diff['songs']} songs: {verdict}")
-    return {"report": str(path), "si_sdri_difference": diff, "verdict": verdict}
+          f"[{diff['low']:+.2f}, {diff['high']:+.2f}] over {diff['songs']} songs: {diff['verdict']}")
+    return {"report": str(path), "si_sdri_difference": diff, "verdict": diff["verdict"]}
 
 
 def run(args: argparse.Namespace) -> int:
