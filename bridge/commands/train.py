@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="length of each training excerpt in seconds (default: the config's, 1.5 for live); "
                              "longer excerpts let the recurrent state learn longer context")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    parser.add_argument("--device", default=None, metavar="cpu|cuda[:N]",
+                        help="where the training steps run (default cpu); on a GPU the training songs are held "
+                             "on it and batches gathered there; the weights saved are the same CPU safetensors")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             if value is not None:
                 raise ConfigError(f"{flag}={value!r}: the diffusion configs set their own batches; expected no "
                                   f"--{flag.replace('_', '-')}")
+        if getattr(args, "device", None) is not None:
+            raise ConfigError(f"device={args.device!r}: the diffusion configs train on the CPU; expected no --device")
         if getattr(args, "init_from", None):
             raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
                               "expected no --init-from")

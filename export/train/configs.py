@@ -32,6 +32,8 @@ class TrainConfig:
         threads: torch intra-op threads.
         ema: decay per step of an exponential moving average of the weights (0: none); the run
             ships whichever of the average and the last weights scores higher on validation.
+        device: where the steps run: ``cpu`` or a CUDA device (``cuda``, ``cuda:1``); the
+            training songs then sit on that device too, and the saved weights are CPU tensors.
     """
 
     name: str
@@ -49,6 +51,7 @@ class TrainConfig:
     seed: int = 1234
     threads: int = 1
     ema: float = 0.0
+    device: str = "cpu"
     extra: dict = field(default_factory=dict)
 
     @property

@@ -161,30 +161,75 @@ class RemixSampler:
                             f"shorter than the longest training song ({longest:.1f} s)")
         self.pool = long_enough
 
-    def _excerpt(self, song: int, stem: int) -> np.ndarray:
-        a = self.songs.audio[song]
-        start = int(self.rng.integers(0, a.shape[-1] - self.excerpt))
-        return a[stem, :, start : start + self.excerpt]
+    def plan(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Draw one batch's excerpts: ``(song, start, gain, swap)``, each ``(size, stems)``.
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of ``size`` excerpts."""
+        Excerpt ``[b, s]`` is stem ``s`` of song ``song[b, s]`` from sample ``start[b, s]``, times
+        ``gain[b, s]``, with left and right swapped where ``swap[b, s]``. The random draws come in
+        one fixed order, so a seed gives the same batches on every device.
+        """
         n_stems = self.songs.audio[0].shape[0]
-        out = np.empty((size, n_stems, 2, self.excerpt), dtype=np.float32)
+        song = np.empty((size, n_stems), dtype=np.int64)
+        start = np.empty((size, n_stems), dtype=np.int64)
+        gain = np.empty((size, n_stems), dtype=np.float64)
+        swap = np.empty((size, n_stems), dtype=bool)
         for b in range(size):
             base = int(self.rng.choice(self.pool))
-            a = self.songs.audio[base]
-            start = int(self.rng.integers(0, a.shape[-1] - self.excerpt))
+            base_start = int(self.rng.integers(0, self.songs.audio[base].shape[-1] - self.excerpt))
             remix = self.rng.random() < self.remix
             for s in range(n_stems):
                 if remix:
-                    x = self._excerpt(int(self.rng.choice(self.pool)), s)
+                    song[b, s] = int(self.rng.choice(self.pool))
+                    start[b, s] = int(self.rng.integers(0, self.songs.audio[song[b, s]].shape[-1] - self.excerpt))
                 else:
-                    x = a[s, :, start : start + self.excerpt]
-                gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
-                if self.rng.random() < 0.5:
-                    x = x[::-1]
-                out[b, s] = gain * x
+                    song[b, s], start[b, s] = base, base_start
+                gain[b, s] = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
+                swap[b, s] = self.rng.random() < 0.5
+        return song, start, gain, swap
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of ``size`` excerpts."""
+        song, start, gain, swap = self.plan(size)
+        out = np.empty((*song.shape, 2, self.excerpt), dtype=np.float32)
+        for b, s in np.ndindex(song.shape):
+            x = self.songs.audio[song[b, s]][s, :, start[b, s] : start[b, s] + self.excerpt]
+            if swap[b, s]:
+                x = x[::-1]
+            out[b, s] = float(gain[b, s]) * x
         stems = torch.from_numpy(out)
+        return stems.sum(dim=1), stems
+
+
+class DeviceRemixSampler(RemixSampler):
+    """:class:`RemixSampler` whose songs live on ``device`` (a GPU): batches are gathered there.
+
+    Same draws as the host sampler for the same seed (equal batches up to float rounding), without
+    copying every excerpt through host memory, which would leave a GPU waiting.
+    """
+
+    def __init__(self, songs: SongSet, excerpt_samples: int, seed: int, device: torch.device | str,
+                 remix: float = 0.5, gain_db: float = 6.0) -> None:
+        self.device = torch.device(device)
+        super().__init__(songs, excerpt_samples, seed, remix=remix, gain_db=gain_db)
+
+    def update_pool(self) -> None:
+        super().update_pool()
+        lengths = [a.shape[-1] for a in self.songs.audio]
+        self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), dtype=torch.long,
+                                    device=self.device)
+        joined = np.concatenate([np.asarray(a, dtype=np.float32) for a in self.songs.audio], axis=-1)
+        n_stems, channels = joined.shape[:2]
+        self.rows = torch.from_numpy(joined).reshape(n_stems * channels, -1).to(self.device)
+        self.steps = torch.arange(self.excerpt, device=self.device)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        song, start, gain, swap = (torch.from_numpy(a).to(self.device) for a in self.plan(size))
+        n_stems = song.shape[1]
+        first = self.offsets[song] + start  # (B, S) index of each excerpt's first sample
+        channel = torch.arange(2, device=self.device).view(1, 1, 2) ^ swap.long().unsqueeze(-1)
+        row = torch.arange(n_stems, device=self.device).view(1, -1, 1) * 2 + channel  # (B, S, 2)
+        where = first.unsqueeze(-1) + self.steps  # (B, S, T)
+        stems = self.rows[row.unsqueeze(-1), where.unsqueeze(2)] * gain.float().view(size, n_stems, 1, 1)
         return stems.sum(dim=1), stems
 
 

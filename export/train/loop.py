@@ -23,7 +23,7 @@ import torch
 
 from export.train.configs import TrainConfig
 from export.train.diffusion_fit import ema_update
-from export.train.data import RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
+from export.train.data import DeviceRemixSampler, RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
 from export.train.losses import align, si_sdri_per_stem, thresholded_sdr_loss
 from realtime.errors import ConfigError
 from realtime.models.live import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
@@ -57,6 +57,7 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "git_commit": commit,
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
@@ -170,21 +171,30 @@ def train(
     torch.manual_seed(cfg.seed)
     total = steps if steps is not None else cfg.steps
     excerpt = int(round(cfg.excerpt_seconds * model.config.sample_rate / model.config.hop)) * model.config.hop
-    sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)  # refuses excerpts longer than every song
+    device = torch.device(cfg.device)
+    if device.type == "cpu":  # refuses excerpts longer than every song
+        sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)
+    else:
+        sampler = DeviceRemixSampler(train_songs, excerpt, seed=cfg.seed, device=device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vmix, vstems = valid_excerpts(valid_songs, seconds=6.0, count=16)
+    vmix, vstems = (t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
         phases = state.get("phases", [])
         sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
     average, averaged = None, 0  # the weight average and how many updates it has had
     if cfg.ema > 0:  # the decay's range is checked with the other arguments (export.train.run)
@@ -197,7 +207,7 @@ def train(
     phases.append({"from_step": step, "to_step": step, "steps": total, "time_budget_s": cfg.time_budget_s,
                    "lr": cfg.lr, "distill": cfg.distill,
                    "teacher": cfg.teacher_source, "seed": cfg.seed, "ema": cfg.ema,
-                   "batch": cfg.batch, "excerpt_seconds": cfg.excerpt_seconds})
+                   "batch": cfg.batch, "excerpt_seconds": cfg.excerpt_seconds, "device": cfg.device})
     lat = model.config.latency_samples
     if cfg.distill > 0:
         if teacher is None:
@@ -300,6 +310,7 @@ def train(
             model.load_state_dict(average.state_dict())
     model.eval()
     model.fast_dsp = False
+    model.cpu()
     record = {
         "name": cfg.name,
         "architecture": ARCHITECTURE,

@@ -100,6 +100,23 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
     return transfer(source, cfg.model)
 
 
+def check_device(name: str) -> str:
+    """``name`` if training can run there (``cpu``, or a CUDA device this machine has), else ConfigError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise ConfigError(f"device={name!r}: expected cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device.index or 0) >= count:
+        raise ConfigError(f"device={name!r}: this machine has {count} CUDA device(s) "
+                          f"(torch {torch.__version__}); expected cpu" + (f" or cuda:0..{count - 1}" if count else ""))
+    return str(device)
+
+
 def run_training(config_name: str, args: Any, log: Callable[[str], None] = print) -> int:
     """Entry point of ``stemstream train`` for the non-diffusion configs; returns an exit code."""
     cfg = get_config(config_name)
@@ -133,6 +150,9 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         if not (math.isfinite(excerpt_s) and 0.05 <= excerpt_s <= 60.0):
             raise ConfigError(f"excerpt_seconds={excerpt_s!r}: expected 0.05 to 60 seconds (and shorter than the songs)")
         cfg = replace(cfg, excerpt_seconds=float(excerpt_s))
+    device = getattr(args, "device", None)
+    if device is not None:
+        cfg = replace(cfg, device=check_device(device))
     init_from = getattr(args, "init_from", None)
     if init_from:
         cfg = replace(cfg, init_from=str(init_from))
