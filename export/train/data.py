@@ -204,7 +204,8 @@ class DeviceRemixSampler(RemixSampler):
     """:class:`RemixSampler` whose songs live on ``device`` (a GPU): batches are gathered there.
 
     Same draws as the host sampler for the same seed (equal batches up to float rounding), without
-    copying every excerpt through host memory, which would leave a GPU waiting.
+    copying every excerpt through host memory, which would leave a GPU waiting. Every song is held on
+    the device in float32: the 240-song training set takes about 8 GB there.
     """
 
     def __init__(self, songs: SongSet, excerpt_samples: int, seed: int, device: torch.device | str,
