@@ -11,13 +11,16 @@ from export.diffusion_onnx import parity
 from realtime.diffusion.student import STUDENT_ARCHITECTURE, load_student
 from realtime.diffusion.student_onnx import export_student
 from realtime.models.weights import save_weights
-from tests.test_diffusion_fixtures import tiny_student
+import pytest
+
+from tests.test_diffusion_fixtures import TINY, TINY_FRAMES, tiny_student
 
 torch.set_num_threads(1)
 
 
-def test_student_onnx_parity(tmp_path: Path) -> None:
-    step = tiny_student(context_samples=64)
+@pytest.mark.parametrize("net", [TINY, TINY_FRAMES], ids=["samples", "frames"])
+def test_student_onnx_parity(tmp_path: Path, net) -> None:
+    step = tiny_student(context_samples=64, net=net)
     onnx_path = export_student(step, tmp_path / "student.onnx")
     assert parity(step, onnx_path) < 1e-4
 
