@@ -109,8 +109,8 @@ def make_student(teacher: ScoreUNet, context_fraction: float) -> StudentStep:
     net = teacher.config
     v = net.valid_multiple
     context = int(round(net.segment_samples * context_fraction / v)) * v
-    cfg = StudentConfig(net=replace(net, cond_channels=student_cond_channels(len(net.stems), net.channels)),
-                        context_samples=context)
+    cfg = StudentConfig(net=replace(net, cond_channels=student_cond_channels(len(net.stems), net.channels),
+                                    mixture_gains=bool(net.frame_size)), context_samples=context)
     student = StudentStep(cfg)
     init_student_from_teacher(student, teacher)
     return student
@@ -160,8 +160,9 @@ def evaluate_student(student: StudentStep, clean: torch.Tensor, steps: int, seed
 
 
 def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | None, resume: bool,
-            steps: int | None, teacher_path: str) -> dict[str, Any]:
-    """Run consistency distillation; returns the run record."""
+            steps: int | None, teacher_path: str, teacher_steps: int | None = None) -> dict[str, Any]:
+    """Run consistency distillation; returns the run record (``teacher_steps``: the teacher's
+    training steps, from its weight file, recorded with its path)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -189,6 +190,7 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
         from realtime.models.weights import save_weights
 
         record = run_record({"role": "student", "data": data, "steps": fit.step, "teacher": teacher_path,
+                             "teacher_steps": teacher_steps,
                              "wall_seconds": round(fit.seconds(), 1), "history": history,
                              "distill_config": asdict(cfg), "method": "consistency distillation (Song et al. 2023 Alg. 2), "
                              f"{cfg.direction} Dirac-Euler teacher step"})
@@ -227,12 +229,15 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     if teacher_path is None:
         raise bad_value("teacher", str(candidates[0]), "a trained teacher (stemstream train --config diffusion-teacher)")
     teacher = load_teacher(teacher_path)
+    from realtime.models.weights import read_weights
+
+    teacher_steps = json.loads(read_weights(teacher_path)[1].get("run_record") or "{}").get("steps")
     cfg = DistillConfig()
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
-                     getattr(args, "steps", None), str(teacher_path))
+                     getattr(args, "steps", None), str(teacher_path), teacher_steps)
     from export.diffusion_onnx import parity
     from realtime.diffusion.student import load_student_step
     from realtime.diffusion.student_onnx import export_student

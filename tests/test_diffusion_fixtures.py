@@ -26,7 +26,7 @@ def tiny_teacher(seed: int = 0, net: UNetConfig = TINY) -> ScoreUNet:
 def tiny_student(seed: int = 0, context_samples: int = 64, net: UNetConfig = TINY) -> StudentStep:
     """A tiny untrained student (random output layer)."""
     torch.manual_seed(seed)
-    net = UNetConfig(**{**net.__dict__, "cond_channels": student_cond_channels(4, 1)})
+    net = UNetConfig(**{**net.__dict__, "cond_channels": student_cond_channels(4, 1), "mixture_gains": bool(net.frame_size)})
     step = StudentStep(StudentConfig(net=net, context_samples=context_samples))
     with torch.no_grad():
         step.net.conv_out.weight.normal_(0, 0.05)

@@ -64,3 +64,27 @@ def test_older_configs_without_frame_size_load_as_raw_samples() -> None:
     cfg = UNetConfig.from_json('{"widths": [8, 16], "factors": [4], "blocks": [0, 1], "embed_dim": 16, '
                                '"segment_samples": 256}')
     assert cfg.frame_size == 0 and cfg.valid_multiple == 4
+
+
+def test_mixture_gains_need_frames_and_a_mixture_channel() -> None:
+    with pytest.raises(ConfigError, match="mixture_gains"):
+        UNetConfig(mixture_gains=True, cond_channels=6)
+    with pytest.raises(ConfigError, match="mixture_gains"):
+        UNetConfig(frame_size=32, factors=(2, 2, 2), mixture_gains=True)
+
+
+def test_mixture_gain_of_one_returns_the_mixture() -> None:
+    """With the student's mixture gains at one (and nothing else), F is the mixture in every stem."""
+    student = tiny_student(net=TINY_FRAMES)
+    net = student.net
+    c = net.config
+    bins = c.frame_size // 2 + 1
+    with torch.no_grad():
+        net.conv_out.weight.zero_()
+        net.conv_out.bias.zero_()
+        net.conv_out.bias[c.stem_channels * (bins + c.frame_size):] = 1.0
+        x = torch.randn(1, 4, 1, 256)
+        mixture = torch.randn(1, 1, 256)
+        cond = torch.cat([mixture, torch.zeros(1, c.cond_channels - 1, 256)], dim=1)
+        raw = net.raw(x.reshape(1, 4, 256), torch.zeros(1), cond)
+    torch.testing.assert_close(raw, mixture.expand(1, 4, 256), atol=1e-5, rtol=0)

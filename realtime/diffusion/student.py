@@ -123,12 +123,16 @@ class StudentStep(nn.Module):
 
 def init_student_from_teacher(student: StudentStep, teacher: ScoreUNet) -> None:
     """Copy the teacher's weights into the student; the extra conditioning input channels of
-    the first convolution start at zero, so the initial student equals the teacher's denoiser."""
+    the first convolution and the extra outputs of the last (mixture gains) start at zero, so
+    the initial student equals the teacher's denoiser."""
     own = student.net.state_dict()
     for name, tensor in teacher.state_dict().items():
         if name == "conv_in.weight":
             own[name].zero_()
             own[name][:, : tensor.shape[1]] = tensor
+        elif name.startswith("conv_out."):
+            own[name].zero_()
+            own[name][: tensor.shape[0]] = tensor
         else:
             own[name].copy_(tensor)
     student.net.load_state_dict(own)
@@ -294,6 +298,10 @@ def macs_per_evaluation(step: StudentStep) -> int:
     finally:
         for h in handles:
             h.remove()
+    frames = step.net.frames
+    if frames is not None:  # the fixed STFT analysis and synthesis (functional convolutions)
+        net = cfg.net
+        total += (2 * net.stem_channels + net.cond_channels) * frames.size * frames.size * (w // frames.hop)
     return int(total)
 
 

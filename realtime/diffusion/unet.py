@@ -60,6 +60,9 @@ class UNetConfig:
         sample_rate: rate the model runs at, Hz.
         segment_samples: training window length, samples.
         frame_size: STFT frame ``N`` the U-Net runs over (hop ``N / 4``); 0: raw samples.
+        mixture_gains: over frames, the first ``channels`` conditioning channels are the mixture
+            and every stem also gets a gain per bin on the mixture's spectrum (the student, which
+            at its first step must build the stems from the mixture, not from its noisy input).
     """
 
     stems: tuple[str, ...] = STEMS
@@ -74,6 +77,7 @@ class UNetConfig:
     sample_rate: int = 8000
     segment_samples: int = 8192
     frame_size: int = 0
+    mixture_gains: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stems", tuple(self.stems))
@@ -98,6 +102,9 @@ class UNetConfig:
             raise bad_value("sigma_data", self.sigma_data, "a positive float")
         if self.frame_size and (self.frame_size < 16 or self.frame_size % 4):
             raise bad_value("frame_size", self.frame_size, "0 (raw samples) or a multiple of 4 >= 16")
+        if self.mixture_gains and (not self.frame_size or self.cond_channels < self.channels):
+            raise bad_value("mixture_gains", self.mixture_gains,
+                            f"False unless frame_size > 0 and cond_channels >= channels ({self.channels}: the mixture)")
         if self.sample_rate <= 0:
             raise bad_value("sample_rate", self.sample_rate, "a positive integer (Hz)")
         if self.segment_samples <= 0 or self.segment_samples % self.valid_multiple:
@@ -119,8 +126,12 @@ class UNetConfig:
     @property
     def head_channels(self) -> int:
         """Output features of the network's last convolution: per stem channel, one per sample;
-        over frames ``N / 2 + 1`` bin gains and ``N`` residual features per frame."""
-        return self.stem_channels * (self.frame_size + self.frame_size // 2 + 1 if self.frame_size else 1)
+        over frames ``N / 2 + 1`` bin gains and ``N`` residual features per frame, then (with
+        ``mixture_gains``, after all stems' blocks) ``N / 2 + 1`` mixture gains per stem channel."""
+        if not self.frame_size:
+            return self.stem_channels
+        bins = self.frame_size // 2 + 1
+        return self.stem_channels * (self.frame_size + bins + (bins if self.mixture_gains else 0))
 
     @property
     def stem_channels(self) -> int:
@@ -283,16 +294,23 @@ class ScoreUNet(nn.Module):
         return self.frames.synthesise(self._gain_head(out, inputs))
 
     def _gain_head(self, out: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Frame features of ``F``: ``gain * (the stem's input spectrum) + residual``, one gain per
-        bin (shared by its real and imaginary part)."""
+        """Frame features of ``F``: ``gain * (the stem's input spectrum) + residual`` (+ ``mixture
+        gain * the mixture's spectrum``), one gain per bin (shared by its real and imaginary part)."""
         b, _, frames = out.shape
-        sc, n = self.config.stem_channels, self.config.frame_size
-        bins = n // 2 + 1
-        out = out.reshape(b, sc, bins + n, frames)
-        gain, residual = out[:, :, :bins], out[:, :, bins:]
-        gain = torch.cat([gain, gain[:, :, 1 : bins - 1]], dim=2)
+        c = self.config
+        sc, n, bins = c.stem_channels, c.frame_size, c.frame_size // 2 + 1
+
+        def per_feature(gain: torch.Tensor) -> torch.Tensor:  # (b, sc, bins, f) -> (b, sc, n, f)
+            return torch.cat([gain, gain[:, :, 1 : bins - 1]], dim=2)
+
+        head = out[:, : sc * (bins + n)].reshape(b, sc, bins + n, frames)
         own = inputs[:, : sc * n].reshape(b, sc, n, frames)
-        return (gain * own + residual).reshape(b, sc * n, frames)
+        result = per_feature(head[:, :, :bins]) * own + head[:, :, bins:]
+        if c.mixture_gains:
+            mixture = inputs[:, sc * n : (sc + c.channels) * n].reshape(b, 1, c.channels, n, frames)
+            mixture = mixture.expand(b, len(c.stems), c.channels, n, frames).reshape(b, sc, n, frames)
+            result = result + per_feature(out[:, sc * (bins + n) :].reshape(b, sc, bins, frames)) * mixture
+        return result.reshape(b, sc * n, frames)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         b, s, ch, t = x.shape
