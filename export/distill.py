@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from export.train.diffusion_data import batches, excerpt_stream, training_data
 from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
 from realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
 from realtime.diffusion.student import (
@@ -175,7 +175,7 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
     step = fit.step
     net = teacher.config
     total = int(steps if steps is not None else cfg.steps)
-    data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
+    data = training_data(data_root)
     train = batches(excerpt_stream(data_root, "train", net.segment_samples, net.sample_rate, cfg.seed + 77 + step), cfg.batch)
     valid = next(batches(excerpt_stream(data_root, "valid", net.segment_samples, net.sample_rate, 10_000), 4))
     sigmas = karras_sigmas(cfg.schedule_steps)[:-1]  # decreasing sigma_max ... sigma_min: n -> n+1 denoises

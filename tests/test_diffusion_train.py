@@ -63,3 +63,18 @@ def test_time_budget_of_diffusion_runs() -> None:
     assert budget_minutes(Namespace(time_budget=0.0), 40.0) == float("inf")
     with pytest.raises(ConfigError, match="time_budget=-1"):
         budget_minutes(Namespace(time_budget=-1.0), 40.0)
+
+
+def test_training_data_is_the_rendered_set_or_toy_never_half_a_set(tmp_path: Path) -> None:
+    from export.train.diffusion_data import TOY_DATA, synth_ready, training_data
+
+    assert training_data(None) == TOY_DATA and training_data(tmp_path / "none") == TOY_DATA
+    root = tmp_path / "synth"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "dataset.json").write_text("{}")
+    assert not synth_ready(root)
+    with pytest.raises(ConfigError, match="valid/dataset.json"):
+        training_data(root)  # valid/ not rendered: an error, not toy signals
+    (root / "valid").mkdir()
+    (root / "valid" / "dataset.json").write_text("{}")
+    assert synth_ready(root) and training_data(root) == "synthetic"

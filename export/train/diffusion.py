@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from export.train.diffusion_data import batches, excerpt_stream, synth_ready
+from export.train.diffusion_data import batches, excerpt_stream, training_data
 from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
 from realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
 from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
@@ -64,7 +64,7 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
     # (``UNetConfig()``, shipped until Dec 4) learned to denoise but not which stem a sound is
     "diffusion-teacher": TeacherTrainConfig(
         net=UNetConfig(widths=(128, 192, 256), factors=(2, 2), blocks=(1, 2, 2), kernel_size=3, frame_size=256),
-        batch=8, max_minutes=60.0),
+        batch=8, max_minutes=60.0, init_from="diffusion-teacher-toy/checkpoint.pt"),
     "diffusion-tiny": TeacherTrainConfig(
         net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
         batch=2,
@@ -138,7 +138,7 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     fit.extra = {"config": cfg.net.to_json(), "init": init_note}
     step = fit.step
     total = int(steps if steps is not None else cfg.steps)
-    data = "synthetic" if data_root and synth_ready(data_root) else "toy (procedural, data/synth not ready)"
+    data = training_data(data_root)
     data_note = f"{data}; {init_note}"
     train = batches(excerpt_stream(data_root, "train", cfg.net.segment_samples, cfg.net.sample_rate, cfg.seed + step), cfg.batch)
     valid = next(batches(excerpt_stream(data_root, "valid", cfg.net.segment_samples, cfg.net.sample_rate, 10_000), 4))

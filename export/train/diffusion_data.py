@@ -89,9 +89,29 @@ def normalise_excerpt(stems: np.ndarray) -> np.ndarray:
 
 
 def synth_ready(root: str | Path) -> bool:
-    """Whether the rendered synthetic set (``root/READY`` and ``root/train``) is usable."""
+    """Whether ``root`` holds a rendered synthetic set: ``train/`` and ``valid/`` each with the
+    ``dataset.json`` that ``stemstream data synth`` writes when a split is complete."""
     root = Path(root)
-    return (root / "READY").exists() and (root / "train").is_dir()
+    return all((root / split / "dataset.json").is_file() for split in ("train", "valid"))
+
+
+#: what :func:`training_data` calls the procedural fallback
+TOY_DATA = "toy (procedural; no rendered set at --data)"
+
+
+def training_data(root: str | Path | None) -> str:
+    """``"synthetic"`` when ``root`` is a rendered set (:func:`synth_ready`), :data:`TOY_DATA` when
+    ``root`` is None or does not exist (``--data data/none`` asks for the toy signals). A folder
+    that exists but is not a complete set is an error, not a silent fall-back to toy signals."""
+    if root is None or not Path(root).exists():
+        return TOY_DATA
+    if not synth_ready(root):
+        from realtime.errors import bad_value
+
+        raise bad_value("data", str(root), "a rendered set with train/dataset.json and valid/dataset.json "
+                        "(stemstream data synth --out DIR/train ...; see the README), or a path that does not exist "
+                        "for the procedural toy signals")
+    return "synthetic"
 
 
 def excerpt_stream(
