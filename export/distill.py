@@ -25,8 +25,8 @@ highest noise level (set it to 0 for pure consistency distillation). With probab
 ``p_high`` a pair is drawn from the ``high_pairs`` noisiest levels, where the 1-2 step
 student starts.
 
-``stemstream train --config diffusion-student [--steps N] [--out DIR]`` runs it (teacher
-from ``runs/diffusion-teacher/teacher.safetensors``, else the shipped one); writes
+``stemstream train --config diffusion-student [--steps N] [--out DIR] [--teacher FILE]`` runs it
+(teacher ``FILE``, else ``runs/diffusion-teacher/teacher.safetensors``, else the shipped one); writes
 ``checkpoint.pt`` as it goes, ``student.safetensors`` (+ ``.onnx``) and ``record.json``.
 """
 
@@ -223,11 +223,13 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
 def run_distillation(args: argparse.Namespace, out: Path) -> int:
     """``stemstream train --config diffusion-student``: distil, export ONNX, optionally ship."""
     root = Path(__file__).resolve().parents[1]
-    candidates = [Path(getattr(args, "runs", "runs")) / "diffusion-teacher" / "teacher.safetensors",
-                  root / "realtime" / "weights" / "diffusion-teacher.safetensors"]
-    teacher_path = next((p for p in candidates if p.exists()), None)
+    given = getattr(args, "teacher", None)
+    candidates = [Path(given)] if given else [Path(getattr(args, "runs", "runs")) / "diffusion-teacher" / "teacher.safetensors",
+                                             root / "realtime" / "weights" / "diffusion-teacher.safetensors"]
+    teacher_path = next((p for p in candidates if p.is_file()), None)
     if teacher_path is None:
-        raise bad_value("teacher", str(candidates[0]), "a trained teacher (stemstream train --config diffusion-teacher)")
+        raise bad_value("teacher", str(candidates[0]), "a trained teacher's .safetensors file "
+                        "(stemstream train --config diffusion-teacher)")
     teacher = load_teacher(teacher_path)
     from realtime.models.weights import read_weights
 

@@ -78,3 +78,14 @@ def test_training_data_is_the_rendered_set_or_toy_never_half_a_set(tmp_path: Pat
     (root / "valid").mkdir()
     (root / "valid" / "dataset.json").write_text("{}")
     assert synth_ready(root) and training_data(root) == "synthetic"
+
+
+def test_only_the_student_takes_a_teacher_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bridge.cli import main
+
+    assert main(["train", "--config", "diffusion-tiny", "--teacher", "x.safetensors", "--out", str(tmp_path / "a")]) == 2
+    assert "only diffusion-student has a teacher" in capsys.readouterr().err
+    missing = tmp_path / "missing.safetensors"
+    assert main(["train", "--config", "diffusion-student", "--teacher", str(missing), "--out", str(tmp_path / "b"),
+                 "--quiet"]) == 2
+    assert f"teacher={str(missing)!r}" in capsys.readouterr().err

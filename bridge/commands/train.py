@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "distill", None) is not None:
             raise ConfigError(f"distill={args.distill!r}: the diffusion configs distil with export.distill; "
                               "expected no --distill")
-        if getattr(args, "teacher", None):
-            raise ConfigError(f"teacher={args.teacher!r}: the diffusion configs distil with export.distill; "
-                              "expected no --teacher")
+        if getattr(args, "teacher", None) and args.config != "diffusion-student":
+            raise ConfigError(f"teacher={args.teacher!r}: of the diffusion configs only diffusion-student has a "
+                              "teacher (a .safetensors file); expected no --teacher")
         if getattr(args, "lr", None) is not None:
             raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
         if getattr(args, "seed", None) is not None:
