@@ -89,3 +89,12 @@ def test_only_the_student_takes_a_teacher_file(tmp_path: Path, capsys: pytest.Ca
     assert main(["train", "--config", "diffusion-student", "--teacher", str(missing), "--out", str(tmp_path / "b"),
                  "--quiet"]) == 2
     assert f"teacher={str(missing)!r}" in capsys.readouterr().err
+
+
+def test_only_the_shipped_teacher_config_ships(tmp_path: Path) -> None:
+    args = argparse.Namespace(out=str(tmp_path), quiet=True, ship=True)
+    for name in ("diffusion-tiny", "diffusion-teacher-frames"):
+        with pytest.raises(ConfigError, match="ship=True"):
+            run_training(name, args)
+    assert CONFIGS["diffusion-teacher"].net.frame_size == 0  # the shipped teacher's network
+    assert CONFIGS["diffusion-teacher-frames"].net.frame_size == 256

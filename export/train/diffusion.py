@@ -60,11 +60,14 @@ class TeacherTrainConfig:
 
 
 CONFIGS: dict[str, TeacherTrainConfig] = {
-    # the U-Net over STFT frames (256-sample frames, hop 64 = 8 ms at 8 kHz): the raw-sample U-Net
-    # (``UNetConfig()``, shipped until Dec 4) learned to denoise but not which stem a sound is
-    "diffusion-teacher": TeacherTrainConfig(
+    # the shipped teacher: the U-Net over raw samples
+    "diffusion-teacher": TeacherTrainConfig(net=UNetConfig(), batch=4, max_minutes=40.0,
+                                            init_from="diffusion-teacher-toy/checkpoint.pt"),
+    # experimental, not shipped: the U-Net over STFT frames (256-sample frames, hop 64 = 8 ms at 8 kHz);
+    # its student (``--teacher``) gets gains on the mixture's spectrum (``mixture_gains``)
+    "diffusion-teacher-frames": TeacherTrainConfig(
         net=UNetConfig(widths=(128, 192, 256), factors=(2, 2), blocks=(1, 2, 2), kernel_size=3, frame_size=256),
-        batch=8, max_minutes=60.0, init_from="diffusion-teacher-toy/checkpoint.pt"),
+        batch=8, max_minutes=60.0, init_from="diffusion-teacher-frames-toy/checkpoint.pt"),
     "diffusion-tiny": TeacherTrainConfig(
         net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
         batch=2,
@@ -197,6 +200,9 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     if config_name not in CONFIGS:
         raise bad_value("config", config_name, f"one of {sorted(CONFIGS) + ['diffusion-student']}")
     cfg = CONFIGS[config_name]
+    if getattr(args, "ship", False) and config_name != "diffusion-teacher":
+        raise bad_value("ship", True, "only with --config diffusion-teacher (the one shipped teacher); "
+                        f"{config_name} writes {out}/teacher.safetensors")
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
