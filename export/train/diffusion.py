@@ -155,7 +155,7 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
         with torch.no_grad():
             vloss = float(dsm_loss(ema, valid, cfg.p_mean, 0.0, torch.Generator().manual_seed(123)))
         # 64 steps: Algorithm 2's update amplifies the stems' sum error at fewer (the better the
-        # denoiser, the more: -60 dB at 16 steps for a teacher at +3.9 dB with 64)
+        # denoiser, the more: on the toy signals -60 dB at 16 steps for a teacher at +3.9 dB with 64)
         sisdri = separation_sisdri(ema, valid, steps=64, seed=7)
         # the projected update is stable at few steps (see sample_dirac_projected); churn-free
         projected = separation_sisdri(ema, valid, steps=16, seed=7, sampler="dirac-projected", s_churn=0.0)

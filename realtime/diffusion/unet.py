@@ -19,8 +19,10 @@ register and which spectral shape a sound has: what tells a bass from a piano. T
 over frames is a gain per stem and frequency bin applied to that stem's own input spectrum,
 plus a residual spectrum: a Wiener-like denoiser is then one gain per bin, and the network
 does not have to rebuild every sample of the stems from its features (without the gains,
-128 features per frame could not, and the denoising loss stalled at four times the
-raw-sample U-Net's). ``cond`` (optional, the student's
+128 features per frame could not: the validation denoising loss was 0.67 after 2000 steps,
+against the raw-sample U-Net's 0.17). On the procedural toy signals this network separates
+within minutes of training; on the synthetic songs it learns the same prior as the raw-sample
+U-Net in the same time (README, "Experiment (not shipped)"). ``cond`` (optional, the student's
 extra inputs: mixture, autoregressive context, context mask) is ``(batch, cond_channels,
 samples)``. The network is fully convolutional; ``samples`` must be a multiple of
 ``UNetConfig.valid_multiple``.
