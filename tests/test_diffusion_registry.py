@@ -51,6 +51,12 @@ def test_student_onnx_backend_exports_into_the_cache(weights_dir: Path, tmp_path
     assert len(list((tmp_path / "cache" / "onnx").glob("diffusion-student-*.onnx"))) == 1
     np.testing.assert_allclose(onnx_model.separate_segment(audio, None), torch_model.separate_segment(audio, None),
                                atol=1e-4)
+    # `stemstream live`'s default backend: ONNX Runtime where it is installed (it is here)
+    auto_model = registry.load_model("diffusion-1step", backend="auto")
+    np.testing.assert_allclose(auto_model.separate_segment(audio, None), onnx_model.separate_segment(audio, None),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="backend='tensorrt'"):
+        registry.load_model("diffusion-1step", backend="tensorrt")
 
 
 def test_student_file_path_is_a_model_name(weights_dir: Path) -> None:
@@ -76,6 +82,7 @@ def test_models_and_separate_commands(weights_dir: Path, tmp_path: Path, capsys:
     sf.write(tmp_path / "mix.wav", song, 44100)
     out = tmp_path / "stems"
     assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(out), "--model", "diffusion-1step", "--quiet"]) == 0
+    assert "a segment model also buffers up to" in capsys.readouterr().out
     for stem in ("bass", "drums", "guitar", "piano"):
         audio, rate = sf.read(out / f"{stem}.wav")
         assert rate == 44100 and audio.shape == (22050, 2) and np.isfinite(audio).all()

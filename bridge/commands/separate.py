@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         f"latency: {separator.latency_ms:.2f} ms ({separator.latency_samples} samples at {rate} Hz; "
         f"model {model.info.latency_ms:.2f} ms{', with resampling' if separator.resampling else ''})"
     )
+    if getattr(model, "kind", "hop") == "segment":
+        buffered = separator.max_pending_samples(args.block_size)
+        print(f"live, a segment model also buffers up to {1000.0 * buffered / rate:.2f} ms ({buffered} samples) "
+              "until each segment is complete (stemstream live adds it to the reported latency)")
     print(f"real-time factor: {rtf:.3f} ({compute:.2f} s compute for {seconds:.2f} s of audio, {1 / max(rtf, 1e-9):.1f}x real time)")
     for path in written:
         print(f"wrote {path}")
