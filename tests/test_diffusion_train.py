@@ -98,3 +98,32 @@ def test_only_the_shipped_teacher_config_ships(tmp_path: Path) -> None:
             run_training(name, args)
     assert CONFIGS["diffusion-teacher"].net.frame_size == 0  # the shipped teacher's network
     assert CONFIGS["diffusion-teacher-frames"].net.frame_size == 256
+
+
+def test_dirac_training_noise_sums_to_zero_on_its_share() -> None:
+    from export.train.diffusion import training_noise
+
+    shape = torch.Size((200, 4, 1, 64))
+    plain = training_noise(shape, torch.Generator().manual_seed(3), 0.0)
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(3)))  # same draws as before
+    noise = training_noise(shape, torch.Generator().manual_seed(3), 0.5)
+    summed = noise.sum(dim=1).abs().amax(dim=(1, 2))
+    dirac = summed < 1e-5  # noisy stems sum to the clean mixture: what the Dirac separator's state is
+    assert 70 < int(dirac.sum()) < 130
+    assert torch.equal(noise[~dirac], plain[~dirac])  # the other elements keep independent noise
+    assert torch.all(training_noise(shape, torch.Generator().manual_seed(4), 1.0).sum(dim=1).abs() < 1e-5)
+    # the constrained stem differs between elements: three stems keep their own draws, one carries minus their sum
+    kept = (noise[dirac] == plain[dirac]).all(dim=-1).squeeze(-1)
+    assert torch.all(kept.sum(dim=1) == 3) and len(set(kept.float().argmin(dim=1).tolist())) == 4
+
+
+def test_dirac_teacher_config_starts_from_the_shipped_teacher(tmp_path: Path) -> None:
+    from export.train.diffusion import TeacherTrainConfig, _init_source
+    from realtime.diffusion.unet import UNetConfig
+
+    cfg = CONFIGS["diffusion-teacher-dirac"]
+    assert cfg.dirac_noise == 0.5 and cfg.net == CONFIGS["diffusion-teacher"].net
+    assert _init_source(cfg.init_from, tmp_path).name == "diffusion-teacher.safetensors"
+    assert _init_source("missing/checkpoint.pt", tmp_path) is None
+    with pytest.raises(ConfigError, match="dirac_noise=1.5"):
+        TeacherTrainConfig(net=UNetConfig(), dirac_noise=1.5)

@@ -43,11 +43,14 @@ class TeacherTrainConfig:
     ema_decay: float = 0.999
     p_mean: float = -2.4
     p_std: float = 1.6
+    #: share of each batch noised the way the Dirac separator's state is (:func:`training_noise`)
+    dirac_noise: float = 0.0
     checkpoint_every: int = 100
     validate_every: int = 500
     threads: int = 1
     seed: int = 0
-    #: checkpoint (relative to ``--runs``) whose EMA weights start a fresh run, if it exists
+    #: what starts a fresh run, if it exists: a checkpoint relative to ``--runs`` (its EMA weights),
+    #: or a ``.safetensors`` teacher file (a bare file name is looked up in ``realtime/weights/``)
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -57,6 +60,8 @@ class TeacherTrainConfig:
             raise bad_value("lr", self.lr, "a positive float")
         if not 0 <= self.ema_decay < 1:
             raise bad_value("ema_decay", self.ema_decay, "a float in [0, 1)")
+        if not 0 <= self.dirac_noise <= 1:
+            raise bad_value("dirac_noise", self.dirac_noise, "a fraction in [0, 1]")
 
 
 CONFIGS: dict[str, TeacherTrainConfig] = {
@@ -68,6 +73,10 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
     "diffusion-teacher-frames": TeacherTrainConfig(
         net=UNetConfig(widths=(128, 192, 256), factors=(2, 2), blocks=(1, 2, 2), kernel_size=3, frame_size=256),
         batch=8, max_minutes=60.0, init_from="diffusion-teacher-frames-toy/checkpoint.pt"),
+    # experimental: the shipped teacher fine-tuned with half of every batch noised like the Dirac
+    # separator's state (stems + noise summing to the clean mixture), see ``training_noise``
+    "diffusion-teacher-dirac": TeacherTrainConfig(net=UNetConfig(), batch=4, max_minutes=80.0, dirac_noise=0.5,
+                                                  init_from="diffusion-teacher.safetensors"),
     "diffusion-tiny": TeacherTrainConfig(
         net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
         batch=2,
@@ -77,6 +86,10 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
         validate_every=10,
     ),
 }
+
+
+#: configs whose ``--ship`` replaces the shipped teacher
+SHIPPABLE = ("diffusion-teacher", "diffusion-teacher-dirac")
 
 
 def _setup_log(out: Path, quiet: bool) -> None:
@@ -90,14 +103,35 @@ def _setup_log(out: Path, quiet: bool) -> None:
         LOG.addHandler(logging.StreamHandler(sys.stderr))
 
 
-def dsm_loss(model: ScoreUNet, clean: torch.Tensor, p_mean: float, p_std: float, generator: torch.Generator) -> torch.Tensor:
+def training_noise(shape: torch.Size, generator: torch.Generator, dirac_fraction: float = 0.0) -> torch.Tensor:
+    """Unit noise ``(B, S, C, T)`` for denoising score matching.
+
+    Independent per stem (the thesis' Eq. 4.4), except that a ``dirac_fraction`` share of the
+    batch elements is drawn as the Dirac separator's state is (Algorithm 2, lines 8 and 14): one
+    stem, picked at random, carries minus the sum of the others' noise, so the noisy stems sum
+    to the clean mixture. Trained on those too, the network meets at separation time the inputs
+    it was trained on (ours, not the thesis'). With ``dirac_fraction = 0`` the draws are exactly
+    those of plain ``randn``."""
+    noise = torch.randn(shape, generator=generator)
+    if dirac_fraction <= 0:
+        return noise
+    b, s = shape[0], shape[1]
+    chosen = (torch.rand(b, generator=generator) < dirac_fraction).reshape(b, 1, 1, 1)
+    constrained = torch.nn.functional.one_hot(torch.randint(0, s, (b,), generator=generator), s).bool()
+    constrained = constrained.reshape(b, s, 1, 1)
+    others = torch.where(constrained, 0.0, noise).sum(dim=1, keepdim=True)
+    return torch.where(chosen & constrained, -others, noise)
+
+
+def dsm_loss(model: ScoreUNet, clean: torch.Tensor, p_mean: float, p_std: float, generator: torch.Generator,
+             dirac_fraction: float = 0.0) -> torch.Tensor:
     """EDM denoising score matching: ``lambda(sigma) |D(x + sigma n, sigma) - x|^2``,
-    ``ln sigma ~ N(p_mean, p_std^2)``, ``lambda = (sigma^2 + sd^2) / (sigma sd)^2``.
-    ``clean (B, S, C, T)``."""
+    ``ln sigma ~ N(p_mean, p_std^2)``, ``lambda = (sigma^2 + sd^2) / (sigma sd)^2``, ``n`` from
+    :func:`training_noise`. ``clean (B, S, C, T)``."""
     b = clean.shape[0]
     sd = model.config.sigma_data
     sigma = torch.exp(p_mean + p_std * torch.randn(b, generator=generator)).clamp(1e-4, 3.0)
-    noise = torch.randn(clean.shape, generator=generator)
+    noise = training_noise(clean.shape, generator, dirac_fraction)
     denoised = model(clean + sigma.reshape(b, 1, 1, 1) * noise, sigma)
     weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).reshape(b, 1, 1, 1)
     return (weight * (denoised - clean) ** 2).mean()
@@ -132,12 +166,12 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     if ckpt is not None:
         init_note = str(ckpt.get("init", "resumed"))
         LOG.info("resumed at step %d", fit.step)
-    elif cfg.init_from and (Path(runs) / cfg.init_from).exists():
-        init = torch.load(Path(runs) / cfg.init_from, map_location="cpu", weights_only=True)
-        model.load_state_dict(init["ema"])
-        ema.load_state_dict(init["ema"])
-        LOG.info("initialised from %s (step %d)", Path(runs) / cfg.init_from, int(init["step"]))
-        init_note = f"initialised from {cfg.init_from} ({int(init['step'])} steps)"
+    elif (start := _init_source(cfg.init_from, runs)) is not None:
+        weights, start_steps = _init_weights(start)
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
+        LOG.info("initialised from %s (step %d)", start, start_steps)
+        init_note = f"initialised from {cfg.init_from} ({start_steps} steps)"
     fit.extra = {"config": cfg.net.to_json(), "init": init_note}
     step = fit.step
     total = int(steps if steps is not None else cfg.steps)
@@ -166,7 +200,7 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
         _write_weights(out / "teacher.safetensors", ema, cfg, fit.step, fit.seconds(), data, history, data_note)
 
     run_steps(fit, total=total, max_minutes=cfg.max_minutes,
-              loss=lambda: dsm_loss(model, next(train), cfg.p_mean, cfg.p_std, gen),
+              loss=lambda: dsm_loss(model, next(train), cfg.p_mean, cfg.p_std, gen, cfg.dirac_noise),
               after_update=lambda step: ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step))),
               checkpoint_every=cfg.checkpoint_every, validate_every=cfg.validate_every, validate=validate,
               log_format="step %d loss %.4f (%.0f s)")
@@ -174,6 +208,29 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
     record = _write_weights(out / "teacher.safetensors", ema, cfg, fit.step, fit.seconds(), data, history, data_note)
     (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
+
+
+def _init_source(init_from: str | None, runs: str | Path) -> Path | None:
+    """Where ``init_from`` points (see :class:`TeacherTrainConfig`), or None if it names nothing
+    that exists."""
+    if not init_from:
+        return None
+    candidates = [Path(runs) / init_from]
+    if init_from.endswith(".safetensors"):
+        candidates = [Path(init_from), Path(__file__).resolve().parents[2] / "realtime" / "weights" / init_from]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def _init_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The starting weights and their training steps: a checkpoint's EMA or a teacher file."""
+    if path.suffix == ".safetensors":
+        from export.distill import load_teacher
+        from realtime.models.weights import read_weights
+
+        steps = json.loads(read_weights(path)[1].get("run_record") or "{}").get("steps", 0)
+        return load_teacher(path).state_dict(), int(steps)
+    init = torch.load(path, map_location="cpu", weights_only=True)
+    return init["ema"], int(init["step"])
 
 
 def _write_weights(path: Path, ema: ScoreUNet, cfg: TeacherTrainConfig, step: int, seconds: float, data: str,
@@ -200,9 +257,9 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     if config_name not in CONFIGS:
         raise bad_value("config", config_name, f"one of {sorted(CONFIGS) + ['diffusion-student']}")
     cfg = CONFIGS[config_name]
-    if getattr(args, "ship", False) and config_name != "diffusion-teacher":
-        raise bad_value("ship", True, "only with --config diffusion-teacher (the one shipped teacher); "
-                        f"{config_name} writes {out}/teacher.safetensors")
+    if getattr(args, "ship", False) and config_name not in SHIPPABLE:
+        raise bad_value("ship", True, f"only with --config {' or '.join(SHIPPABLE)} (the shipped teacher's "
+                        f"recipes); {config_name} writes {out}/teacher.safetensors")
     if getattr(args, "threads", None):
         cfg = replace(cfg, threads=int(args.threads))
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
@@ -217,6 +274,6 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "CONFIGS", "TeacherTrainConfig", "dsm_loss", "run_record", "run_training", "separation_sisdri", "train_teacher",
+    "CONFIGS", "SHIPPABLE", "TeacherTrainConfig", "dsm_loss", "training_noise", "run_record", "run_training", "separation_sisdri", "train_teacher",
 ]
 
