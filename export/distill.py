@@ -160,18 +160,25 @@ def evaluate_student(student: StudentStep, clean: torch.Tensor, steps: int, seed
 
 
 def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | None, resume: bool,
-            steps: int | None, teacher_path: str, teacher_steps: int | None = None) -> dict[str, Any]:
+            steps: int | None, teacher_path: str, teacher_steps: int | None = None,
+            init_from: str | Path | None = None) -> dict[str, Any]:
     """Run consistency distillation; returns the run record (``teacher_steps``: the teacher's
-    training steps, from its weight file, recorded with its path)."""
+    training steps, from its weight file, recorded with its path). ``init_from``: a student
+    weight file to start from (its network must match the teacher's) instead of the teacher."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     student = make_student(teacher, cfg.context_fraction)
     target = make_student(teacher, cfg.context_fraction).requires_grad_(False)
     ema = make_student(teacher, cfg.context_fraction).requires_grad_(False)
+    start_note = "initialised from the teacher"
+    if init_from is not None and not resume:
+        start_note = _start_from_student(init_from, (student, target, ema))
     fit = Fit(out, {"student": student, "target": target, "ema": ema}, "student", cfg.lr)
+    fit.extra = {"init": start_note}
     if resume:
-        fit.resume()
+        start_note = str((fit.resume() or {}).get("init", start_note))
+        fit.extra = {"init": start_note}
     step = fit.step
     net = teacher.config
     total = int(steps if steps is not None else cfg.steps)
@@ -190,7 +197,7 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
         from realtime.models.weights import save_weights
 
         record = run_record({"role": "student", "data": data, "steps": fit.step, "teacher": teacher_path,
-                             "teacher_steps": teacher_steps,
+                             "teacher_steps": teacher_steps, "init": start_note,
                              "wall_seconds": round(fit.seconds(), 1), "history": history,
                              "distill_config": asdict(cfg), "method": "consistency distillation (Song et al. 2023 Alg. 2), "
                              f"{cfg.direction} Dirac-Euler teacher step"})
@@ -220,6 +227,37 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
     return record
 
 
+def _start_from_student(path: str | Path, students: tuple[StudentStep, ...]) -> str:
+    """Load a student weight file into each of ``students``; returns the run-record note. A file
+    whose configuration differs from the teacher-made student is a ``WeightFileError``."""
+    from realtime.diffusion.student import load_student_step
+    from realtime.models.weights import WeightFileError
+
+    given, meta = load_student_step(path)
+    if given.config != students[0].config:
+        raise WeightFileError(f"init_from={str(path)!r}: student config {given.config.to_json()} != the teacher's "
+                              f"{students[0].config.to_json()}")
+    for module in students:
+        module.net.load_state_dict(given.net.state_dict())
+    steps = json.loads(meta.get("run_record") or "{}").get("steps")
+    return f"initialised from {path} ({steps} distillation steps)"
+
+
+def _student_file(args: argparse.Namespace) -> Path | None:
+    """``--init-from``: a student ``.safetensors`` file, or ``diffusion-1step`` / ``diffusion-2step``
+    (the shipped student); None when not given."""
+    given = getattr(args, "init_from", None)
+    if not given:
+        return None
+    root = Path(__file__).resolve().parents[1]
+    path = root / "realtime" / "weights" / "diffusion-student.safetensors" if given in (
+        "diffusion-1step", "diffusion-2step") else Path(given)
+    if not path.is_file():
+        raise bad_value("init_from", given, "a student .safetensors file, or diffusion-1step / diffusion-2step "
+                        "(the shipped student)")
+    return path
+
+
 def run_distillation(args: argparse.Namespace, out: Path) -> int:
     """``stemstream train --config diffusion-student``: distil, export ONNX, optionally ship."""
     root = Path(__file__).resolve().parents[1]
@@ -239,7 +277,7 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
         cfg = replace(cfg, threads=int(args.threads))
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
-                     getattr(args, "steps", None), str(teacher_path), teacher_steps)
+                     getattr(args, "steps", None), str(teacher_path), teacher_steps, _student_file(args))
     from export.diffusion_onnx import parity
     from realtime.diffusion.student import load_student_step
     from realtime.diffusion.student_onnx import export_student

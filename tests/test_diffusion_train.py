@@ -127,3 +127,29 @@ def test_dirac_teacher_config_starts_from_the_shipped_teacher(tmp_path: Path) ->
     assert _init_source("missing/checkpoint.pt", tmp_path) is None
     with pytest.raises(ConfigError, match="dirac_noise=1.5"):
         TeacherTrainConfig(net=UNetConfig(), dirac_noise=1.5)
+
+
+def test_student_continues_from_a_student_file(tmp_path: Path) -> None:
+    from realtime.diffusion.student import load_student_step
+    from realtime.models.weights import WeightFileError
+
+    cfg = replace(CONFIGS["diffusion-tiny"], steps=2, checkpoint_every=2, validate_every=2)
+    train_teacher(cfg, tmp_path / "teacher", None, resume=False, steps=None)
+    teacher = load_teacher(tmp_path / "teacher" / "teacher.safetensors")
+    dcfg = DistillConfig(batch=2, steps=2, checkpoint_every=2, validate_every=2)
+    first = distill(teacher, dcfg, tmp_path / "a", None, resume=False, steps=None, teacher_path="tiny")
+    assert first["init"] == "initialised from the teacher"
+    start = tmp_path / "a" / "student.safetensors"
+    before, _ = load_student_step(start)
+    record = distill(teacher, dcfg, tmp_path / "b", None, resume=False, steps=0, teacher_path="tiny", init_from=start)
+    assert record["init"].startswith(f"initialised from {start}") and record["steps"] == 0
+    after, _ = load_student_step(tmp_path / "b" / "student.safetensors")
+    for name, value in before.net.state_dict().items():  # zero steps: the weights it started from
+        torch.testing.assert_close(after.net.state_dict()[name], value)
+    other = replace(DistillConfig(batch=2, steps=0), context_fraction=0.25)  # another overlap: another student shape
+    with pytest.raises(WeightFileError, match="init_from="):
+        distill(teacher, other, tmp_path / "c", None, resume=False, steps=0, teacher_path="tiny", init_from=start)
+    args = argparse.Namespace(out=str(tmp_path / "d"), quiet=True, init_from=str(tmp_path / "missing.safetensors"),
+                              teacher=str(tmp_path / "teacher" / "teacher.safetensors"), data=None)
+    with pytest.raises(ConfigError, match="init_from="):
+        run_training("diffusion-student", args)

@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
                                   f"--{flag.replace('_', '-')}")
         if getattr(args, "device", None) is not None:
             raise ConfigError(f"device={args.device!r}: the diffusion configs train on the CPU; expected no --device")
-        if getattr(args, "init_from", None):
-            raise ConfigError(f"init_from={args.init_from!r}: the diffusion configs start from their own runs; "
-                              "expected no --init-from")
+        if getattr(args, "init_from", None) and args.config != "diffusion-student":
+            raise ConfigError(f"init_from={args.init_from!r}: the diffusion teacher configs start from their own runs; "
+                              "expected no --init-from (diffusion-student takes a student file)")
         diffusion = importlib.import_module("export.train.diffusion")
         return int(diffusion.run_training(args.config, args) or 0)
     from export.train.run import run_training
