@@ -47,7 +47,8 @@ GROUPS: tuple[str, ...] = ("mixture", "teacher", "oracle", "student", "live", "s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``stemstream bench diffusion``."""
-    parser.add_argument("--teacher", default=None, help="teacher weights (default runs/diffusion-teacher/teacher.safetensors, else shipped)")
+    parser.add_argument("--teacher", default=None, help="teacher weights (default: runs/diffusion-teacher-dirac/teacher.safetensors, else "
+                        "runs/diffusion-teacher/teacher.safetensors, else shipped)")
     parser.add_argument("--student", default=None, help="student weights (default runs/diffusion-student/student.safetensors, else shipped)")
     parser.add_argument("--data", default="data/synth", help="synthetic data root (uses DATA/test)")
     parser.add_argument("--excerpts", type=int, default=6, help="excerpts of one window for the main table")
@@ -266,7 +267,9 @@ def run(args: argparse.Namespace) -> int:
     groups = _groups(str(getattr(args, "rows", "all")))
     torch.set_num_threads(int(args.threads))
     root = Path(__file__).resolve().parents[1]
-    teacher_path = _first(args.teacher, "runs/diffusion-teacher/teacher.safetensors", root / "realtime/weights/diffusion-teacher.safetensors")
+    from export.train.diffusion import default_teacher
+
+    teacher_path = _first(args.teacher) if args.teacher else default_teacher()
     student_path = _first(args.student, "runs/diffusion-student/student.safetensors", root / "realtime/weights/diffusion-student.safetensors")
     if teacher_path is None:
         raise bad_value("--teacher", args.teacher, "a teacher weight file (stemstream train --config diffusion-teacher)")

@@ -26,7 +26,7 @@ highest noise level (set it to 0 for pure consistency distillation). With probab
 student starts.
 
 ``stemstream train --config diffusion-student [--steps N] [--out DIR] [--teacher FILE]`` runs it
-(teacher ``FILE``, else ``runs/diffusion-teacher/teacher.safetensors``, else the shipped one); writes
+(teacher ``FILE``, else ``export.train.diffusion.default_teacher``: the last teacher run, else the shipped one); writes
 ``checkpoint.pt`` as it goes, ``student.safetensors`` (+ ``.onnx``) and ``record.json``.
 """
 
@@ -262,12 +262,15 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     """``stemstream train --config diffusion-student``: distil, export ONNX, optionally ship."""
     root = Path(__file__).resolve().parents[1]
     given = getattr(args, "teacher", None)
-    candidates = [Path(given)] if given else [Path(getattr(args, "runs", "runs")) / "diffusion-teacher" / "teacher.safetensors",
-                                             root / "realtime" / "weights" / "diffusion-teacher.safetensors"]
-    teacher_path = next((p for p in candidates if p.is_file()), None)
+    if given:
+        teacher_path = Path(given) if Path(given).is_file() else None
+    else:
+        from export.train.diffusion import default_teacher
+
+        teacher_path = default_teacher(getattr(args, "runs", "runs"))
     if teacher_path is None:
-        raise bad_value("teacher", str(candidates[0]), "a trained teacher's .safetensors file "
-                        "(stemstream train --config diffusion-teacher)")
+        raise bad_value("teacher", given or "runs/diffusion-teacher-dirac/teacher.safetensors",
+                        "a trained teacher's .safetensors file (stemstream train --config diffusion-teacher-dirac)")
     teacher = load_teacher(teacher_path)
     from realtime.models.weights import read_weights
 

@@ -117,13 +117,18 @@ def test_dirac_training_noise_sums_to_zero_on_its_share() -> None:
     assert torch.all(kept.sum(dim=1) == 3) and len(set(kept.float().argmin(dim=1).tolist())) == 4
 
 
-def test_dirac_teacher_config_starts_from_the_shipped_teacher(tmp_path: Path) -> None:
+def test_dirac_teacher_config_starts_from_the_teacher_run(tmp_path: Path) -> None:
     from export.train.diffusion import TeacherTrainConfig, _init_source
     from realtime.diffusion.unet import UNetConfig
 
     cfg = CONFIGS["diffusion-teacher-dirac"]
     assert cfg.dirac_noise == 0.5 and cfg.net == CONFIGS["diffusion-teacher"].net
-    assert _init_source(cfg.init_from, tmp_path).name == "diffusion-teacher.safetensors"
+    with pytest.raises(ConfigError, match="init_from="):  # a fine-tuning recipe never starts from scratch
+        _init_source(cfg.init_from, tmp_path)
+    start = tmp_path / "diffusion-teacher" / "teacher.safetensors"
+    start.parent.mkdir()
+    start.write_bytes(b"")
+    assert _init_source(cfg.init_from, tmp_path) == start
     assert _init_source("missing/checkpoint.pt", tmp_path) is None
     with pytest.raises(ConfigError, match="dirac_noise=1.5"):
         TeacherTrainConfig(net=UNetConfig(), dirac_noise=1.5)

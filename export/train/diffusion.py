@@ -73,10 +73,11 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
     "diffusion-teacher-frames": TeacherTrainConfig(
         net=UNetConfig(widths=(128, 192, 256), factors=(2, 2), blocks=(1, 2, 2), kernel_size=3, frame_size=256),
         batch=8, max_minutes=60.0, init_from="diffusion-teacher-frames-toy/checkpoint.pt"),
-    # experimental: the shipped teacher fine-tuned with half of every batch noised like the Dirac
-    # separator's state (stems + noise summing to the clean mixture), see ``training_noise``
-    "diffusion-teacher-dirac": TeacherTrainConfig(net=UNetConfig(), batch=4, max_minutes=80.0, dirac_noise=0.5,
-                                                  init_from="diffusion-teacher.safetensors"),
+    # the raw-sample teacher (the diffusion-teacher run's weights) fine-tuned with half of every batch
+    # noised like the Dirac separator's state (stems + noise summing to the clean mixture), see
+    # ``training_noise``; its separation peaks early (the shipped one: 2500 steps)
+    "diffusion-teacher-dirac": TeacherTrainConfig(net=UNetConfig(), batch=4, steps=2500, max_minutes=80.0,
+                                                  dirac_noise=0.5, init_from="diffusion-teacher/teacher.safetensors"),
     "diffusion-tiny": TeacherTrainConfig(
         net=UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256),
         batch=2,
@@ -90,6 +91,16 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
 
 #: configs whose ``--ship`` replaces the shipped teacher
 SHIPPABLE = ("diffusion-teacher", "diffusion-teacher-dirac")
+
+
+def default_teacher(runs: str | Path = "runs") -> Path | None:
+    """The teacher the student and the benchmark use when none is named: the last run of the
+    shipped recipe under ``runs`` (``diffusion-teacher-dirac``, else ``diffusion-teacher``),
+    else the shipped file; None if none exists."""
+    root = Path(__file__).resolve().parents[2]
+    candidates = [Path(runs) / name / "teacher.safetensors" for name in ("diffusion-teacher-dirac", "diffusion-teacher")]
+    candidates.append(root / "realtime" / "weights" / "diffusion-teacher.safetensors")
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def _setup_log(out: Path, quiet: bool) -> None:
@@ -211,14 +222,20 @@ def train_teacher(cfg: TeacherTrainConfig, out: Path, data_root: str | None, res
 
 
 def _init_source(init_from: str | None, runs: str | Path) -> Path | None:
-    """Where ``init_from`` points (see :class:`TeacherTrainConfig`), or None if it names nothing
-    that exists."""
+    """Where ``init_from`` points (see :class:`TeacherTrainConfig`): ``runs / init_from``, or for
+    a ``.safetensors`` file also ``init_from`` itself. None when there is no ``init_from`` or its
+    checkpoint does not exist (the run starts from scratch); a teacher file that does not exist
+    is an error, since a fine-tuning recipe means nothing from scratch."""
     if not init_from:
         return None
     candidates = [Path(runs) / init_from]
     if init_from.endswith(".safetensors"):
-        candidates = [Path(init_from), Path(__file__).resolve().parents[2] / "realtime" / "weights" / init_from]
-    return next((p for p in candidates if p.is_file()), None)
+        candidates.append(Path(init_from))
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None and init_from.endswith(".safetensors"):
+        raise bad_value("init_from", str(candidates[0]), "the teacher file this config fine-tunes (the "
+                        "diffusion-teacher run's teacher.safetensors; the README says how to fetch the one it used)")
+    return found
 
 
 def _init_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
@@ -274,6 +291,6 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "CONFIGS", "SHIPPABLE", "TeacherTrainConfig", "dsm_loss", "training_noise", "run_record", "run_training", "separation_sisdri", "train_teacher",
+    "CONFIGS", "SHIPPABLE", "TeacherTrainConfig", "default_teacher", "dsm_loss", "training_noise", "run_record", "run_training", "separation_sisdri", "train_teacher",
 ]
 
