@@ -323,9 +323,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: one sampler run of the teacher table: (kind, steps, corrections, gamma, constrained stem or -1 for the last)
+TeacherRun = tuple[str, int, int, float, int]
+
+
+def teacher_runs(stems: int) -> list[TeacherRun]:
+    """The teacher table's sampler runs, in table order. ``gamma`` is the Gaussian likelihood's
+    scale; 0.0 on a Dirac run means no churn."""
+    # Dirac from the few steps a CPU affords up to the thesis' hundreds
+    runs = [("dirac", 8, 0, 0.75), ("dirac", 8, 1, 0.75), ("dirac", 16, 0, 0.75), ("dirac", 16, 1, 0.75),
+            ("dirac", 32, 0, 0.75), ("dirac", 32, 1, 0.75),
+            ("dirac", 64, 0, 0.75), ("dirac", 150, 0, 0.75), ("dirac", 400, 0, 0.75),
+            ("gaussian", 32, 0, 0.75), ("gaussian", 32, 1, 0.75), ("gaussian", 32, 0, 2.0), ("gaussian", 32, 1, 2.0),
+            ("dirac", 16, 0, 0.0), ("dirac-projected", 16, 0, 0.0), ("dirac-projected", 32, 0, 0.0),
+            ("oracle dirac", 16, 0, 0.0), ("oracle dirac", 64, 0, 0.0), ("oracle dirac", 150, 0, 0.0),
+            ("oracle dirac-projected", 16, 0, 0.0)]
+    # Dirac with each other stem constrained (the thesis' Table 4.4, left): that stem takes every error of the rest
+    return [r + (-1,) for r in runs] + [("dirac", 32, 0, 0.75, k) for k in range(stems - 1)]
+
+
 def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...], seconds_per_clip: float,
-                  stems: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The teacher's samplers (group ``teacher``) and the oracle-denoiser checks (``oracle``)."""
+                  stems: tuple[str, ...], runs: list[TeacherRun] | None = None) -> list[dict[str, Any]]:
+    """The teacher's samplers (group ``teacher``) and the oracle-denoiser checks (``oracle``):
+    ``runs``, default :func:`teacher_runs`."""
     from realtime.diffusion.samplers import (
         Conditioning,
         karras_sigmas,
@@ -335,16 +355,9 @@ def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...]
         sample_gaussian,
     )
 
-    # (kind, steps, corrections, gamma); Dirac from the few steps a CPU affords up to the thesis' hundreds
-    configs = [("dirac", 8, 0, 0.75), ("dirac", 8, 1, 0.75), ("dirac", 16, 0, 0.75), ("dirac", 16, 1, 0.75),
-               ("dirac", 32, 0, 0.75), ("dirac", 32, 1, 0.75),
-               ("dirac", 64, 0, 0.75), ("dirac", 150, 0, 0.75), ("dirac", 400, 0, 0.75),
-               ("gaussian", 32, 0, 0.75), ("gaussian", 32, 1, 0.75), ("gaussian", 32, 0, 2.0), ("gaussian", 32, 1, 2.0),
-               ("dirac", 16, 0, 0.0), ("dirac-projected", 16, 0, 0.0), ("dirac-projected", 32, 0, 0.0),
-               ("oracle dirac", 16, 0, 0.0), ("oracle dirac", 64, 0, 0.0), ("oracle dirac", 150, 0, 0.0),
-               ("oracle dirac-projected", 16, 0, 0.0)]
+    configs = teacher_runs(len(stems)) if runs is None else runs
     rows = []
-    for kind, steps, corr, gamma in configs:
+    for kind, steps, corr, gamma, constrained in configs:
         group = "oracle" if kind.startswith("oracle") else "teacher"
         if group not in groups:
             continue
@@ -357,7 +370,7 @@ def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...]
             gen = torch.Generator().manual_seed(100 + i)
             sig = karras_sigmas(steps)
             x = torch.randn(clean.shape, generator=gen) * float(sig[0])
-            cond = Conditioning(mixture=clean.sum(dim=1), gamma_scale=gamma or 0.75)
+            cond = Conditioning(mixture=clean.sum(dim=1), gamma_scale=gamma or 0.75, constrained=constrained)
             den = (lambda z, sigma, c=clean: c) if group == "oracle" else teacher
             with torch.inference_mode():
                 est, dt = _time(lambda: sampler(den, x, sig, cond, s_churn=churn, corrections=corr, generator=gen))
@@ -366,6 +379,7 @@ def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...]
         who = "oracle denoiser (sampler check)," if group == "oracle" else "teacher"
         label = f"{who} {base.capitalize()} {steps} steps" + (" + correction" if corr else "") + f" (S_churn {churn:g}"
         label += f", gamma {gamma:g} sigma)" if kind == "gaussian" else ")"
+        label += f", {stems[constrained]} constrained" if constrained >= 0 else ""
         rows.append(_row(label, scores, network_evaluations(steps, corr), times, seconds_per_clip, stems, group))
     return rows
 

@@ -99,3 +99,24 @@ def test_diagnostics_with_an_oracle_denoiser() -> None:
     assert len(projected) == 2 * len(WARM_SIGMAS) and all(r["sisdri_db"] > 40 for r in projected)
     text = "\n".join(markdown(diag))
     assert "| dirac-projected | mixture/N |" in text and "| 0.1 |" in text
+
+
+def test_teacher_rows_name_the_constrained_stem() -> None:
+    import torch
+
+    from benchmarks.diffusion_table import _teacher_rows, teacher_runs
+    from export.train.diffusion import CONFIGS
+    from realtime.diffusion.unet import ScoreUNet
+
+    torch.manual_seed(0)
+    net = CONFIGS["diffusion-tiny"].net
+    clip = (0.05 * np.random.default_rng(2).standard_normal((4, 1, net.segment_samples))).astype(np.float32)
+    runs = teacher_runs(len(STEMS))
+    assert [r[4] for r in runs if r[4] >= 0] == [0, 1, 2]  # piano, the default, is constrained in the other rows
+    runs = [r for r in runs if r[4] >= 0 or r[:3] == ("dirac", 8, 0)]
+    rows = _teacher_rows(ScoreUNet(net).eval(), [clip], ("teacher",), net.segment_samples / net.sample_rate, STEMS,
+                         runs)
+    labels = [r["model"] for r in rows]
+    assert sum("constrained" in label for label in labels) == 3
+    assert any(label.endswith(", drums constrained") and "Dirac 32 steps" in label for label in labels)
+    assert not any(r["group"] == "oracle" for r in rows)
