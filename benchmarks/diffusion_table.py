@@ -335,7 +335,8 @@ def teacher_runs(stems: int) -> list[TeacherRun]:
             ("dirac", 32, 0, 0.75), ("dirac", 32, 1, 0.75),
             ("dirac", 64, 0, 0.75), ("dirac", 150, 0, 0.75), ("dirac", 400, 0, 0.75),
             ("gaussian", 32, 0, 0.75), ("gaussian", 32, 1, 0.75), ("gaussian", 32, 0, 2.0), ("gaussian", 32, 1, 2.0),
-            ("dirac", 16, 0, 0.0), ("dirac-projected", 16, 0, 0.0), ("dirac-projected", 32, 0, 0.0),
+            ("dirac", 16, 0, 0.0), ("dirac-projected", 1, 0, 0.0), ("dirac-projected", 2, 0, 0.0),
+            ("dirac-projected", 4, 0, 0.0), ("dirac-projected", 16, 0, 0.0), ("dirac-projected", 32, 0, 0.0),
             ("oracle dirac", 16, 0, 0.0), ("oracle dirac", 64, 0, 0.0), ("oracle dirac", 150, 0, 0.0),
             ("oracle dirac-projected", 16, 0, 0.0)]
     # Dirac with each other stem constrained (the thesis' Table 4.4, left): that stem takes every error of the rest
