@@ -103,3 +103,12 @@ def test_ship_half_stores_the_rounded_student(tmp_path: Path) -> None:
     rounded = round_to_half(step.net).state_dict()
     assert all(torch.equal(shipped[k], rounded[k]) for k in rounded)
     assert load_student_step(dest)[0].config == step.config
+
+
+def test_models_card_says_what_a_continued_student_started_from() -> None:
+    from bridge.commands.models import _trained_on
+
+    fresh = {"data": "synthetic", "role": "student", "steps": 7, "init": "initialised from the teacher"}
+    assert _trained_on(fresh) == "synthetic data, 7 student steps"
+    continued = dict(fresh, init="initialised from a/student.safetensors (13557 distillation steps)")
+    assert _trained_on(continued) == "synthetic data, 7 student steps in its last run (after 13557 distillation steps)"

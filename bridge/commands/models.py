@@ -21,7 +21,11 @@ def _trained_on(record: dict) -> str:
     data = record.get("data", {})
     train = record.get("train", {})
     if isinstance(data, str):  # the diffusion run records: data name, role and steps
-        return f"{data} data, {record.get('steps', '?')} {record.get('role', 'training')} steps"
+        steps = f"{data} data, {record.get('steps', '?')} {record.get('role', 'training')} steps"
+        start = str(record.get("init", ""))
+        if start.startswith("initialised from ") and "(" in start:  # a continuation: what it started from
+            steps += f" in its last run (after {start.rsplit('(', 1)[1].rstrip(')')})"
+        return steps
     if not data:
         return "-"
     seen = f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
