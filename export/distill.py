@@ -175,10 +175,9 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
     if init_from is not None and not resume:
         start_note = _start_from_student(init_from, (student, target, ema))
     fit = Fit(out, {"student": student, "target": target, "ema": ema}, "student", cfg.lr)
-    fit.extra = {"init": start_note}
     if resume:
         start_note = str((fit.resume() or {}).get("init", start_note))
-        fit.extra = {"init": start_note}
+    fit.extra = {"init": start_note}
     step = fit.step
     net = teacher.config
     total = int(steps if steps is not None else cfg.steps)
