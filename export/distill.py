@@ -248,11 +248,11 @@ def _student_file(args: argparse.Namespace) -> Path | None:
     given = getattr(args, "init_from", None)
     if not given:
         return None
-    root = Path(__file__).resolve().parents[1]
-    path = root / "realtime" / "weights" / "diffusion-student.safetensors" if given in (
-        "diffusion-1step", "diffusion-2step") else Path(given)
+    from realtime.models.registry import DIFFUSION_STEPS, DIFFUSION_WEIGHTS, WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"{DIFFUSION_WEIGHTS}.safetensors" if given in DIFFUSION_STEPS else Path(given)
     if not path.is_file():
-        raise bad_value("init_from", given, "a student .safetensors file, or diffusion-1step / diffusion-2step "
+        raise bad_value("init_from", given, f"a student .safetensors file, or {' / '.join(DIFFUSION_STEPS)} "
                         "(the shipped student)")
     return path
 

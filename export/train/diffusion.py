@@ -49,8 +49,8 @@ class TeacherTrainConfig:
     validate_every: int = 500
     threads: int = 1
     seed: int = 0
-    #: what starts a fresh run, if it exists: a checkpoint relative to ``--runs`` (its EMA weights),
-    #: or a ``.safetensors`` teacher file (a bare file name is looked up in ``realtime/weights/``)
+    #: what starts a fresh run: a checkpoint relative to ``--runs`` (its EMA weights; skipped if it does
+    #: not exist), or a ``.safetensors`` teacher file relative to ``--runs`` or as given (required)
     init_from: str | None = None
 
     def __post_init__(self) -> None:
