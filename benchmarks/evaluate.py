@@ -35,6 +35,7 @@ import numpy as np
 from benchmarks.confidence import BOOTSTRAP_METRICS, MIN_SONGS, stem_mean_interval
 from benchmarks.metrics import SDR_FILTER_LENGTH, SI_SDR_EPS, sdr, si_sdr_stems
 from realtime.errors import ConfigError, StemstreamError, bad_value
+from realtime.stems import GROUP_STEMS, group_matrix
 
 #: ``separator(track) -> (len(stems), channels, samples)`` float array.
 Separator = Callable[[Any], np.ndarray]
@@ -75,6 +76,35 @@ def _summary(pairs: dict[str, list[float]]) -> dict[str, Any]:
 
 def _empty() -> dict[str, list[float]]:
     return {m: [] for m in METRICS}
+
+
+def reference_members(track_stems: Sequence[str], name: str) -> list[str] | None:
+    """Which of a track's stems make up the reference ``name``: ``[name]`` itself; for a group of
+    :data:`GROUP_STEMS` (``instrumental``), the track's ``accompaniment`` / ``instrumental`` if it
+    has one, else every stem but the left-out ones (only when the track has those); None if the
+    track cannot give ``name``."""
+    have = tuple(track_stems)
+    if name in have:
+        return [name]
+    if name not in GROUP_STEMS:
+        return None
+    for alias in GROUP_STEMS:
+        if alias in have:
+            return [alias]
+    left_out = GROUP_STEMS[name]
+    rest = [k for k in have if k not in left_out]
+    return rest if rest and all(k in have for k in left_out) else None
+
+
+def stem_references(track: Any, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The track's stems plus the groups of :data:`GROUP_STEMS` it can form (see
+    :func:`reference_members`), or only ``names`` where given."""
+    refs = dict(track.stems)
+    for name in (names if names is not None else GROUP_STEMS):
+        members = reference_members(tuple(track.stems), name)
+        if members is not None and name not in refs:
+            refs[name] = np.sum(np.stack([track.stems[k] for k in members]), axis=0)
+    return refs
 
 
 def evaluate_tracks(
@@ -134,9 +164,10 @@ def evaluate_tracks(
             )
         if not np.all(np.isfinite(estimate)):
             raise StemstreamError(f"separator output for track {track.name!r} has NaN or Inf")
-        scored = [i for i, s in enumerate(stems) if s in track.stems]
+        refs = stem_references(track, stems)
+        scored = [i for i, s in enumerate(stems) if s in refs]
         for i, s in enumerate(stems):
-            if s not in track.stems:
+            if s not in refs:
                 missing[s] = missing.get(s, 0) + 1
         sources = list(track.stems)
         rate = int(track.sample_rate)
@@ -152,6 +183,9 @@ def evaluate_tracks(
             if sum(active.values()) < min_active_sources:
                 skipped_few += 1
                 continue
+            for i in scored:  # a group is active when its sum is
+                if stems[i] not in active:
+                    active[stems[i]] = rms_db(refs[stems[i]][..., start:stop]) >= silence_db
             keep = [i for i in scored if active[stems[i]]]
             for i in scored:
                 if not active[stems[i]]:
@@ -159,7 +193,7 @@ def evaluate_tracks(
             if not keep:
                 continue
             est = estimate[keep, :, start:stop].astype(np.float64)
-            ref = np.stack([track.stems[stems[i]][..., start:stop] for i in keep]).astype(np.float64)
+            ref = np.stack([refs[stems[i]][..., start:stop] for i in keep]).astype(np.float64)
             mix = mixture[:, start:stop]
             score = si_sdr_stems(est, ref)
             values = {
@@ -352,17 +386,17 @@ def model_separator(model: Any, backend: str = "torch", name: str | None = None,
 
 
 class SubsetSeparator:
-    """Picks ``stems`` (in that order) out of ``separator``'s outputs: ``(len(stems), C, T)``."""
+    """Picks ``stems`` (in that order) out of ``separator``'s outputs, a group summing its
+    members (``realtime.stems.group_matrix``): ``(len(stems), C, T)``."""
 
     def __init__(self, separator: Any, stems: Sequence[str]) -> None:
-        available = tuple(separator.stems)
         stems = tuple(stems)
-        unknown = [s for s in stems if s not in available]
-        if not stems or unknown:
-            raise bad_value("stems", ",".join(stems), f"stems the model outputs: {','.join(available)}")
+        if not stems:
+            raise bad_value("stems", "", f"stems the model outputs: {','.join(separator.stems)}")
         self.separator = separator
-        self.index = [available.index(s) for s in stems]
+        self.rows = group_matrix(separator.stems, stems)
         self.stems = stems
 
     def __call__(self, track: Any) -> np.ndarray:
-        return self.separator(track)[self.index]
+        out = np.asarray(self.separator(track))
+        return np.einsum("ks,sct->kct", self.rows, out).astype(out.dtype, copy=False)

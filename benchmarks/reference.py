@@ -39,13 +39,20 @@ REFERENCE_SEPARATORS: tuple[str, ...] = ("mixture", "oracle-mask")
 ORACLE_WINDOWS: tuple[str, ...] = ("hann", "live")
 
 
-def _prepare(track: Any, stems: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[int, int]]]:
+def _prepare(track: Any, stems: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[int, list[int]]]]:
     """``(mixture (C, T) float32, silent output (len(stems), C, T), the track's stem names,
-    [(output index, track stem index)] for the requested stems the track holds)``."""
+    [(output index, [track stem indices])] for the requested stems the track can give)``: a
+    group such as ``instrumental`` is the sum of its members (``benchmarks.evaluate.reference_members``)."""
+    from benchmarks.evaluate import reference_members
+
     mixture = np.asarray(track.mixture, dtype=np.float32)
     out = np.zeros((len(stems), *mixture.shape), dtype=np.float32)
     names = list(track.stems)
-    wanted = [(i, names.index(s)) for i, s in enumerate(stems) if s in track.stems]
+    wanted = []
+    for i, s in enumerate(stems):
+        members = reference_members(names, s)
+        if members is not None:
+            wanted.append((i, [names.index(m) for m in members]))
     return mixture, out, names, wanted
 
 
@@ -103,8 +110,9 @@ class OracleMaskSeparator:
                 mags = [stft(track.stems[n][ch]).abs().pow_(self.mask_power) for n in names]
                 total = torch.stack(mags).sum(0)
                 mix_spec = stft(mixture[ch])
-                for i, k in wanted:
-                    mask = torch.where(total > 0, mags[k] / total.clamp_min(1e-30), torch.zeros_like(total))
+                for i, ks in wanted:
+                    part = torch.stack([mags[k] for k in ks]).sum(0)
+                    mask = torch.where(total > 0, part / total.clamp_min(1e-30), torch.zeros_like(total))
                     y = torch.istft(
                         mix_spec * mask, self.stft_size, self.hop_samples, window=window,
                         center=True, length=length,
@@ -175,8 +183,10 @@ class LowDelayOracleMaskSeparator:
             sources[k, :, :length] = track.stems[n]
         sources[-1, :, :length] = mixture
         signal = torch.from_numpy(sources.reshape(-1, total))
-        keep = [k for _, k in wanted]
-        rows = len(keep) * channels
+        members = torch.zeros(len(wanted), len(names))  # output j sums the masks of its members
+        for j, (_, ks) in enumerate(wanted):
+            members[j, ks] = 1.0
+        rows = len(wanted) * channels
         history = torch.zeros(signal.shape[0], stft.history_samples)
         tail = torch.zeros(rows, stft.tail_samples)
         pieces = []
@@ -187,11 +197,12 @@ class LowDelayOracleMaskSeparator:
                 spec = spec.reshape(len(names) + 1, channels, 2, bins, frames)
                 mags = (spec[:-1, :, 0] ** 2 + spec[:-1, :, 1] ** 2).sqrt().pow_(self.mask_power)
                 norm = mags.sum(0)
-                masks = torch.where(norm > 0, mags[keep] / norm.clamp_min(1e-30), torch.zeros_like(norm))
+                part = torch.einsum("js,scbf->jcbf", members, mags)
+                masks = torch.where(norm > 0, part / norm.clamp_min(1e-30), torch.zeros_like(norm))
                 est = (masks.unsqueeze(2) * spec[-1:]).reshape(rows, 2 * bins, frames)
                 y, tail = stft.synthesise(est, tail)
                 pieces.append(y)
-        y = torch.cat(pieces, -1).reshape(len(keep), channels, total)[..., lat : lat + length].numpy()
+        y = torch.cat(pieces, -1).reshape(len(wanted), channels, total)[..., lat : lat + length].numpy()
         for j, (i, _) in enumerate(wanted):
             out[i] = y[j]
         return out

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "live": ("benchmarks.live_soak", "soak test of the live JACK path"),
     "diffusion": ("benchmarks.diffusion_table", "diffusion separators: quality vs steps vs time"),
     "tradeoff": ("benchmarks.tradeoff", "latency / quality trade-off of the separators (SI-SDRi vs latency)"),
+    "peers": ("benchmarks.peers", "our models beside Spleeter, the mixture and the oracle mask on real songs"),
     "stalls": ("benchmarks.stall_probe", "is this machine fit for live audio: how late a real-time thread wakes up"),
 }
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion, tradeoff, stalls)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, stalls)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))

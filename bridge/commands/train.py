@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (live, quality, live-pruned, diffusion*)",
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
-    parser.add_argument("--config", required=True, help="live | quality | live-pruned | tiny | diffusion*")
+    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | tiny | diffusion*")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, metavar="cpu|cuda[:N]",
                         help="where the training steps run (default cpu); on a GPU the training songs are held "
                              "on it and batches gathered there; the weights saved are the same CPU safetensors")
+    parser.add_argument("--real-data", default=None, metavar="DIR",
+                        help="real training recordings for the DJ configs (mir1k/, musicdelta/; "
+                             "default ../shared/realdata-train)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -78,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             if value is not None:
                 raise ConfigError(f"{flag}={value!r}: the diffusion configs set their own batches; expected no "
                                   f"--{flag.replace('_', '-')}")
+        if getattr(args, "real_data", None) is not None:
+            raise ConfigError(f"real_data={args.real_data!r}: the diffusion configs train on synthetic songs; "
+                              "expected no --real-data")
         if getattr(args, "device", None) is not None:
             raise ConfigError(f"device={args.device!r}: the diffusion configs train on the CPU; expected no --device")
         if getattr(args, "init_from", None) and args.config != "diffusion-student":

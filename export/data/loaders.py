@@ -123,6 +123,27 @@ def _is_musdb_track(d: Path) -> bool:
     return (d / "mixture.wav").is_file() and all((d / f"{s}.wav").is_file() for s in MUSDB_STEMS)
 
 
+def _stem_file(d: Path, stem: str) -> Path | None:
+    """``d/<stem>.<ext>`` for the first audio suffix that exists."""
+    for suffix in AUDIO_SUFFIXES:
+        if (d / f"{stem}{suffix}").is_file():
+            return d / f"{stem}{suffix}"
+    return None
+
+
+def _is_musdb_like(d: Path) -> bool:
+    """MUSDB's stems in any audio format (WAV, FLAC, MP3, OGG), with or without a mixture file."""
+    return all(_stem_file(d, s) is not None for s in MUSDB_STEMS)
+
+
+def _is_multitrack_json(d: Path) -> bool:
+    return (d / "tracks.json").is_file()
+
+
+def _is_clip_folder(d: Path) -> bool:
+    return any(d.glob("*.vocals.*")) and any(d.glob("*.accompaniment.*"))
+
+
 def _is_slakh_track(d: Path) -> bool:
     return (d / "metadata.yaml").is_file() and (d / "stems").is_dir()
 
@@ -140,7 +161,7 @@ def _is_vocals_excerpt(d: Path) -> bool:
 
 
 _DETECTORS = (_is_synth_song, _is_musdb_track, _is_slakh_track, _is_flac_stem_track,
-              _is_koronium, _is_vocals_excerpt)
+              _is_koronium, _is_vocals_excerpt, _is_musdb_like, _is_multitrack_json, _is_clip_folder)
 
 
 def _track_dirs(root: Path, depth: int = 3) -> Iterator[Path]:
@@ -170,6 +191,11 @@ def load_tracks(path: str | Path, stems: Iterable[str] | None = None) -> Iterato
     stems = tuple(stems) if stems is not None else None
     found = 0
     for d in _track_dirs(root):
+        if _is_clip_folder(d) and not any(det(d) for det in _DETECTORS if det is not _is_clip_folder):
+            for track in _load_clips(d, stems):  # a folder of clips: one track per clip
+                found += 1
+                yield track
+            continue
         found += 1
         yield load_track(d, stems)
     if found == 0:
@@ -205,7 +231,45 @@ def load_track(folder: str | Path, stems: Iterable[str] | None = None) -> Track:
         return _assemble(d.name, files, None, stems,
                          {"dataset": "musdb18-vocals-excerpts", "evaluation_only": True,
                           "path": str(d), "baseline_estimates": estimates})
+    if _is_musdb_like(d):
+        files = {s: [p] for s in MUSDB_STEMS if (p := _stem_file(d, s)) is not None}
+        return _assemble(d.name, files, _stem_file(d, "mixture"), stems, {"dataset": "musdb-layout", "path": str(d)})
+    if _is_multitrack_json(d):
+        return _load_multitrack_json(d, stems)
     raise AudioInputError(f"track folder {str(d)!r}: layout not recognised")
+
+
+#: Labels of a ``tracks.json`` multitrack (MedleyDB excerpts) -> the DJ stem set.
+MULTITRACK_STEMS = {"vocals": "vocals", "drums": "drums", "bass": "bass", "guitar": "other", "other": "other"}
+
+
+def _load_multitrack_json(d: Path, stems: tuple[str, ...] | None) -> Track:
+    """``d/tracks.json`` listing ``{"file", "stem"}`` per recorded track: tracks summed per DJ stem."""
+    try:
+        meta = json.loads((d / "tracks.json").read_text())
+        entries = [(str(t["file"]), str(t["stem"])) for t in meta["tracks"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AudioInputError(f"{str(d / 'tracks.json')!r}: expected {{'tracks': [{{'file', 'stem'}}, ...]}} "
+                              f"({type(exc).__name__}: {exc})") from None
+    files: dict[str, list[Path]] = {}
+    for name, label in entries:
+        if label not in MULTITRACK_STEMS:
+            raise AudioInputError(f"{str(d / name)!r}: stem {label!r}, expected one of {sorted(MULTITRACK_STEMS)}")
+        files.setdefault(MULTITRACK_STEMS[label], []).append(d / name)
+    return _assemble(d.name, files, None, stems, {"dataset": "multitrack", "path": str(d)})
+
+
+def _load_clips(d: Path, stems: tuple[str, ...] | None) -> Iterator[Track]:
+    """MIR-1K's layout: ``d/CLIP.vocals.<ext>`` + ``d/CLIP.accompaniment.<ext>``, one track per clip."""
+    for voc in sorted(d.glob("*.vocals.*")):
+        if voc.suffix not in AUDIO_SUFFIXES:
+            continue
+        clip = voc.name[: -len(".vocals" + voc.suffix)]
+        acc = voc.with_name(f"{clip}.accompaniment{voc.suffix}")
+        if not acc.is_file():
+            raise AudioInputError(f"{str(acc)!r}: missing (each clip has vocals and accompaniment)")
+        yield _assemble(clip, {"vocals": [voc], "accompaniment": [acc]}, None, stems,
+                        {"dataset": "clips", "path": str(d)})
 
 
 def _load_synth(d: Path, stems: tuple[str, ...] | None) -> Track:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from realtime.errors import bad_value
 from realtime.models.live import LiveConfig
+from realtime.stems import DJ_STEMS
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class TrainConfig:
             ships whichever of the average and the last weights scores higher on validation.
         device: where the steps run: ``cpu`` or a CUDA device (``cuda``, ``cuda:1``); the
             training songs then sit on that device too, and the saved weights are CPU tensors.
+        data: ``synth`` (our synthetic songs, the instrument set) or ``dj`` (the DJ stem set from
+            real recordings and synthetic backings, ``export.train.dj_data``).
+        real_data: the real training recordings for ``dj`` (None: ``../shared/realdata-train``).
     """
 
     name: str
@@ -52,7 +57,20 @@ class TrainConfig:
     threads: int = 1
     ema: float = 0.0
     device: str = "cpu"
+    data: str = "synth"
+    real_data: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data not in ("synth", "dj"):
+            raise bad_value("data", self.data, "'synth' (the instrument set) or 'dj' (real + synthetic, DJ stems)")
+
+    @property
+    def real_data_root(self) -> Path:
+        """Where the real training recordings are (``real_data``, else ``../shared/realdata-train``)."""
+        from export.data.real import DEFAULT_REAL_TRAIN
+
+        return Path(self.real_data) if self.real_data else DEFAULT_REAL_TRAIN
 
     @property
     def teacher_source(self) -> str | None:
@@ -80,6 +98,18 @@ def _configs() -> dict[str, TrainConfig]:
             lr=3e-4,
             init_from="live",
             prune_macs=0.45,
+        ),
+        "dj-live": TrainConfig(
+            name="dj-live",
+            model=LiveConfig(stems=DJ_STEMS),
+            steps=100000,
+            time_budget_s=7200.0,
+            batch=6,
+            excerpt_seconds=3.0,
+            lr=4e-4,
+            init_from="live",
+            data="dj",
+            ema=0.999,
         ),
         "tiny": TrainConfig(
             name="tiny",

@@ -24,7 +24,8 @@ import torch
 from export.train.configs import TrainConfig
 from export.train.diffusion_fit import ema_update
 from export.train.data import DeviceRemixSampler, RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
-from export.train.losses import align, si_sdri_per_stem, thresholded_sdr_loss
+from export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
+from export.train.losses import align, band_limit, grouped_sdr_loss, si_sdri_per_stem, thresholded_sdr_loss
 from realtime.errors import ConfigError
 from realtime.models.live import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
 from realtime.models.weights import save_weights
@@ -62,8 +63,14 @@ def machine_info() -> dict[str, Any]:
 
 
 @torch.no_grad()
-def validate(model: LiveSeparator, mix: torch.Tensor, stems: torch.Tensor, batch: int = 4) -> dict[str, float]:
-    """Mean SI-SDRi (dB) per stem on fixed excerpts, latency-aligned; plus ``mean``."""
+def validate(model: LiveSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
+             batch: int = 4) -> dict[str, float]:
+    """Mean SI-SDRi (dB) per stem on fixed excerpts, latency-aligned; plus ``mean``.
+
+    ``mix`` may be a :class:`TrainBatch` (the DJ set's validation: grouped and band-limited rows);
+    then a stem is scored on the rows whose target is that stem alone."""
+    if isinstance(mix, TrainBatch):
+        return validate_grouped(model, mix, batch)
     model.eval()
     lat = model.config.latency_samples
     hop = model.config.hop_samples
@@ -84,6 +91,36 @@ def validate(model: LiveSeparator, mix: torch.Tensor, stems: torch.Tensor, batch
         sel = imp[:, k][valid[:, k]]
         out[name] = float(sel.mean()) if len(sel) else float("nan")
     out["mean"] = float(np.nanmean([out[n] for n in model.config.stems]))
+    return out
+
+
+@torch.no_grad()
+def validate_grouped(model: LiveSeparator, data: TrainBatch, batch: int = 4) -> dict[str, float]:
+    """:func:`validate` for a :class:`TrainBatch`: band-limited rows compared below their band."""
+    model.eval()
+    lat, hop = model.config.latency_samples, model.config.hop_samples
+    n = (data.mix.shape[-1] // hop) * hop
+    stems = model.config.stems
+    scores: dict[int, list[torch.Tensor]] = {k: [] for k in range(len(stems))}
+    for i in range(0, data.mix.shape[0], batch):
+        part = slice(i, i + batch)
+        m, t, g = data.mix[part, :, :n], data.targets[part, ..., :n], data.groups[part]
+        est, _ = model(m, model.init_state(m.shape[0]))
+        est, ref = align(torch.einsum("bks,bsct->bkct", g, est), t, lat)
+        _, mref = align(m, m, lat)
+        band = data.band_hz[part]
+        est, ref, mref = (band_limit(x, band, model.config.sample_rate) for x in (est, ref, mref))
+        imp, audible = si_sdri_per_stem(est, ref, mref)
+        for b in range(imp.shape[0]):
+            for k in range(imp.shape[1]):
+                row = g[b, k]
+                if not (data.valid[i + b, k] and audible[b, k]) or float(row.sum()) != 1.0:
+                    continue
+                scores[int(row.argmax())].append(imp[b, k])
+    model.train()
+    out = {name: float(torch.stack(scores[k]).mean()) if scores[k] else float("nan")
+           for k, name in enumerate(stems)}
+    out["mean"] = float(np.nanmean([out[name] for name in stems]))
     return out
 
 
@@ -117,13 +154,16 @@ def write_curves(out_dir: Path, history: list[dict[str, Any]], stems: tuple[str,
 
 
 def training_loss(
-    model: LiveSeparator, mix: torch.Tensor, stems: torch.Tensor, teacher: LiveSeparator | None = None,
-    distill: float = 0.0,
+    model: LiveSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
+    teacher: LiveSeparator | None = None, distill: float = 0.0,
 ) -> torch.Tensor:
     """Thresholded SDR of ``model``'s latency-aligned estimate against the true ``stems``; with a
     ``teacher``, ``(1 - distill)`` of that plus ``distill`` times the SDR against the teacher's
-    estimate (computed without gradients)."""
+    estimate (computed without gradients). ``mix`` may be a :class:`TrainBatch` (grouped and
+    band-limited targets, ``export.train.dj_data``)."""
     lat = model.config.latency_samples
+    if isinstance(mix, TrainBatch):
+        return grouped_training_loss(model, mix, teacher, distill)
     est, _ = model(mix, model.init_state(mix.shape[0]))
     est, ref = align(est, stems, lat)
     _, mref = align(mix, mix, lat)
@@ -133,6 +173,23 @@ def training_loss(
     with torch.no_grad():
         t_est, _ = teacher(mix, teacher.init_state(mix.shape[0]))
     t_est, _ = align(t_est, stems, lat)
+    return (1 - distill) * loss + distill * thresholded_sdr_loss(est, t_est, mref)
+
+
+def grouped_training_loss(model: LiveSeparator, data: TrainBatch, teacher: LiveSeparator | None = None,
+                          distill: float = 0.0) -> torch.Tensor:
+    """:func:`training_loss` for a :class:`TrainBatch`; a teacher's estimate is a full-band,
+    ungrouped target for every stem."""
+    lat, rate = model.config.latency_samples, model.config.sample_rate
+    est, _ = model(data.mix, model.init_state(data.mix.shape[0]))
+    est, ref = align(est, data.targets, lat)
+    _, mref = align(data.mix, data.mix, lat)
+    loss = grouped_sdr_loss(est, ref, mref, data.groups, data.valid, data.band_hz, rate)
+    if teacher is None or distill == 0:
+        return loss
+    with torch.no_grad():
+        t_est, _ = teacher(data.mix, teacher.init_state(data.mix.shape[0]))
+    t_est, _ = align(t_est, data.targets, lat)
     return (1 - distill) * loss + distill * thresholded_sdr_loss(est, t_est, mref)
 
 
@@ -172,7 +229,14 @@ def train(
     total = steps if steps is not None else cfg.steps
     excerpt = int(round(cfg.excerpt_seconds * model.config.sample_rate / model.config.hop)) * model.config.hop
     device = torch.device(cfg.device)
-    if device.type == "cpu":  # refuses excerpts longer than every song
+    dj_sources = None
+    if cfg.data == "dj":
+        if device.type != "cpu":
+            raise ConfigError(f"device={cfg.device!r}: the DJ data ({cfg.name}) is mixed on the CPU; expected cpu")
+        dj_sources = DjSources.load(cfg.real_data_root, train_songs, "train")
+        sampler = DjSampler(dj_sources, excerpt, seed=cfg.seed)
+        log(f"DJ sources: {json.dumps(dj_sources.describe())}")
+    elif device.type == "cpu":  # refuses excerpts longer than every song
         sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)
     else:
         sampler = DeviceRemixSampler(train_songs, excerpt, seed=cfg.seed, device=device)
@@ -183,7 +247,11 @@ def train(
         teacher.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vmix, vstems = (t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
+    if dj_sources is not None:
+        vset: TrainBatch | tuple[torch.Tensor, torch.Tensor] = validation_batch(
+            DjSources.load(cfg.real_data_root, valid_songs, "valid"))
+    else:
+        vset = tuple(t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
@@ -241,8 +309,11 @@ def train(
             lr *= (step + 1) / 50
         for g in opt.param_groups:
             g["lr"] = lr
-        mix, stems = sampler.batch(cfg.batch)
-        loss = training_loss(model, mix, stems, teacher, cfg.distill)
+        drawn = sampler.batch(cfg.batch)
+        if isinstance(drawn, TrainBatch):
+            loss = training_loss(model, drawn, None, teacher, cfg.distill)
+        else:
+            loss = training_loss(model, *drawn, teacher, cfg.distill)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -259,13 +330,13 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.2f}", lr=f"{lr:.1e}")
         done = step >= total or progress_fraction() >= 1.0
-        if step % 25 == 0 and not (Path(train_songs.root).parent / "READY").exists():
+        if dj_sources is None and step % 25 == 0 and not (Path(train_songs.root).parent / "READY").exists():
             added = train_songs.refresh()
             if added:
                 sampler.update_pool()
                 log(f"step {step}: {added} more train songs ({len(train_songs.names)} in all)")
         if step % cfg.valid_every == 0 or done:
-            scores = validate(model, vmix, vstems)
+            scores = validate(model, *_as_args(vset))
             entry = {
                 "epoch": len(history) + 1,
                 "step": step,
@@ -300,7 +371,7 @@ def train(
     if average is not None:
         last = history[-1]["mean"] if history else float("-inf")
         average.fast_dsp = True
-        ema_scores = validate(average, vmix, vstems)
+        ema_scores = validate(average, *_as_args(vset))
         chosen = "ema" if ema_scores["mean"] > last else "last"
         ema_choice = {"decay": cfg.ema, "updates": averaged, "chosen": chosen,
                       "valid_last_mean": last, "valid_ema": {k: round(v, 3) for k, v in ema_scores.items()}}
@@ -322,6 +393,8 @@ def train(
             "valid_root": valid_songs.root,
             "valid_songs": len(valid_songs.names),
             "dataset_json": {k: v for k, v in dataset_info(train_songs.root).items() if not isinstance(v, (list, dict))},
+            **({"dj_sources": dj_sources.describe(), "real_data_root": str(cfg.real_data_root)}
+               if dj_sources is not None else {}),
         },
         "train": {
             "steps": step,
@@ -349,6 +422,10 @@ def train(
     (out_dir / "run_record.json").write_text(json.dumps(record, indent=1))
     save_weights(out_dir / f"{cfg.name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record)
     return record
+
+
+def _as_args(vset: TrainBatch | tuple[torch.Tensor, torch.Tensor]) -> tuple:
+    return (vset,) if isinstance(vset, TrainBatch) else vset
 
 
 def load_data(data_root: str | Path, limit: int | None = None) -> tuple[SongSet, SongSet]:

@@ -49,3 +49,41 @@ def si_sdri_per_stem(
     imp = si_sdr(est, ref) - si_sdr(mix, ref)
     valid = ref.pow(2).mean(-1).sqrt() > min_rms
     return imp, valid
+
+
+def band_limit(x: torch.Tensor, band_hz: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``x`` ``(B, ..., T)`` with everything at or above ``band_hz[b]`` removed (a brick-wall mask
+    on the excerpt's DFT); rows with ``band_hz[b] <= 0`` are returned unchanged."""
+    limited = band_hz > 0
+    if not bool(limited.any()):
+        return x
+    n = x.shape[-1]
+    freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate, device=x.device)
+    keep = (freqs.view(1, -1) < band_hz.view(-1, 1)) | ~limited.view(-1, 1)  # (B, F)
+    spec = torch.fft.rfft(x, dim=-1)
+    keep = keep.view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+    filtered = torch.fft.irfft(spec * keep, n=n, dim=-1)
+    return torch.where(limited.view(-1, *([1] * (x.dim() - 1))), filtered, x)  # others exactly as they were
+
+
+def grouped_sdr_loss(
+    estimate: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor, groups: torch.Tensor,
+    valid: torch.Tensor, band_hz: torch.Tensor, sample_rate: int, tau: float = 1e-3,
+) -> torch.Tensor:
+    """Thresholded SDR of grouped, band-limited estimates (the DJ set's partial supervision).
+
+    ``estimate`` ``(B, S, C, T)``, ``targets`` ``(B, K, C, T)``, ``mixture`` ``(B, C, T)``,
+    ``groups`` ``(B, K, S)`` (target row ``k`` is compared with ``sum_s groups[b, k, s] *
+    estimate[b, s]``), ``valid`` ``(B, K)`` (rows that count), ``band_hz`` ``(B,)`` (compare
+    below this frequency only; 0: full band). Mean over the valid rows.
+    """
+    grouped = torch.einsum("bks,bsct->bkct", groups.to(estimate.dtype), estimate)
+    grouped = band_limit(grouped, band_hz, sample_rate)
+    targets = band_limit(targets, band_hz, sample_rate)
+    mixture = band_limit(mixture, band_hz, sample_rate)
+    err = (grouped - targets).pow(2).sum(dim=(-2, -1))
+    ref = targets.pow(2).sum(dim=(-2, -1))
+    floor = tau * mixture.pow(2).sum(dim=(-2, -1)).unsqueeze(1)
+    per_row = 10 * torch.log10(err + floor + 1e-8) - 10 * torch.log10(ref + 1e-8)
+    weight = valid.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)

@@ -49,10 +49,36 @@ def load_separator(path: Path) -> LiveSeparator:
     return model
 
 
+#: A stem a source model lacks starts from this stem's head (DJ set from the instrument set).
+STEM_SEEDS: dict[str, str] = {"vocals": "piano", "other": "guitar", "instrumental": "guitar"}
+
+
+def _stem_rows(source: LiveSeparator, stems: tuple[str, ...]) -> list[int] | None:
+    """Which source stem seeds each of ``stems`` (None: the same stems in the same order)."""
+    have = source.config.stems
+    if tuple(stems) == tuple(have):
+        return None
+    rows = []
+    for stem in stems:
+        seed = stem if stem in have else STEM_SEEDS.get(stem)
+        if seed not in have:
+            raise ConfigError(f"init_from: the source model has stems {have}; nothing seeds {stem!r}")
+        rows.append(have.index(seed))
+    return rows
+
+
 def transfer(source: LiveSeparator, config: LiveConfig) -> LiveSeparator:
-    """A model of ``config`` initialised from ``source`` (same sizes; heads may double for look-ahead)."""
+    """A model of ``config`` initialised from ``source`` (same sizes; heads may double for
+    look-ahead; other stems take their heads from the source's stems per :data:`STEM_SEEDS`)."""
     target = LiveSeparator(config)
-    src = source.state_dict()
+    src = dict(source.state_dict())
+    rows = _stem_rows(source, config.stems)
+    if rows is not None:  # pick each new stem's block of head rows
+        n_old = len(source.config.stems)
+        for key in ("spec_head.weight", "spec_head.bias", "wave_head.weight", "wave_head.bias"):
+            old = src[key]
+            blocks = old.reshape(n_old, old.shape[0] // n_old, *old.shape[1:])
+            src[key] = blocks[rows].reshape(len(rows) * blocks.shape[1], *old.shape[1:])
     with torch.no_grad():
         for key, value in target.state_dict().items():
             if key not in src:
@@ -153,6 +179,14 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     device = getattr(args, "device", None)
     if device is not None:
         cfg = replace(cfg, device=check_device(device))
+    real_data = getattr(args, "real_data", None)
+    if real_data:
+        if cfg.data != "dj":
+            raise ConfigError(f"real_data={real_data!r}: only the DJ configs train on real recordings; "
+                              f"{config_name} trains on synthetic songs")
+        if not Path(real_data).is_dir():
+            raise ConfigError(f"real_data={real_data!r}: expected a folder with mir1k/ and musicdelta/")
+        cfg = replace(cfg, real_data=str(real_data))
     init_from = getattr(args, "init_from", None)
     if init_from:
         cfg = replace(cfg, init_from=str(init_from))

@@ -1,8 +1,10 @@
 """The shipped models, by name: cards for listing, loaders for PyTorch and the engine.
 
-Names: ``live`` (5.8 ms), ``live-pruned`` (pruned + fine-tuned ``live``), ``quality``
-(same architecture, longer synthesis window and look-ahead): hop models whose weights live in
-``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
+Names: ``dj-live`` (vocals, drums, bass, other; 5.8 ms; trained on real recordings and synthetic
+songs), ``dj-live-pruned`` and ``dj-quality`` (when shipped); ``live`` (5.8 ms),
+``live-pruned`` (pruned + fine-tuned ``live``), ``quality`` (same architecture, longer synthesis
+window and look-ahead): the instrument set (bass, drums, guitar, piano); hop models whose weights
+live in ``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
 consistency-distilled diffusion student (``realtime.diffusion.student``), one weight file
 (``diffusion-student.safetensors``) run with 1 or 2 network evaluations per segment, a segment
 model. A path to a ``.safetensors`` file also works as a name (a student file runs 1 step).
@@ -26,8 +28,26 @@ from realtime.protocol import ModelInfo, State
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-#: Shipped hop-model names, in the order they are listed.
-SHIPPED: tuple[str, ...] = ("live", "live-pruned", "quality")
+#: Shipped hop-model names, in the order they are listed: the DJ stem set (vocals, drums, bass,
+#: other), then the instrument set of the seeds' protocol (bass, drums, guitar, piano).
+SHIPPED: tuple[str, ...] = ("dj-live", "dj-live-pruned", "dj-quality", "live", "live-pruned", "quality")
+
+#: The model each stem set runs by default (``stemstream separate / live / demo``).
+DEFAULT_MODELS: dict[str, str] = {"dj": "dj-live", "instruments": "live"}
+
+
+def default_model(stems: tuple[str, ...] | None = None) -> str:
+    """The default model for the wanted ``stems``: ``live`` when they are instrument-set stems
+    the DJ set lacks (guitar, piano), else ``dj-live``; falls back to the instrument family when
+    no DJ weights are shipped in this build."""
+    from realtime.stems import DJ_STEMS, GROUP_STEMS, INSTRUMENT_STEMS
+
+    wanted = tuple(stems or DJ_STEMS)
+    dj_can = all(s in DJ_STEMS or s in GROUP_STEMS for s in wanted)
+    if not dj_can and all(s in INSTRUMENT_STEMS for s in wanted):
+        return DEFAULT_MODELS["instruments"]
+    name = DEFAULT_MODELS["dj"]
+    return name if _weights_path(name).exists() else DEFAULT_MODELS["instruments"]
 
 #: Diffusion student names and their network evaluations per segment (listed after ``SHIPPED``).
 DIFFUSION_STEPS: dict[str, int] = {"diffusion-1step": 1, "diffusion-2step": 2}
