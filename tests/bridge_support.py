@@ -1,7 +1,9 @@
 """Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
-session (used only where the engine's RealtimeSession is not available), an identity
+session (inference inside the callback: no worker thread, so no deadline misses), an identity
 separator and sine helpers for the effects tests, the test signal (``music_like``, from
-``bridge.jack_player``) and a JACK client that records named input ports (``JackRecorder``)."""
+``bridge.jack_player``) and a JACK client that records named input ports (``JackRecorder``).
+
+The tiny ``live`` weight files are fixtures in ``tests/conftest.py``."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def test_param_validation_and_plugin_listing(tmp_path):
     toml.write_text('[[stems.drums]]\ntype = "Delay"\ndelay_seconds = 0.25\nmix = 0.3\n')
     assert load_effects_config(toml, STEMS)["drums"][0]["delay_seconds"] == 0.25
     assert validate_chain([]) == []
-    assert isinstance(find_plugins([str(tmp_path)]), list)
+    assert find_plugins([str(tmp_path)]) == []  # fx.toml is not a plugin
     (tmp_path / "Fake.vst3").mkdir()
     assert str(tmp_path / "Fake.vst3") in find_plugins([str(tmp_path)])
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("PYO_GUI_WX", "0")  # pyo prints a wxPython notice otherwise
-pytest.importorskip("pyo")
+pytest.importorskip("pyo", reason="pyo is optional: pip install stemstream[effects]")
 
 from bridge.effects import EffectsRack, EffectsSeparator  # noqa: E402
 from bridge.effects_boards import build_board  # noqa: E402

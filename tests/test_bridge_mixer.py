@@ -9,9 +9,13 @@ import pytest
 
 from bridge.controls import StemControls
 from bridge.delay_line import DelayLine
+from bridge.live import LiveConfig, LiveProcessor
 from bridge.mixer import MixerConfig, StemMixer
+from realtime.engine.session import RealtimeSession
+from realtime.engine.streamer import StreamingSeparator
 from realtime.errors import ConfigError
 from realtime.stems import STEMS
+from tests.bridge_support import TinyHopModel
 
 SR = 48000
 BLOCK = 256
@@ -132,12 +136,6 @@ def test_delay_line_any_block_sizes(delay):
 
 def test_live_callback_path_does_not_allocate_per_block():
     """Session callback (engine, worker not started: fallback path) + dry delay + mixer."""
-    pytest.importorskip("realtime.engine.session")
-    from bridge.live import LiveConfig, LiveProcessor
-    from realtime.engine.session import RealtimeSession
-    from realtime.engine.streamer import StreamingSeparator
-    from tests.bridge_support import TinyHopModel
-
     cfg = LiveConfig(model="tiny", sample_rate=44100, block_size=BLOCK, routing="both")
     proc = LiveProcessor(cfg, lambda name: RealtimeSession(StreamingSeparator(TinyHopModel(), 44100, 2), BLOCK),
                          STEMS)

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 
 from bridge.live import LiveConfig, LiveProcessor, output_channels
+from bridge.portaudio_native import CALLBACK_ADDRESS, NativeCallback
 from realtime.engine.session import RealtimeSession
 from realtime.engine.streamer import StreamingSeparator
 from realtime.stems import STEMS
 from tests.bridge_support import TinyHopModel
-
-pytest.importorskip("sounddevice")
-from bridge.portaudio_native import CALLBACK_ADDRESS, NativeCallback  # noqa: E402
 
 BLOCK = 256
 _PA_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,

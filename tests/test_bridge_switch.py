@@ -1,12 +1,13 @@
 """Model switch over OSC on the real engine path (registry weights, RealtimeSession, JACK):
-the new model takes over after a crossfade, without a dropout."""
+the new model takes over after a crossfade, without a dropout (and, on a quiet machine,
+without a deadline miss: ``-m timing``)."""
 
 from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
-import numpy as np
 import pytest
 
 from bridge.jack_player import JackPlayer
@@ -21,24 +22,17 @@ SR = 44100
 PERIOD = 1024
 
 
-def _weights(path, seed: int) -> str:
-    import torch
-
-    from realtime.models.live import ARCHITECTURE, LiveConfig as ModelConfig, LiveSeparator
-    from realtime.models.weights import save_weights
-
-    torch.manual_seed(seed)
-    cfg = ModelConfig(analysis_samples=512, synthesis_samples=256, hop=128, width=16, lstm_layers=1,
-                      encoder_channels=16, encoder_kernel=128)
-    save_weights(path, LiveSeparator(cfg).eval(), ARCHITECTURE, cfg.to_json(), {"seed": seed})
-    return str(path)
-
-
-def test_osc_model_switch_on_the_live_engine_path(tmp_path):
-    pytest.importorskip("jack")
+@pytest.fixture(scope="module")
+def switched(write_tiny_live_weights, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A LiveRun on JACK playing the tiny model seeded 1, told over OSC to load an unknown
+    model and then the one seeded 2; run once for the tests below. Returns the reply to
+    ``/stemstream/get/model``, the run's summary, the mixer's per-stem ``rms`` after the
+    switch and the ``second`` model's path."""
     from bridge.live_runner import HostOptions, LiveRun
 
-    first, second = _weights(tmp_path / "a.safetensors", 1), _weights(tmp_path / "b.safetensors", 2)
+    folder = tmp_path_factory.mktemp("switch")
+    first = str(write_tiny_live_weights(folder / "a.safetensors", seed=1, run_record={"seed": 1}))
+    second = str(write_tiny_live_weights(folder / "b.safetensors", seed=2, run_record={"seed": 2}))
     with DummyJackServer(SR, PERIOD, realtime=True) as server:
         player = JackPlayer(music_like(1.0, SR, seed=3), "player", server.name, loop=True).activate()
         options = HostOptions(audio="jack", jack_server=server.name, jack_inputs=tuple(player.port_names),
@@ -61,12 +55,24 @@ def test_osc_model_switch_on_the_live_engine_path(tmp_path):
             reply = decode(client.recvfrom(4096)[0])[0]
             time.sleep(0.3)
             summary = run.summary()
+            rms = run.processor.mixer.rms.copy()
         finally:
             client.close()
             run.close()
             player.close()
-    assert reply == ("/stemstream/get/model", (second,))
+    return {"reply": reply, "summary": summary, "rms": rms, "second": second}
+
+
+def test_osc_model_switch_on_the_live_engine_path(switched) -> None:
+    summary = switched["summary"]
+    assert switched["reply"] == ("/stemstream/get/model", (switched["second"],))
     assert summary["model_switches"] == 1 and summary["model_switch_errors"] == 0
     assert summary["osc_rejected"] == 1 and summary["callback_errors"] == 0  # the unknown model
-    assert summary["deadline_misses"] == 0, summary
-    assert np.all(run.processor.mixer.rms >= 0)
+    assert type(summary["deadline_misses"]) is int, summary  # zero on a quiet machine: the timing test
+    # the new model's every stem reaches the mixer after the switch: no dropout
+    assert (switched["rms"] > 0).all(), switched["rms"]
+
+
+@pytest.mark.timing
+def test_osc_model_switch_had_no_deadline_misses(switched) -> None:
+    assert switched["summary"]["deadline_misses"] == 0, switched["summary"]

@@ -14,22 +14,9 @@ from bridge.audio_files import read_audio, write_files_atomic
 from bridge.cli import main
 from realtime.errors import AudioInputError, StemstreamError
 from realtime.files import process_umask
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-from realtime.models.weights import save_weights
 from realtime.stems import STEMS
 
 torch.set_num_threads(1)
-
-TINY = dict(width=16, encoder_channels=8, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = LiveConfig(**TINY)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(path, LiveSeparator(cfg), ARCHITECTURE, cfg.to_json(), {"note": "engine test"})
-    return path
 
 
 def _song(rate: int, seconds: float = 0.5, channels: int = 2) -> np.ndarray:
@@ -61,7 +48,7 @@ def test_read_errors(tmp_path: Path) -> None:
             read_audio(path)
 
 
-def test_atomic_write_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
+def test_atomic_write_all_or_nothing(tmp_path: Path, monkeypatch, write_tiny_live_weights) -> None:
     x = _song(8000, 0.1)
     written = write_files_atomic({tmp_path / "a.wav": x, tmp_path / "b.wav": x}, 8000)
     assert [p.name for p in written] == ["a.wav", "b.wav"]
@@ -69,8 +56,7 @@ def test_atomic_write_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
     # finished files get the mode a plain open() gives (mkstemp alone would leave them 0600)
     mode = 0o666 & ~process_umask()
     assert all(p.stat().st_mode & 0o777 == mode for p in written)
-    model = LiveSeparator(LiveConfig(**TINY))
-    save_weights(tmp_path / "w.safetensors", model, ARCHITECTURE, model.config.to_json())
+    write_tiny_live_weights(tmp_path / "w.safetensors")
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == mode
     (tmp_path / "w.safetensors").unlink()
 
@@ -97,13 +83,13 @@ def test_atomic_write_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("rate,channels", [(44100, 2), (48000, 1)])
-def test_separate_command(tmp_path: Path, tiny_weights: Path, capsys, rate: int, channels: int) -> None:
+def test_separate_command(tmp_path: Path, tiny_live_weights: Path, capsys, rate: int, channels: int) -> None:
     x = _song(rate, 0.6, channels)
     src = tmp_path / "song.flac"
     sf.write(src, x.T, rate, subtype="PCM_24")
     x, _ = read_audio(src)
     out = tmp_path / "stems"
-    code = main(["separate", str(src), "-o", str(out), "--model", str(tiny_weights), "--block-size", "333"])
+    code = main(["separate", str(src), "-o", str(out), "--model", str(tiny_live_weights), "--block-size", "333"])
     assert code == 0
     report = capsys.readouterr().out
     assert "latency:" in report and "real-time factor:" in report
@@ -117,7 +103,7 @@ def test_separate_command(tmp_path: Path, tiny_weights: Path, capsys, rate: int,
         np.testing.assert_allclose(np.sum(stems, axis=0), x, atol=1e-4)
 
 
-def test_separate_errors_are_one_line(tmp_path: Path, tiny_weights: Path, capsys) -> None:
+def test_separate_errors_are_one_line(tmp_path: Path, tiny_live_weights: Path, capsys) -> None:
     src = tmp_path / "song.wav"
     sf.write(src, _song(44100, 0.1).T, 44100)
     bad = tmp_path / "bad.mp3"
@@ -128,10 +114,10 @@ def test_separate_errors_are_one_line(tmp_path: Path, tiny_weights: Path, capsys
         (["--model", "no-such-model"], "models available"),
     ]
     for extra, needle in cases:
-        code = main(["separate", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_weights), *extra])
+        code = main(["separate", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_live_weights), *extra])
         err = capsys.readouterr().err
         assert code == 2 and needle in err and err.count("\n") == 1, err
-    code = main(["separate", str(bad), "-o", str(tmp_path / "o2"), "--model", str(tiny_weights)])
+    code = main(["separate", str(bad), "-o", str(tmp_path / "o2"), "--model", str(tiny_live_weights)])
     err = capsys.readouterr().err
     assert code == 2 and "cannot read audio" in err and err.count("\n") == 1
     assert not (tmp_path / "o2").exists() or list((tmp_path / "o2").iterdir()) == []

@@ -1,4 +1,7 @@
-"""`stemstream export`: writes the graph, prints parity; bad input is one line, exit code 2."""
+"""`stemstream export`: writes the graph, prints parity; bad input is one line, exit code 2.
+
+The model is ``tiny_live_weights`` (tests/conftest.py): the CLI takes a .safetensors path as
+model name, ``tiny-live`` here."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import re
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-
 from bridge.cli import main
 from export.onnx_export import read_metadata
 from realtime.backends.tensorrt_backend import tensorrt_available
@@ -16,22 +17,9 @@ from realtime.backends.tensorrt_backend import tensorrt_available
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A random-init ``live`` weight file (the CLI takes a .safetensors path as model name)."""
-    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-    from realtime.models.weights import save_weights
-
-    torch.manual_seed(0)
-    cfg = LiveConfig(width=64, encoder_channels=32)
-    path = tmp_path_factory.mktemp("w") / "tiny-live.safetensors"
-    save_weights(path, LiveSeparator(cfg), ARCHITECTURE, cfg.to_json())
-    return path
-
-
-def test_export_onnx_prints_parity(tmp_path, weights, capsys) -> None:
+def test_export_onnx_prints_parity(tmp_path, tiny_live_weights, capsys) -> None:
     out = tmp_path / "tiny.onnx"
-    assert main(["export", "--model", str(weights), "--out", str(out), "--parity-seconds", "0.5"]) == 0
+    assert main(["export", "--model", str(tiny_live_weights), "--out", str(out), "--parity-seconds", "0.5"]) == 0
     text = capsys.readouterr().out
     assert read_metadata(out)["model_name"] == "tiny-live"
     diffs = [float(x) for x in re.findall(r"max abs diff (\S+)", text)]
@@ -39,9 +27,10 @@ def test_export_onnx_prints_parity(tmp_path, weights, capsys) -> None:
     assert "no complex/STFT ops: ok" in text
 
 
-def test_export_int8_one_hop(tmp_path, weights, capsys) -> None:
+def test_export_int8_one_hop(tmp_path, tiny_live_weights, capsys) -> None:
     out = tmp_path / "tiny-int8.onnx"
-    args = ["export", "--model", str(weights), "--out", str(out), "--precision", "int8", "--hops", "one", "--no-parity"]
+    args = ["export", "--model", str(tiny_live_weights), "--out", str(out), "--precision", "int8", "--hops", "one",
+            "--no-parity"]
     assert main(args) == 0
     meta = read_metadata(out)
     assert meta["precision"] == "int8" and meta["dynamic_hops"] is False
@@ -49,24 +38,25 @@ def test_export_int8_one_hop(tmp_path, weights, capsys) -> None:
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="tensorrt present: the build would run")
-def test_export_tensorrt_without_gpu_names_extra(tmp_path, weights, capsys) -> None:
-    code = main(["export", "--model", str(weights), "--format", "tensorrt", "--out", str(tmp_path / "x.plan")])
+def test_export_tensorrt_without_gpu_names_extra(tmp_path, tiny_live_weights, capsys) -> None:
+    code = main(["export", "--model", str(tiny_live_weights), "--format", "tensorrt",
+                 "--out", str(tmp_path / "x.plan")])
     err = capsys.readouterr().err
     assert code == 2 and "stemstream[gpu]" in err and err.count("\n") == 1
 
 
-def test_bad_arguments_are_one_line(tmp_path, weights, capsys) -> None:
+def test_bad_arguments_are_one_line(tmp_path, tiny_live_weights, capsys) -> None:
     assert main(["export", "--model", "nope", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "model='nope'" in capsys.readouterr().err
-    assert main(["export", "--model", str(weights), "--precision", "int4", "--out", "x.onnx"]) == 2
-    assert main(["export", "--model", str(weights), "--out", str(tmp_path)]) == 2
+    assert main(["export", "--model", str(tiny_live_weights), "--precision", "int4", "--out", "x.onnx"]) == 2
+    assert main(["export", "--model", str(tiny_live_weights), "--out", str(tmp_path)]) == 2
     assert "--out=" in capsys.readouterr().err
 
 
-def test_bench_backends_writes_json_and_markdown(tmp_path, weights, capsys) -> None:
+def test_bench_backends_writes_json_and_markdown(tmp_path, tiny_live_weights, capsys) -> None:
     import json
 
-    args = ["bench", "backends", "--models", str(weights), "--hops", "20", "--warmup", "2", "--rounds", "2",
+    args = ["bench", "backends", "--models", str(tiny_live_weights), "--hops", "20", "--warmup", "2", "--rounds", "2",
             "--block-hops", "8", "--out", str(tmp_path)]
     assert main(args) == 0
     report = json.loads((tmp_path / "backends.json").read_text())

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-
 from export.parity import separate, synthetic_music
+from realtime import backends
 from realtime.backends.onnx_backend import OnnxHopModel, available_providers, open_onnx
 from realtime.backends.tensorrt_backend import open_tensorrt, tensorrt_available
 from realtime.errors import MissingDependencyError
@@ -73,9 +72,6 @@ def test_missing_tensorrt_names_gpu_extra(tmp_path) -> None:
 
 
 def test_open_backend_dispatch_and_auto_fallback(tmp_path, monkeypatch) -> None:
-    backends = pytest.importorskip("realtime.backends")
-    if not hasattr(backends, "open_backend"):
-        pytest.skip("engine's open_backend not built yet")
     monkeypatch.setenv("STEMSTREAM_CACHE", str(tmp_path))
     module = make_toy()
     onnx_model = backends.open_backend("onnx", module, "toy")

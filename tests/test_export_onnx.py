@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-
 from export.onnx_export import ExportError, check_no_complex_ops, export_onnx, op_counts, read_metadata
 from export.parity import separate, synthetic_music
 from realtime.backends.onnx_backend import OnnxHopModel, open_onnx, open_onnx_file
 from realtime.backends.onnx_graph import graph_metadata
+from realtime.backends.torch_backend import TorchHopModel
 from realtime.errors import AudioInputError, ConfigError
 from test_export_toy import make_toy
 
@@ -24,14 +23,8 @@ TOL = 1e-4
 
 
 def torch_reference(module, name):
-    """The PyTorch HopModel the engine uses (ENGINE's adapter once it exists)."""
-    try:
-        from realtime.backends.torch_backend import TorchHopModel
-    except ImportError:
-        from realtime.models.registry import LocalHopModel
-
-        return LocalHopModel(module, name)
-    return TorchHopModel(module)
+    """The PyTorch HopModel the engine uses."""
+    return TorchHopModel(module, name)
 
 
 def live_module():
@@ -207,8 +200,6 @@ def test_fft_training_path_is_not_exported(tmp_path) -> None:
 
     torch.manual_seed(0)
     module = LiveSeparator(LiveConfig(width=32, encoder_channels=16)).eval()
-    if not hasattr(module, "fast_dsp"):
-        pytest.skip("live model has no FFT training path")
     module.fast_dsp = True
     result = export_onnx(module, tmp_path / "m.onnx", "m")
     assert module.fast_dsp is True

@@ -104,7 +104,7 @@ def test_aggregates_are_means_and_medians_of_chunk_values() -> None:
     assert report["overall"]["si_sdri"]["mean"] == pytest.approx(np.mean(pooled))
     assert report["overall"]["stem_mean"]["si_sdri"] == pytest.approx(
         np.mean([np.mean(values[s]) for s in sep.stems]))
-    assert report["overall"]["sdr"]["mean"] is not None
+    assert np.isfinite(report["overall"]["sdr"]["mean"])
 
 
 def test_stems_not_scored_still_count_as_sources() -> None:
@@ -195,16 +195,11 @@ def test_json_and_table(tmp_path) -> None:
     assert "1 skipped" in table and "'guitar'" in table
 
 
-def test_model_separator_runs_a_weight_file_through_the_engine(tmp_path) -> None:
+def test_model_separator_runs_a_weight_file_through_the_engine(tiny_live_weights, tiny_live_config) -> None:
     from benchmarks.evaluate import model_separator
-    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-    from realtime.models.weights import save_weights
 
-    torch.manual_seed(0)
-    config = LiveConfig(width=16, lstm_layers=1, encoder_channels=8, encoder_kernel=128)
-    path = tmp_path / "tiny.safetensors"
-    save_weights(path, LiveSeparator(config).eval(), ARCHITECTURE, config.to_json())
-    sep = model_separator(str(path))
+    config = tiny_live_config
+    sep = model_separator(str(tiny_live_weights))
     assert sep.stems == config.stems
     rng = np.random.default_rng(6)
     stems = {s: (0.1 * rng.standard_normal((2, 44100 * 2))).astype(np.float32) for s in ("bass", "drums")}
@@ -248,16 +243,12 @@ def test_live_window_oracle_is_aligned_sums_to_the_mixture_and_ignores_block_siz
         reference_separator("oracle-mask", ("bass",), windows="square")
 
 
-def test_model_separator_of_a_module_equals_its_weight_file(tmp_path) -> None:
+def test_model_separator_of_a_module_equals_its_weight_file(tiny_live_model, tiny_live_weights,
+                                                            tiny_live_config) -> None:
     from benchmarks.evaluate import SubsetSeparator, model_separator
-    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-    from realtime.models.weights import save_weights
 
-    torch.manual_seed(1)
-    config = LiveConfig(width=16, lstm_layers=1, encoder_channels=8, encoder_kernel=128)
-    module = LiveSeparator(config).eval()
-    path = tmp_path / "tiny.safetensors"
-    save_weights(path, module, ARCHITECTURE, config.to_json())
+    config = tiny_live_config
+    module, path = tiny_live_model(), tiny_live_weights  # the same seed: the same weights
     track = _noise_track(0.5, ("bass", "drums"), 8)
     in_memory, from_file = model_separator(module, name="tiny"), model_separator(path)
     assert in_memory.stems == from_file.stems == config.stems

@@ -212,9 +212,6 @@ def test_distillation_loss_targets_the_teacher() -> None:
     assert torch.equal(training_loss(student, mix, stems, teacher, 0.0), truth)
 
 
-def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
-    model = LiveSeparator(TINY)
-    path = tmp_path / "tiny.safetensors"
-    save_weights(path, model, ARCHITECTURE, TINY.to_json())
+def test_unknown_backend_is_a_clear_error(tiny_live_weights: Path) -> None:
     with pytest.raises(StemstreamError, match="backend"):
-        registry.load_model(str(path), backend="no-such-backend")
+        registry.load_model(str(tiny_live_weights), backend="no-such-backend")

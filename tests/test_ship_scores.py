@@ -18,9 +18,8 @@ import torch
 from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator
 from export.data.loaders import load_tracks
 from export.train.ship import REAL_STEMS, ship, summarise
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
 from realtime.models.registry import WEIGHTS_DIR
-from realtime.models.weights import read_weights, save_weights
+from realtime.models.weights import read_weights
 
 torch.set_num_threads(1)
 
@@ -59,13 +58,10 @@ def _write_musdb_like(root: Path, seconds: float = 4.5) -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def shipped(tmp_path_factory: pytest.TempPathFactory, write_tiny_live_weights) -> dict:
     tmp = tmp_path_factory.mktemp("ship")
-    torch.manual_seed(0)
-    config = LiveConfig(width=16, lstm_layers=1, encoder_channels=8, encoder_kernel=128)
     (tmp / "runs" / "tiny").mkdir(parents=True)
-    save_weights(tmp / "runs" / "tiny" / "tiny.safetensors", LiveSeparator(config).eval(), ARCHITECTURE,
-                 config.to_json(), {"train": {"steps": 1}})
+    write_tiny_live_weights(tmp / "runs" / "tiny" / "tiny.safetensors", run_record={"train": {"steps": 1}})
     _write_synth(tmp / "test")
     _write_musdb_like(tmp / "real")
     before = sorted(p.name for p in WEIGHTS_DIR.iterdir())
