@@ -1,9 +1,11 @@
 """`stemstream demo`: the main job on an embedded default - no sound card, no downloads.
 
-Renders a built-in demo song with the synthesiser (fixed seed, so it is the same song on every
-machine), streams it block by block through the streaming engine with the ``live`` model (the
-same code path as ``stemstream live``), writes the stems, and reports latency, real-time factor
-and SI-SDR improvement per stem against the song's true stems.
+Renders a built-in demo song (fixed seed, so it is the same song on every machine: a synthetic
+backing and, for the DJ stems, a sung voice of our own rendering; ``export.data.demo_song``),
+streams it block by block through the streaming engine (the code path of ``stemstream live``)
+with ``dj-live`` (vocals, drums, bass, other) or, with ``--stems instruments``, ``live``, writes
+the stems, and reports latency, real-time factor and SI-SDR improvement per stem (and of the
+instrumental, every stem but the vocals) against the song's true stems.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ import numpy as np
 
 from realtime.errors import StemstreamError, bad_value
 
-#: The demo song: one synthetic song rendered from this seed.
-DEMO_SEED = 20261121
 DEMO_SECONDS = 20.0
-#: The composer version the shipped models were trained on (see ``stemstream data synth --help``).
-DEMO_GENERATOR_VERSION = 1
+DEMO_STEM_SETS = ("dj", "instruments")  # as export.data.demo_song (imported only when the demo runs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,40 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="separate a built-in demo song through the streaming engine and report latency and quality",
     )
     parser.add_argument("-o", "--out", default="out/demo", help="folder for the demo song and its stems")
-    parser.add_argument("--model", default="live", help="model name (see `stemstream models`)")
+    parser.add_argument("--stems", choices=DEMO_STEM_SETS, default=None,
+                        help="dj: a song with a sung voice, separated into vocals, drums, bass, other (the "
+                             "default); instruments: the synthetic song's bass, drums, guitar, piano")
+    parser.add_argument("--model", default=None, help="model name (default: dj-live, or live for the instrument set)")
     parser.add_argument("--backend", default="auto", help="torch, onnx, onnx-cuda, tensorrt or auto")
     parser.add_argument("--block-size", type=int, default=256, help="samples per block fed to the engine")
     parser.add_argument("--seconds", type=float, default=DEMO_SECONDS, help="length of the demo song")
     parser.set_defaults(func=run)
-
-
-def _render_demo_song(seconds: float, workdir: Path):
-    """Render the demo song and return it as a ``Track``."""
-    from export.data.loaders import load_tracks
-    from export.data.synth import render_dataset
-
-    render_dataset(workdir, songs=1, seconds=seconds, seed=DEMO_SEED, workers=1,
-                   generator_version=DEMO_GENERATOR_VERSION)
-    tracks = list(load_tracks(workdir))
-    if len(tracks) != 1:
-        raise StemstreamError(f"demo song rendering produced {len(tracks)} tracks, expected 1")
-    return tracks[0]
-
-
-def _stream(model, audio: np.ndarray, sample_rate: int, block_size: int) -> tuple[np.ndarray, float, int]:
-    """Stream ``audio`` (C, T) through the engine in blocks; return stems, seconds taken, latency."""
-    from realtime.engine.streamer import StreamingSeparator
-
-    separator = StreamingSeparator(model, host_sample_rate=sample_rate, channels=audio.shape[0])
-    latency = separator.latency_samples
-    pieces = []
-    start = time.perf_counter()
-    for begin in range(0, audio.shape[1], block_size):
-        pieces.append(separator.process(audio[:, begin : begin + block_size]))
-    pieces.append(separator.flush())
-    elapsed = time.perf_counter() - start
-    stems = np.concatenate(pieces, axis=-1)[..., latency : latency + audio.shape[1]]
-    return stems, elapsed, latency
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,27 +45,44 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("--block-size", args.block_size, "an integer in 1..65536")
     if not 2.0 <= args.seconds <= 600.0:
         raise bad_value("--seconds", args.seconds, "a length in 2..600 seconds")
-    from benchmarks.evaluate import evaluate_tracks, format_table
+    from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, format_table
     from bridge.audio_files import write_audio_atomic
+    from export.data.demo_song import DEMO_SEED, render_demo_song
+    from realtime.engine.offline import separate_array
+    from realtime.engine.streamer import StreamingSeparator
     from realtime.models.registry import load_model
+    from realtime.stems import STEM_SETS
 
+    from realtime.models.registry import default_model
+
+    stem_set = args.stems or ("dj" if default_model(None) != "live" or args.model else "instruments")
+    model = load_model(args.model or default_model(STEM_SETS[stem_set]), backend=args.backend)
+    if stem_set == "dj" and "vocals" not in model.info.stems:
+        raise bad_value("--model", args.model, "a DJ-set model (vocals, drums, bass, other) for --stems dj; "
+                        "use --stems instruments for the instrument set")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="stemstream-demo-") as tmp:
-        print(f"rendering the demo song (seed {DEMO_SEED}, {args.seconds:g} s) ...")
-        track = _render_demo_song(args.seconds, Path(tmp))
+        print(f"rendering the demo song (seed {DEMO_SEED}, {args.seconds:g} s, "
+              f"{'with a sung voice' if stem_set == 'dj' else 'instruments'}) ...")
+        track = render_demo_song(args.seconds, Path(tmp), stem_set)
     write_audio_atomic(out / "mixture.wav", track.mixture, track.sample_rate)
 
-    model = load_model(args.model, backend=args.backend)
-    stems_out, elapsed, latency = _stream(model, track.mixture, track.sample_rate, args.block_size)
+    separator = StreamingSeparator(model, host_sample_rate=track.sample_rate, channels=track.mixture.shape[0])
+    latency = separator.latency_samples
+    start = time.perf_counter()
+    stems_out = separate_array(model, track.mixture, track.sample_rate, args.block_size, separator=separator)
+    elapsed = time.perf_counter() - start
     names = tuple(model.info.stems)
     for index, name in enumerate(names):
         write_audio_atomic(out / f"{name}.wav", stems_out[index], track.sample_rate)
 
     duration = track.num_samples / track.sample_rate
-    report = evaluate_tracks([track], lambda _t: stems_out, names)
+    scored = names + (("instrumental",) if "vocals" in names else ())
+    report = evaluate_tracks([track], SubsetSeparator(_Fixed(names, stems_out), scored), scored)
     report["demo"] = {
-        "model": args.model,
+        "model": model.info.name,
+        "stems": stem_set,
         "backend": f"{args.backend} -> {type(model).__name__}",
         "block_size": args.block_size,
         "latency_samples": latency,
@@ -104,9 +94,19 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     demo = report["demo"]
     print(
-        f"model {args.model} ({demo['backend']}), blocks of {args.block_size} samples: "
+        f"model {model.info.name} ({demo['backend']}), blocks of {args.block_size} samples: "
         f"latency {latency} samples = {demo['latency_ms']:.2f} ms, "
         f"real-time factor {demo['real_time_factor']:.3f} ({duration:.1f} s of audio in {elapsed:.2f} s)"
     )
     print(f"stems and report written to {out}/")
     return 0
+
+
+class _Fixed:
+    """Already separated stems as an evaluation separator."""
+
+    def __init__(self, stems: tuple[str, ...], audio: np.ndarray) -> None:
+        self.stems, self.audio = stems, audio
+
+    def __call__(self, _track: object) -> np.ndarray:
+        return self.audio
