@@ -58,7 +58,7 @@ def test_dj_demo_scores_vocals_and_instrumental(tmp_path, capsys):
     weights = tmp_path / "tiny-dj.safetensors"
     save_weights(weights, LiveSeparator(cfg), ARCHITECTURE, cfg.to_json())
     out = tmp_path / "demo"
-    assert main(["demo", "--seconds", "4", "-o", str(out), "--stems", "dj", "--model", str(weights),
+    assert main(["demo", "--seconds", "4", "-o", str(out), "--stems", "dj", "--model", str(weights), "--block-size", "2048",
                  "--backend", "torch"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["per_stem"]) == {"vocals", "drums", "bass", "other", "instrumental"}
