@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.errors import StemstreamError, bad_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,14 +58,14 @@ class Candidate:
 
 def _module_for(name: str) -> tuple[Any, str]:
     """The torch module of ``name`` and where its weights came from."""
-    from realtime.models.registry import SHIPPED, available_models, load_torch_model
+    from stemstream.realtime.models.registry import SHIPPED, available_models, load_torch_model
 
     if name in available_models() or name.endswith(".safetensors"):
         return load_torch_model(name), "shipped weights"
     if name == "live":
         import torch
 
-        from realtime.models.live import LiveConfig, LiveSeparator
+        from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 
         torch.manual_seed(0)
         return LiveSeparator(LiveConfig()).eval(), "random init (weights not shipped; same architecture and cost)"
@@ -77,15 +77,15 @@ def _module_for(name: str) -> tuple[Any, str]:
 def _candidates(module: Any, name: str, graphs: Path) -> list[Candidate]:
     import torch
 
-    from realtime.backends.onnx_backend import available_providers, open_onnx, open_onnx_file
-    from realtime.backends.tensorrt_backend import open_tensorrt, tensorrt_available
-    from realtime.backends.torch_backend import TorchHopModel
+    from stemstream.realtime.backends.onnx_backend import available_providers, open_onnx, open_onnx_file
+    from stemstream.realtime.backends.tensorrt_backend import open_tensorrt, tensorrt_available
+    from stemstream.realtime.backends.torch_backend import TorchHopModel
 
     cands = [Candidate("torch", "fp32", lambda: TorchHopModel(module, name))]
     fp32 = open_onnx(module, name, ("cpu",))
     cands.append(Candidate("onnx", "fp32", lambda: fp32))
     try:
-        from export.quantise import convert_fp16, quantise_dynamic, quantise_static
+        from stemstream.export.quantise import convert_fp16, quantise_dynamic, quantise_static
 
         made = {
             "int8-dynamic": (quantise_dynamic, graphs / f"{name}-int8-dynamic.onnx"),
@@ -113,8 +113,8 @@ def _candidates(module: Any, name: str, graphs: Path) -> list[Candidate]:
     if tensorrt_available():
         cands.append(Candidate("tensorrt", "fp32", lambda: open_tensorrt(module.cpu(), name)))
         try:
-            from export.tensorrt_export import export_tensorrt
-            from realtime.backends.tensorrt_backend import TensorRTHopModel
+            from stemstream.export.tensorrt_export import export_tensorrt
+            from stemstream.realtime.backends.tensorrt_backend import TensorRTHopModel
 
             plan = graphs / f"{name}-fp16.plan"
             cands.append(Candidate(
@@ -152,14 +152,14 @@ def _time_block(model: Any, audio: np.ndarray, block_hops: int) -> float:
 
 
 def _output(model: Any, audio: np.ndarray) -> np.ndarray:
-    from export.parity import separate
+    from stemstream.export.parity import separate
 
     return separate(model, audio)
 
 
 def bench_model(name: str, args: argparse.Namespace, graphs: Path, wanted: set[str] | None) -> dict[str, Any]:
     """Measure every available backend for model ``name``; returns the JSON-able result."""
-    from export.parity import synthetic_music
+    from stemstream.export.parity import synthetic_music
 
     module, weights = _module_for(name)
     cfg = module.config
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             report["models"].append(result)
     report["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
-    from benchmarks.report import write_report, wrote
+    from stemstream.benchmarks.report import write_report, wrote
 
     md = format_markdown(report)
     paths = write_report(out, "backends", report, md)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.metrics import si_sdr
+from stemstream.export.evaluation.metrics import si_sdr
 
 #: Noise levels of the denoiser table.
 DENOISER_SIGMAS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -58,7 +58,7 @@ def denoiser_rows(teacher: Any, clips: list[np.ndarray], seed: int = 300) -> lis
 def warm_start_rows(teacher: Any, clips: list[np.ndarray], seed: int = 400) -> list[dict[str, Any]]:
     """One row per (sampler, start, ``sigma0``): ``{"sampler", "start", "sigma0", "sisdri_db"}``,
     mean SI-SDRi over the clips' non-silent stems; ``start`` is ``truth`` or ``mixture/N``."""
-    from realtime.diffusion.samplers import Conditioning, karras_sigmas, sample_dirac, sample_dirac_projected
+    from stemstream.realtime.diffusion.samplers import Conditioning, karras_sigmas, sample_dirac, sample_dirac_projected
 
     samplers = {"dirac": sample_dirac, "dirac-projected": sample_dirac_projected}
     rows = []

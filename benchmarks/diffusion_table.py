@@ -16,7 +16,7 @@ resamples it to 44.1 kHz, feeds both stereo inputs, averages the two output chan
 resamples the stems back to 8 kHz; the stems are scored like the diffusion rows. Its network
 evaluations are the hops it runs per window.
 
-``--rows diagnostics`` adds the teacher diagnostics of ``benchmarks.diffusion_diagnose``
+``--rows diagnostics`` adds the teacher diagnostics of ``stemstream.benchmarks.diffusion_diagnose``
 (denoiser quality per noise level; warm-started separation from the truth or the mixture).
 
 ``--rows live,student`` (groups: ``mixture, teacher, oracle, student, live, segments``)
@@ -70,7 +70,7 @@ def _first(*paths: str | Path | None) -> Path | None:
 
 def _sisdri(estimate: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """Per-stem SI-SDRi ``(S,)`` (NaN for silent references); arrays ``(S, C, T)``."""
-    from benchmarks.metrics import si_sdr_improvement
+    from stemstream.export.evaluation.metrics import si_sdr_improvement
 
     s = clean.shape[0]
     ref = clean.reshape(s, -1).astype(np.float64)
@@ -98,7 +98,7 @@ def excerpt_pair(full: np.ndarray, song_rate: int, rate: int, samples: int) -> t
 
     import soxr
 
-    from export.train.diffusion_data import TARGET_RMS, normalise_excerpt
+    from stemstream.export.train.diffusion_data import TARGET_RMS, normalise_excerpt
 
     res = soxr.resample(full.mean(axis=1).T, song_rate, rate).T
     start = max(0, (res.shape[-1] - samples) // 2)
@@ -119,12 +119,12 @@ def _eval_clips(data_root: str, teacher_data: str, samples: int, rate: int, coun
                 seed: int) -> tuple[list[np.ndarray], str, list[dict[str, Any]]]:
     """``count`` clean stem sets ``(4, 1, samples)`` normalised like training, a description, and
     (synthetic set only, else empty) each excerpt full-band for the live model (:func:`excerpt_pair`)."""
-    from export.train.diffusion_data import normalise_excerpt, synth_ready, toy_excerpt
+    from stemstream.export.train.diffusion_data import normalise_excerpt, synth_ready, toy_excerpt
 
     test_dir = Path(data_root) / "test"
     if synth_ready(data_root) and test_dir.is_dir() and teacher_data == "synthetic":
-        from export.data.loaders import load_tracks
-        from realtime.stems import STEMS
+        from stemstream.export.data.loaders import load_tracks
+        from stemstream.realtime.stems import STEMS
 
         clips, fullband = [], []
         for track in load_tracks(str(test_dir)):
@@ -160,7 +160,7 @@ def _row(name: str, scores: list[np.ndarray], evals: int, seconds: list[float], 
 
 def _groups(rows: str) -> tuple[str, ...]:
     """``--rows`` as a tuple of groups in table order."""
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     if rows.strip() == "all":
         return GROUPS
@@ -223,8 +223,8 @@ def live_row(model: Any, files: list[np.ndarray], fullband: list[dict[str, Any]]
     """
     import soxr
 
-    from realtime.engine.offline import separate_array
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.offline import separate_array
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     order = [model.info.stems.index(s) for s in stems]
     counter = _HopCounter(model)
@@ -258,16 +258,16 @@ def live_row(model: Any, files: list[np.ndarray], fullband: list[dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark (the ``--rows`` groups); returns 0."""
-    from export.distill import load_teacher
-    from realtime.diffusion.segments import separate_long
-    from realtime.diffusion.student import load_student_step
-    from realtime.errors import bad_value
-    from realtime.models.weights import read_weights
+    from stemstream.realtime.diffusion.unet import load_teacher
+    from stemstream.realtime.diffusion.segments import separate_long
+    from stemstream.realtime.diffusion.student import load_student_step
+    from stemstream.realtime.errors import bad_value
+    from stemstream.realtime.models.weights import read_weights
 
     groups = _groups(str(getattr(args, "rows", "all")))
     torch.set_num_threads(int(args.threads))
     root = Path(__file__).resolve().parents[1]
-    from export.train.diffusion import default_teacher
+    from stemstream.export.train.diffusion_fit import default_teacher
 
     teacher_path = _first(args.teacher) if args.teacher else default_teacher()
     student_path = _first(args.student, "runs/diffusion-student/student.safetensors", root / "realtime/weights/diffusion-student.safetensors")
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         rows += _student_rows(student, clips, seconds_per_clip, stems)
     live = None
     if "live" in groups:
-        from realtime.models.registry import load_model
+        from stemstream.realtime.models.registry import load_model
 
         live = load_model(args.live_model, backend=args.live_backend)
         rows += _live_rows(args, live, clips, fullband, rate, stems)
@@ -303,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
               "data": data_desc, "window_samples": w, "sample_rate": rate, "measured_groups": list(groups),
               "table": rows, "segments": seg_rows}
     if "diagnostics" in groups:
-        from benchmarks.diffusion_diagnose import diagnose
+        from stemstream.benchmarks.diffusion_diagnose import diagnose
 
         result["diagnostics"] = diagnose(teacher, clips)
     out = Path(args.out)
@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
         result["segments"] = _merge(previous.get("segments", []), seg_rows, groups, "segments")
         if "diagnostics" not in groups and "diagnostics" in previous:
             result["diagnostics"] = previous["diagnostics"]
-    from benchmarks.report import write_report
+    from stemstream.benchmarks.report import write_report
 
     write_report(out, "diffusion", result, _markdown(result, stems))
     return 0
@@ -347,7 +347,7 @@ def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...]
                   stems: tuple[str, ...], runs: list[TeacherRun] | None = None) -> list[dict[str, Any]]:
     """The teacher's samplers (group ``teacher``) and the oracle-denoiser checks (``oracle``):
     ``runs``, default :func:`teacher_runs`."""
-    from realtime.diffusion.samplers import (
+    from stemstream.realtime.diffusion.samplers import (
         Conditioning,
         karras_sigmas,
         network_evaluations,
@@ -387,7 +387,7 @@ def _teacher_rows(teacher: Any, clips: list[np.ndarray], groups: tuple[str, ...]
 
 def _student_rows(student: Any, clips: list[np.ndarray], seconds_per_clip: float, stems: tuple[str, ...]) -> list[dict[str, Any]]:
     """The consistency student at 1, 2 and 4 steps."""
-    from realtime.diffusion.student import sample_student
+    from stemstream.realtime.diffusion.student import sample_student
 
     rows = []
     for k in (1, 2, 4):
@@ -431,8 +431,8 @@ def _segments(args: argparse.Namespace, teacher: Any, student: Any, live: Any, r
         rows.append(_row(f"teacher Dirac {steps} steps (S_churn 0), {mode}", scores, evals, times, samples / rate, stems,
                          "segments"))
     if student is not None and "segments" in groups:
-        from realtime.diffusion.student import DiffusionSegmentModel
-        from realtime.engine.offline import separate_array
+        from stemstream.realtime.diffusion.student import DiffusionSegmentModel
+        from stemstream.realtime.engine.offline import separate_array
 
         class _Independent(DiffusionSegmentModel):
             def separate_segment(self, audio: np.ndarray, context: np.ndarray | None) -> np.ndarray:
@@ -503,7 +503,7 @@ def _markdown(result: dict[str, Any], stems: tuple[str, ...]) -> str:
     lines += ["", *table(result["table"]), "", "## Long files: naive vs independent vs autoregressive segments", "",
               *table(result["segments"]), ""]
     if "diagnostics" in result:
-        from benchmarks.diffusion_diagnose import markdown
+        from stemstream.benchmarks.diffusion_diagnose import markdown
 
         lines += [*markdown(result["diagnostics"]), ""]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ deadline and calls ``session.callback``; the session's worker thread runs the mo
 * ``session_latency_ms``: the session's input-to-output delay (adds ``queue_blocks`` block
   periods for the worker and the fade look-ahead); the sound card's own buffers come on top.
   The queue is ``stemstream live``'s default unless ``--queue-blocks`` fixes it: the fewest
-  blocks that give the worker ``bridge.live.AUTO_QUEUE_MS`` (2 at 256 samples, 1 at 512+).
+  blocks that give the worker ``stemstream.bridge.live.processor.AUTO_QUEUE_MS`` (2 at 256 samples, 1 at 512+).
 * ``compute_ms`` p50 / p99 / max: wall time per block of the worker's ``separator.process``
   calls (one block per call when on time; a call that catches up on ``k`` blocks counts as
   ``k`` blocks of a ``k``-th of its time), and ``rtf`` = mean compute / block period.
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.jack_player import music_like
-from bridge.live import LIVE_SWITCH_INTERVAL_S, auto_queue_blocks
-from realtime.errors import StemstreamError, bad_value
+from stemstream.benchmarks.rig.jack_player import music_like
+from stemstream.bridge.live.processor import LIVE_SWITCH_INTERVAL_S, auto_queue_blocks
+from stemstream.realtime.errors import StemstreamError, bad_value
 
 SAMPLE_RATE = 44100
 DEFAULT_BLOCKS = (64, 128, 256, 512, 1024)
@@ -74,7 +74,7 @@ def _module(name: str) -> tuple[Any, str]:
     """Torch hop module and a label for ``name`` (registry model or built-in)."""
     import torch
 
-    from realtime.models.live import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 
     if name == "untrained-live":
         torch.manual_seed(0)
@@ -83,13 +83,13 @@ def _module(name: str) -> tuple[Any, str]:
         torch.manual_seed(0)
         cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
         return LiveSeparator(cfg).eval(), "tiny (test-size live architecture, random weights)"
-    from realtime.models.registry import load_torch_model
+    from stemstream.realtime.models.registry import load_torch_model
 
     return load_torch_model(name), name
 
 
 def _default_model() -> str:
-    from realtime.models.registry import available_models
+    from stemstream.realtime.models.registry import available_models
 
     return "live" if "live" in available_models() else "untrained-live"
 
@@ -105,8 +105,8 @@ def _percentiles(values: list[float], scale: float) -> dict[str, float]:
 def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime: bool = True) -> dict[str, Any]:
     """One configuration: a paced run of ``callbacks`` callbacks through a ``RealtimeSession``
     (``realtime``: SCHED_FIFO driver and worker threads where allowed; module docstring)."""
-    from realtime.engine.session import RealtimeSession, set_thread_realtime
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.session import RealtimeSession, set_thread_realtime
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     separator = StreamingSeparator(model, SAMPLE_RATE, 2)
     session = RealtimeSession(
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns 0."""
     import torch
 
-    from realtime.backends import available_backends, open_backend
+    from stemstream.realtime.backends import available_backends, open_backend
 
     if args.callbacks < 10:
         raise bad_value("--callbacks", args.callbacks, "an integer >= 10")
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         "skipped": skipped,
         "results": results,
     }
-    from benchmarks.report import write_report, wrote
+    from stemstream.benchmarks.report import write_report, wrote
 
     paths = write_report(args.out, "latency", report, _markdown(report), (lambda p: _plot(report, p)) if results else None)
     print(wrote(paths))

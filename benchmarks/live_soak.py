@@ -6,7 +6,7 @@ real-time session and the mixer with per-stem output ports, exactly as ``stemstr
 --jack``. Reported: xruns (JACK), deadline misses (engine), non-finite samples, CPU (process
 CPU over wall time, JACK DSP load, callback load), worker inference time per call against
 the block period, the machine's load average (this box is shared), and what the late blocks
-came with: stalls of the whole machine (``benchmarks.stall_probe`` runs beside the soak),
+came with: stalls of the whole machine (``stemstream.benchmarks.stall_probe`` runs beside the soak),
 hypervisor steal, JACK xruns, and the session's slow worker calls split into on-CPU, waiting
 for a CPU and blocked (``RealtimeSession.slow_calls``). Writes
 ``live_soak.json``, ``live_soak.md`` and ``live_soak.png`` under ``--out``.
@@ -67,7 +67,7 @@ def load_song(path: str | None, sample_rate: int) -> tuple[np.ndarray, str]:
 
                 audio = soxr.resample(audio.T, sr, sample_rate).T.astype(np.float32)
             return np.ascontiguousarray(audio[:2]), str(p)
-    from bridge.jack_player import music_like
+    from stemstream.benchmarks.rig.jack_player import music_like
 
     return music_like(20.0, sample_rate), "synthetic (sinusoids + noise bursts, 20 s loop)"
 
@@ -88,12 +88,12 @@ def _steal_s() -> float:
 
 
 def _start_probe(path: Path, seconds: float) -> Any:
-    """``benchmarks.stall_probe`` in its own process for ``seconds`` (writes ``path``)."""
+    """``stemstream.benchmarks.stall_probe`` in its own process for ``seconds`` (writes ``path``)."""
     import subprocess
     import sys
 
     path.unlink(missing_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.stall_probe", "--seconds", f"{seconds:.1f}",
+    return subprocess.Popen([sys.executable, "-m", "stemstream.benchmarks.stall_probe", "--seconds", f"{seconds:.1f}",
                              "--out", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -117,7 +117,7 @@ def _stall_summary(stalls: dict[str, Any] | None, events: dict[str, list[Any]], 
     """The probe's figures, and how many xruns / misses came with a machine stall."""
     if stalls is None:
         return {"probe": "no result"}
-    from benchmarks.stall_probe import attribute, coverage, summary
+    from stemstream.benchmarks.stall_probe import attribute, coverage, summary
 
     listed = stalls["stalls"]
     counted = summary(stalls, block_size, sample_rate)
@@ -143,7 +143,7 @@ def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[fl
     """The session's ``slow_calls`` (slow, or too late for the next callback): where their time
     went (on CPU, waiting for a CPU, blocked), how many started late (more than a block of
     input waiting), how many misses came with one, how many came with a probe stall."""
-    from benchmarks.stall_probe import attribute
+    from stemstream.benchmarks.stall_probe import attribute
 
     spans = [[end - wall, 1e3 * wall] for end, wall, *_ in calls]  # [start, ms] as the probe's stalls
     by_cause = {"cpu": 0, "wait": 0, "blocked": 0}
@@ -167,7 +167,7 @@ def _slow_call_summary(calls: list[tuple[float, ...]], events: dict[str, list[fl
 def _percentiles(session: Any) -> dict[str, float]:
     """Inference time per worker call over the whole soak, from the session's histogram (to
     10 us), and the exact maximum."""
-    from realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
+    from stemstream.realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
 
     hist = session.compute_histogram.copy()
     p50, p99, p999 = histogram_percentiles(hist, COMPUTE_BIN_S, (0.5, 0.99, 0.999))
@@ -177,10 +177,10 @@ def _percentiles(session: Any) -> dict[str, float]:
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak; returns the result record."""
-    from bridge.jack_player import JackPlayer
-    from bridge.jack_server import DummyJackServer
-    from bridge.live import LiveConfig
-    from bridge.live_runner import HostOptions, LiveRun
+    from stemstream.benchmarks.rig.jack_player import JackPlayer
+    from stemstream.benchmarks.rig.jack_server import DummyJackServer
+    from stemstream.bridge.live.processor import LiveConfig
+    from stemstream.bridge.live.runner import HostOptions, LiveRun
 
     config = LiveConfig(model=args.model, backend=args.backend, sample_rate=args.samplerate,
                         block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
@@ -347,12 +347,12 @@ def _plot(r: dict[str, Any], path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     if not args.minutes > 0:
         raise bad_value("minutes", args.minutes, "a positive number")
     result = soak(args)
-    from benchmarks.report import write_report, wrote
+    from stemstream.benchmarks.report import write_report, wrote
 
     md = _markdown(result)
     paths = write_report(args.out, "live_soak", result, md, lambda p: _plot(result, p))

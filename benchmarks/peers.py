@@ -1,7 +1,7 @@
 """`stemstream bench peers`: our models beside a real peer, the mixture and the oracle mask.
 
 On the same real songs (``../shared/realdata``, evaluation only), with the one protocol
-(``benchmarks.evaluate.evaluate_tracks``), one row per separator and one column per dataset and
+(``stemstream.export.evaluation.protocol.evaluate_tracks``), one row per separator and one column per dataset and
 stem (SI-SDRi, dB):
 
 * stemstream models (registry names or ``.safetensors`` files) through the streaming engine;
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.errors import MissingDependencyError, StemstreamError, bad_value
+from stemstream.realtime.errors import MissingDependencyError, StemstreamError, bad_value
 
 DEFAULT_OUT = "runs/bench/peers"
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
@@ -151,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stems_for(separator_stems: tuple[str, ...], track_stems: tuple[str, ...]) -> tuple[str, ...]:
     """The stems of :data:`STEM_ORDER` the separator gives and the dataset can score."""
-    from benchmarks.evaluate import GROUP_STEMS, reference_members
+    from stemstream.export.evaluation.protocol import GROUP_STEMS, reference_members
 
     out = []
     for s in STEM_ORDER:
@@ -162,9 +162,9 @@ def _stems_for(separator_stems: tuple[str, ...], track_stems: tuple[str, ...]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator, write_json
-    from benchmarks.reference import LowDelayOracleMaskSeparator, MixtureSeparator
-    from export.data.loaders import load_tracks
+    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator, write_json
+    from stemstream.export.evaluation.reference import LowDelayOracleMaskSeparator, MixtureSeparator
+    from stemstream.export.data.loaders import load_tracks
 
     datasets = [Path(d.strip()) for d in args.datasets.split(",") if d.strip()]
     for d in datasets:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
         "backend": args.backend,
         "datasets": {d.name: str(d) for d in datasets},
-        "protocol": "SI-SDRi, 4 s chunks, 2 s hop, silent / single-source chunks skipped (benchmarks.evaluate)",
+        "protocol": "SI-SDRi, 4 s chunks, 2 s hop, silent / single-source chunks skipped (stemstream.export.evaluation.protocol)",
         "results": results,
     }
     write_json(payload, out / "peers.json")

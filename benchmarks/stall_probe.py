@@ -12,7 +12,7 @@ Wake-up times are ``time.monotonic()``, one clock for every process on the machi
 
 Before a gig, ``stemstream bench stalls --seconds 60 --block-size 256`` checks a machine on its
 own: how many times in that minute nothing of ours could have run for a whole block (writes
-``stalls.json`` / ``stalls.md``). The soak starts it as ``python -m benchmarks.stall_probe
+``stalls.json`` / ``stalls.md``). The soak starts it as ``python -m stemstream.benchmarks.stall_probe
 --seconds N --out FILE``.
 """
 
@@ -120,8 +120,8 @@ def markdown(r: dict[str, Any], seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``stemstream bench stalls``."""
-    from benchmarks.report import write_report, wrote
-    from realtime.errors import bad_value
+    from stemstream.benchmarks.report import write_report, wrote
+    from stemstream.realtime.errors import bad_value
 
     if not 0 < args.seconds <= 86400:
         raise bad_value("--seconds", args.seconds, "a number of seconds in (0, 86400]")

@@ -2,7 +2,7 @@
 
 For each model (registry name or ``.safetensors`` path): its algorithmic latency (the model's
 ``latency_samples``, and with one hop of input buffering) and its SI-SDRi per stem on a dataset,
-with the one evaluation protocol (``benchmarks.evaluate.evaluate_tracks``, streaming engine);
+with the one evaluation protocol (``stemstream.export.evaluation.protocol.evaluate_tracks``, streaming engine);
 beside them the oracle ratio mask through the live model's own windows (the ceiling of a
 mask-based model at that latency). Writes ``tradeoff.json``, ``tradeoff.md`` and
 ``tradeoff.png`` (mean SI-SDRi against latency) under ``--out``.
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(text: str) -> list[tuple[str, str]]:
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     entries = []
     for item in (s.strip() for s in text.split(",")):
@@ -47,8 +47,8 @@ def _entries(text: str) -> list[tuple[str, str]]:
 def _score(separator: Any, args: argparse.Namespace) -> dict[str, Any]:
     import itertools
 
-    from benchmarks.evaluate import evaluate_tracks
-    from export.data.loaders import load_tracks
+    from stemstream.export.evaluation.protocol import evaluate_tracks
+    from stemstream.export.data.loaders import load_tracks
 
     tracks = load_tracks(args.dataset)
     if args.max_tracks is not None:
@@ -60,8 +60,8 @@ def _score(separator: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Score every model (and the oracle); returns the result record."""
-    from benchmarks.evaluate import model_separator
-    from realtime.models.registry import model_card
+    from stemstream.export.evaluation.protocol import model_separator
+    from stemstream.realtime.models.registry import model_card
 
     rows = []
     for label, ref in _entries(args.models):
@@ -80,8 +80,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         })
     oracle = None
     if not args.no_oracle:
-        from benchmarks.reference import reference_separator
-        from realtime.stems import STEMS
+        from stemstream.export.evaluation.reference import reference_separator
+        from stemstream.realtime.stems import STEMS
 
         oracle = _score(reference_separator("oracle-mask", STEMS, windows="live"), args)
     return {"dataset": args.dataset, "backend": args.backend, "rows": rows, "oracle_live_windows": oracle,
@@ -131,14 +131,14 @@ def _plot(r: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     if not Path(args.dataset).is_dir():
         raise bad_value("--dataset", args.dataset, "an existing dataset folder")
     if args.max_tracks is not None and args.max_tracks < 1:
         raise bad_value("--max-tracks", args.max_tracks, "a positive integer")
     result = measure(args)
-    from benchmarks.report import write_report, wrote
+    from stemstream.benchmarks.report import write_report, wrote
 
     text = _markdown(result)
     plot = (lambda p: _plot(result, p)) if result["rows"] else None

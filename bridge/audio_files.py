@@ -20,8 +20,8 @@ from typing import Mapping
 
 import numpy as np
 
-from realtime.errors import AudioInputError, StemstreamError
-from realtime.files import give_default_mode
+from stemstream.realtime.errors import AudioInputError, StemstreamError
+from stemstream.realtime.files import give_default_mode
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:

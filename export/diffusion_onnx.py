@@ -1,7 +1,7 @@
 """ONNX Runtime parity of the consistency student's step graph.
 
-The graph itself (inputs, outputs, export, cache) is ``realtime.diffusion.student_onnx``;
-``export.distill`` writes it next to the student weights and checks :func:`parity`.
+The graph itself (inputs, outputs, export, cache) is ``stemstream.realtime.diffusion.student_onnx``;
+``stemstream.export.distill`` writes it next to the student weights and checks :func:`parity`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.diffusion.student import StudentStep
-from realtime.diffusion.student_onnx import INPUT_NAMES, example_inputs
+from stemstream.realtime.diffusion.student import StudentStep
+from stemstream.realtime.diffusion.student_onnx import INPUT_NAMES, example_inputs
 
 
 def parity(step: StudentStep, onnx_path: str | Path, seed: int = 1) -> float:

@@ -26,7 +26,7 @@ highest noise level (set it to 0 for pure consistency distillation). With probab
 student starts.
 
 ``stemstream train --config diffusion-student [--steps N] [--out DIR] [--teacher FILE]`` runs it
-(teacher ``FILE``, else ``export.train.diffusion.default_teacher``: the last teacher run, else the shipped one); writes
+(teacher ``FILE``, else ``stemstream.export.train.diffusion_fit.default_teacher``: the last teacher run, else the shipped one); writes
 ``checkpoint.pt`` as it goes, ``student.safetensors`` (+ ``.onnx``) and ``record.json``.
 """
 
@@ -41,10 +41,12 @@ from typing import Any
 
 import torch
 
-from export.train.diffusion_data import batches, excerpt_stream, training_data
-from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
-from realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
-from realtime.diffusion.student import (
+from stemstream.export.train.diffusion_data import batches, excerpt_stream, training_data
+from stemstream.export.train.diffusion_fit import (
+    Fit, budget_minutes, default_teacher, ema_update, mean_sisdri, run_record, run_steps, ship_half,
+)
+from stemstream.realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
+from stemstream.realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
     StudentConfig,
     StudentStep,
@@ -52,8 +54,8 @@ from realtime.diffusion.student import (
     sample_student,
     student_cond_channels,
 )
-from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig
-from realtime.errors import bad_value
+from stemstream.realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, load_teacher
+from stemstream.realtime.errors import bad_value
 
 LOG = logging.getLogger("stemstream.diffusion")
 
@@ -90,18 +92,6 @@ class DistillConfig:
             raise bad_value("direction", self.direction, "'projected' or 'dirac'")
         if not 0 <= self.context_fraction < 1:
             raise bad_value("context_fraction", self.context_fraction, "a float in [0, 1)")
-
-
-def load_teacher(path: str | Path) -> ScoreUNet:
-    """The teacher ``ScoreUNet`` from a weight file (checksum verified)."""
-    from realtime.models.weights import WeightFileError, read_weights
-
-    tensors, meta = read_weights(path)
-    if meta["architecture"] != ARCHITECTURE:
-        raise WeightFileError(f"weights={str(path)!r}: architecture {meta['architecture']!r} != {ARCHITECTURE!r}")
-    model = ScoreUNet(UNetConfig.from_json(meta["config"]))
-    model.load_state_dict(tensors)
-    return model.eval().requires_grad_(False)
 
 
 def make_student(teacher: ScoreUNet, context_fraction: float) -> StudentStep:
@@ -193,7 +183,7 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
         LOG.info("distill %s %s", "init" if fit.step == 0 else "validate", history[-1])
 
     def write() -> dict[str, Any]:
-        from realtime.models.weights import save_weights
+        from stemstream.realtime.models.weights import save_weights
 
         record = run_record({"role": "student", "data": data, "steps": fit.step, "teacher": teacher_path,
                              "teacher_steps": teacher_steps, "init": start_note,
@@ -229,8 +219,8 @@ def distill(teacher: ScoreUNet, cfg: DistillConfig, out: Path, data_root: str | 
 def _start_from_student(path: str | Path, students: tuple[StudentStep, ...]) -> str:
     """Load a student weight file into each of ``students``; returns the run-record note. A file
     whose configuration differs from the teacher-made student is a ``WeightFileError``."""
-    from realtime.diffusion.student import load_student_step
-    from realtime.models.weights import WeightFileError
+    from stemstream.realtime.diffusion.student import load_student_step
+    from stemstream.realtime.models.weights import WeightFileError
 
     given, meta = load_student_step(path)
     if given.config != students[0].config:
@@ -248,7 +238,7 @@ def _student_file(args: argparse.Namespace) -> Path | None:
     given = getattr(args, "init_from", None)
     if not given:
         return None
-    from realtime.models.registry import DIFFUSION_STEPS, DIFFUSION_WEIGHTS, WEIGHTS_DIR
+    from stemstream.realtime.models.registry import DIFFUSION_STEPS, DIFFUSION_WEIGHTS, WEIGHTS_DIR
 
     path = WEIGHTS_DIR / f"{DIFFUSION_WEIGHTS}.safetensors" if given in DIFFUSION_STEPS else Path(given)
     if not path.is_file():
@@ -264,14 +254,12 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     if given:
         teacher_path = Path(given) if Path(given).is_file() else None
     else:
-        from export.train.diffusion import default_teacher
-
         teacher_path = default_teacher(getattr(args, "runs", "runs"))
     if teacher_path is None:
         raise bad_value("teacher", given or "runs/diffusion-teacher-dirac/teacher.safetensors",
                         "a trained teacher's .safetensors file (stemstream train --config diffusion-teacher-dirac)")
     teacher = load_teacher(teacher_path)
-    from realtime.models.weights import read_weights
+    from stemstream.realtime.models.weights import read_weights
 
     teacher_steps = json.loads(read_weights(teacher_path)[1].get("run_record") or "{}").get("steps")
     cfg = DistillConfig()
@@ -280,9 +268,9 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
     record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
                      getattr(args, "steps", None), str(teacher_path), teacher_steps, _student_file(args))
-    from export.diffusion_onnx import parity
-    from realtime.diffusion.student import load_student_step
-    from realtime.diffusion.student_onnx import export_student
+    from stemstream.export.diffusion_onnx import parity
+    from stemstream.realtime.diffusion.student import load_student_step
+    from stemstream.realtime.diffusion.student_onnx import export_student
 
     step_module, _ = load_student_step(out / "student.safetensors")
     onnx_path = export_student(step_module, out / "student.onnx")

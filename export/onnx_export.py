@@ -1,7 +1,7 @@
 """Export hop models to ONNX with explicit state, and inspect / validate the graphs.
 
 The graph contract (input/output names, metadata) is defined in
-``realtime.backends.onnx_graph``, which the runtime uses to export on the fly; this module
+``stemstream.realtime.backends.onnx_graph``, which the runtime uses to export on the fly; this module
 adds what only export tooling needs: ``onnx`` checker, complex-op check, metadata editing,
 and exporting shipped models by name.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realtime.backends.onnx_graph import DEFAULT_OPSET, METADATA_KEY, export_hop_module
-from realtime.errors import StemstreamError, require
-from realtime.models.base import TorchHopModule
+from stemstream.realtime.backends.onnx_graph import DEFAULT_OPSET, METADATA_KEY, export_hop_module
+from stemstream.realtime.errors import StemstreamError, require
+from stemstream.realtime.models.base import TorchHopModule
 
 #: ONNX ops that mean the graph computes a spectrogram natively or handles complex numbers.
 FORBIDDEN_OPS: frozenset[str] = frozenset(
@@ -126,7 +126,7 @@ def export_onnx(
     """Export ``module`` to ``out`` (unoptimised), run the ONNX checker and the complex-op check.
 
     Args:
-        module: hop module (``realtime.models.base``).
+        module: hop module (``stemstream.realtime.models.base``).
         out: ``.onnx`` path.
         model_name: name stored in the metadata.
         dynamic_hops: any number of hops per call (``True``) or exactly one (``False``,

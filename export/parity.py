@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.metrics import si_sdr_improvement_stems
-from realtime.protocol import HopModel
+from stemstream.export.evaluation.metrics import si_sdr_improvement_stems
+from stemstream.realtime.protocol import HopModel
 
 
 def _envelope(n: int, sample_rate: int, attack_s: float, decay_s: float) -> np.ndarray:
@@ -94,11 +94,11 @@ def synthetic_music(seconds: float, sample_rate: int, channels: int = 2, seed: i
 def separate(model: HopModel, audio: np.ndarray, block_size: int = 4096) -> np.ndarray:
     """Separate ``audio`` ``(channels, T)`` at the model's rate through the streaming engine.
 
-    Uses ``realtime.engine.offline.separate_array`` (latency trimmed, same length). Returns
+    Uses ``stemstream.realtime.engine.offline.separate_array`` (latency trimmed, same length). Returns
     ``(stems, channels, T)`` float32.
     """
     try:
-        from realtime.engine.offline import separate_array
+        from stemstream.realtime.engine.offline import separate_array
     except ImportError:  # engine not built yet: the same hop loop, latency trimmed
         return _hop_loop(model, audio)
     return separate_array(model, audio, model.info.sample_rate, block_size=block_size)
@@ -122,7 +122,7 @@ def _hop_loop(model: HopModel, audio: np.ndarray) -> np.ndarray:
 def si_sdr_improvement(estimate: np.ndarray, stems: np.ndarray, mixture: np.ndarray) -> float:
     """Mean SI-SDRi (dB) over stems; channels of each stem flattened into one signal.
 
-    ``estimate``/``stems`` ``(S, C, T)``, ``mixture`` ``(C, T)`` (``benchmarks.metrics``' definition).
+    ``estimate``/``stems`` ``(S, C, T)``, ``mixture`` ``(C, T)`` (``stemstream.export.evaluation.metrics``' definition).
     """
     return float(np.mean(si_sdr_improvement_stems(estimate, stems, mixture)))
 

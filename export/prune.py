@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import torch
 
-from realtime.models.live import LiveConfig, LiveSeparator, macs_per_hop
+from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, macs_per_hop
 
 
 @torch.no_grad()

@@ -27,10 +27,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from export.onnx_export import read_metadata, set_metadata
-from realtime.backends.onnx_backend import OnnxHopModel
-from realtime.backends.onnx_graph import AUDIO_INPUT, STATE_PREFIX
-from realtime.errors import require
+from stemstream.export.onnx_export import read_metadata, set_metadata
+from stemstream.realtime.backends.onnx_backend import OnnxHopModel
+from stemstream.realtime.backends.onnx_graph import AUDIO_INPUT, STATE_PREFIX
+from stemstream.realtime.errors import require
 
 #: Ops whose weights dynamic int8 quantisation converts.
 DYNAMIC_OPS: tuple[str, ...] = ("MatMul", "Gemm", "LSTM")
@@ -90,7 +90,7 @@ def calibration_audio(
 ) -> list[np.ndarray]:
     """Calibration signals ``(channels, samples)`` float32: white noise at two levels, two
     synthetic-music excerpts and up to ``max_excerpts`` mixtures from ``synth_dir``."""
-    from export.parity import synthetic_music
+    from stemstream.export.parity import synthetic_music
 
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
@@ -252,7 +252,7 @@ def _keep_outputs_float(model: Any, names: set[str]) -> None:
 def make_precision(src: str | Path, dst: str | Path, precision: str, int8_mode: str = "dynamic") -> dict[str, Any]:
     """``precision`` (``fp16`` / ``int8``) copy of fp32 graph ``src``; ``int8_mode``:
     ``dynamic`` or ``static``."""
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     if precision == "fp16":
         return convert_fp16(src, dst)

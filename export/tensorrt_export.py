@@ -1,9 +1,9 @@
 """Build a native TensorRT engine of a hop model for its fixed one-hop shape.
 
-Steps: export the one-hop fp32 graph (``realtime.backends.onnx_graph``), move precision into
-the graph (fp16: ``export.quantise.convert_fp16``; int8: static Q/DQ quantisation with
+Steps: export the one-hop fp32 graph (``stemstream.realtime.backends.onnx_graph``), move precision into
+the graph (fp16: ``stemstream.export.quantise.convert_fp16``; int8: static Q/DQ quantisation with
 calibration on synthetic audio), then build with the ``tensorrt`` Python API
-(``realtime.backends.tensorrt_backend.build_engine``: strongly typed network, engine cached
+(``stemstream.realtime.backends.tensorrt_backend.build_engine``: strongly typed network, engine cached
 under a hash of graph + precision + TensorRT version + GPU). The engine and its ``.json``
 metadata sidecar are copied to ``out``.
 
@@ -17,11 +17,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export.onnx_export import export_onnx
-from export.quantise import make_precision
-from realtime.backends.tensorrt_backend import PRECISIONS, _cuda_torch, _tensorrt, build_engine
-from realtime.errors import bad_value
-from realtime.models.base import TorchHopModule
+from stemstream.export.onnx_export import export_onnx
+from stemstream.export.quantise import make_precision
+from stemstream.realtime.backends.tensorrt_backend import PRECISIONS, _cuda_torch, _tensorrt, build_engine
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.models.base import TorchHopModule
 
 
 def export_tensorrt(
@@ -45,7 +45,7 @@ def export_tensorrt(
         raise bad_value("precision", precision, f"one of {PRECISIONS}")
     _tensorrt()
     _cuda_torch()
-    from realtime.backends.onnx_backend import default_cache_dir
+    from stemstream.realtime.backends.onnx_backend import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "tensorrt"
     out = Path(out)

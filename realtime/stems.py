@@ -29,7 +29,7 @@ STEM_SETS: dict[str, tuple[str, ...]] = {
 def parse_stems(spec: str) -> tuple[str, ...]:
     """A ``--stems`` value: a set of :data:`STEM_SETS` (``dj``, ``vocals``, ``instruments``) or
     comma-separated stem names (``vocals``, ``vocals,instrumental``, ``drums,bass``)."""
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     text = spec.strip()
     if text in STEM_SETS:
@@ -46,7 +46,7 @@ def group_matrix(available: tuple[str, ...] | list[str], wanted: tuple[str, ...]
     every stem but ``vocals``). A stem the model cannot give is a ``ConfigError`` naming what it can."""
     import numpy as np
 
-    from realtime.errors import bad_value
+    from stemstream.realtime.errors import bad_value
 
     available, wanted = tuple(available), tuple(wanted)
     rows = np.zeros((len(wanted), len(available)), dtype=np.float32)

@@ -1,7 +1,7 @@
 """Shared pieces of the bridge tests: a tiny numpy hop model, a synchronous stand-in
 session (inference inside the callback: no worker thread, so no deadline misses), an identity
 separator and sine helpers for the effects tests, the test signal (``music_like``, from
-``bridge.jack_player``) and a JACK client that records named input ports (``JackRecorder``).
+``stemstream.benchmarks.rig.jack_player``) and a JACK client that records named input ports (``JackRecorder``).
 
 The tiny ``live`` weight files are fixtures in ``tests/conftest.py``."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.jack_player import music_like
-from realtime.protocol import ModelInfo, State
-from realtime.stems import STEMS
+from stemstream.benchmarks.rig.jack_player import music_like
+from stemstream.realtime.protocol import ModelInfo, State
+from stemstream.realtime.stems import STEMS
 
 __all__ = [
     "IdentityStems", "JackRecorder", "StandInSession", "TinyHopModel", "level_db", "music_like", "sines",

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-from realtime.models.weights import save_weights
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.weights import save_weights
 
 #: The one tiny ``live`` configuration the tests share: 128-sample hops, latency
 #: ``synthesis_samples - hop`` = 128 samples, a few thousand parameters.

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from realtime.protocol import ModelInfo, State
-from realtime.stems import STEMS
+from stemstream.realtime.protocol import ModelInfo, State
+from stemstream.realtime.stems import STEMS
 
 GAINS = (1.0, -0.5, 0.25, 0.125)
 
@@ -34,7 +34,7 @@ class GainDelayConfig:
 
 
 class GainDelayModule(nn.Module):
-    """A torch hop module (``realtime.models.base``) with an exact, known response."""
+    """A torch hop module (``stemstream.realtime.models.base``) with an exact, known response."""
 
     def __init__(self, config: GainDelayConfig) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmarks.stall_probe import attribute, coverage, probe
+from stemstream.benchmarks.stall_probe import attribute, coverage, probe
 
 
 def test_probe_reports_wakeups_and_lateness() -> None:
@@ -41,13 +41,13 @@ def test_events_are_attributed_to_nearby_stalls_only() -> None:
 
 def test_probe_runs_as_its_own_process(tmp_path) -> None:
     out = tmp_path / "stalls.json"
-    subprocess.run([sys.executable, "-m", "benchmarks.stall_probe", "--seconds", "0.05", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "stemstream.benchmarks.stall_probe", "--seconds", "0.05", "--out", str(out)],
                    check=True, timeout=60)
     assert json.loads(out.read_text())["wakeups"] > 0
 
 
 def test_reports_are_written_whole_with_an_optional_plot(tmp_path) -> None:
-    from benchmarks.report import write_report, wrote
+    from stemstream.benchmarks.report import write_report, wrote
 
     def plot(path) -> None:
         assert path.suffix == ".png"  # writers that look at the suffix still see it
@@ -63,7 +63,7 @@ def test_reports_are_written_whole_with_an_optional_plot(tmp_path) -> None:
 
 
 def test_a_failing_plot_leaves_no_partial_file(tmp_path) -> None:
-    from benchmarks.report import write_report
+    from stemstream.benchmarks.report import write_report
 
     def plot(path) -> None:
         path.write_bytes(b"half")
@@ -75,7 +75,7 @@ def test_a_failing_plot_leaves_no_partial_file(tmp_path) -> None:
 
 
 def test_bench_stalls_command(tmp_path, capsys) -> None:
-    from bridge.cli import main
+    from stemstream.bridge.cli.main import main
 
     assert main(["bench", "stalls", "--seconds", "0.05", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "stalls.json").read_text())
@@ -88,7 +88,7 @@ def test_bench_stalls_command(tmp_path, capsys) -> None:
 def test_soak_attributes_misses_and_classifies_slow_calls() -> None:
     """The soak's summaries: misses near a probe stall / JACK xrun / slow call are counted as
     such, and each slow call is classed by where most of its time went."""
-    from benchmarks.live_soak import _slow_call_summary, _stall_summary
+    from stemstream.benchmarks.live_soak import _slow_call_summary, _stall_summary
 
     stalls = {"scheduling": "fifo:90", "wakeups": 1000, "late_ms": {"max": 12.0},
               "stalls": [[100.0, 12.0], [200.0, 3.0]]}

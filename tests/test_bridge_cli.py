@@ -9,16 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from bridge.cli import main
-from bridge.jack_client import parse_connections
-from bridge.live import AUTO_QUEUE_MS, LiveConfig, LiveProcessor, output_channels
-from realtime.errors import ConfigError
-from realtime.stems import STEMS
+from stemstream.bridge.cli.main import main
+from stemstream.bridge.hosts.jack_client import parse_connections
+from stemstream.bridge.live.processor import AUTO_QUEUE_MS, LiveConfig, LiveProcessor, output_channels
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import stand_in_factory
 
 
 def test_devices_lists_without_error():
-    out = subprocess.run([sys.executable, "-m", "bridge", "devices", "--json"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "stemstream.bridge", "devices", "--json"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     listing = json.loads(out.stdout)

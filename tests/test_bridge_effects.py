@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from bridge.effects import EffectsRack, EffectsSeparator
-from bridge.effects_spec import find_plugins, load_effects_config, validate_chain
-from realtime.errors import ConfigError
-from realtime.stems import STEMS
+from stemstream.bridge.effects.rack import EffectsRack, EffectsSeparator
+from stemstream.bridge.effects.spec import find_plugins, load_effects_config, validate_chain
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import IdentityStems as _Identity
 from tests.bridge_support import music_like
 

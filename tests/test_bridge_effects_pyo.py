@@ -13,11 +13,11 @@ import pytest
 os.environ.setdefault("PYO_GUI_WX", "0")  # pyo prints a wxPython notice otherwise
 pytest.importorskip("pyo", reason="pyo is optional: pip install stemstream[effects]")
 
-from bridge.effects import EffectsRack, EffectsSeparator  # noqa: E402
-from bridge.effects_boards import build_board  # noqa: E402
-from bridge.effects_spec import validate_chain  # noqa: E402
-from realtime.errors import ConfigError  # noqa: E402
-from realtime.stems import STEMS  # noqa: E402
+from stemstream.bridge.effects.rack import EffectsRack, EffectsSeparator  # noqa: E402
+from stemstream.bridge.effects.boards import build_board  # noqa: E402
+from stemstream.bridge.effects.spec import validate_chain  # noqa: E402
+from stemstream.realtime.errors import ConfigError  # noqa: E402
+from stemstream.realtime.stems import STEMS  # noqa: E402
 from tests.bridge_support import IdentityStems as _Identity  # noqa: E402
 from tests.bridge_support import TinyHopModel, music_like, sines  # noqa: E402
 from tests.bridge_support import level_db as _level_db  # noqa: E402
@@ -140,7 +140,7 @@ def test_param_and_rate_checks():
 def test_pending_samples_and_hop_alignment():
     """A hop model at the host rate whose hop is a multiple of the pyo block: nothing is
     ever held back. Otherwise ``block - 1`` more pending samples are reported."""
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     chains = {"bass": [{"type": "pyo.lowpass", "cutoff_frequency_hz": 1000.0}]}
     inner = StreamingSeparator(TinyHopModel(hop=128), SR, 2)
@@ -161,9 +161,9 @@ def test_pyo_chains_and_parameters_over_osc():
     value is counted as rejected and never reaches the rack."""
     import socket
 
-    from bridge.live import LiveConfig, LiveProcessor
-    from bridge.osc_codec import decode, encode_message
-    from bridge.osc_server import OscServer
+    from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+    from stemstream.bridge.osc.codec import decode, encode_message
+    from stemstream.bridge.osc.server import OscServer
     from tests.bridge_support import stand_in_factory
 
     rack = EffectsRack(STEMS, SR, {"bass": [{"type": "pyo.lowpass", "cutoff_frequency_hz": 200.0}]})

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.jack_player import JackPlayer
-from bridge.jack_server import DummyJackServer, jackd_available
-from bridge.live import LiveConfig, LiveProcessor
-from realtime.engine.session import RealtimeSession
-from realtime.engine.streamer import StreamingSeparator
-from realtime.stems import STEMS
+from stemstream.benchmarks.rig.jack_player import JackPlayer
+from stemstream.benchmarks.rig.jack_server import DummyJackServer, jackd_available
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+from stemstream.realtime.engine.session import RealtimeSession
+from stemstream.realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import JackRecorder, TinyHopModel, music_like, stand_in_factory
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
@@ -36,7 +36,7 @@ SECONDS = 2.0
 def jack_server(monkeypatch):
     import jack  # JACK-Client loads libjack on import: only where jackd is installed
     # Real-time scheduling where allowed: the dev box is shared and busy; without it the
-    # scheduler, not stemstream, causes xruns at 5.8 ms periods (see bridge/jack_server.py).
+    # scheduler, not stemstream, causes xruns at 5.8 ms periods (see benchmarks/rig/jack_server.py).
     with DummyJackServer(SR, PERIOD, realtime=True) as server:
         monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
         yield server, jack
@@ -99,7 +99,7 @@ def live_cli_on_jack(tiny_live_weights: Path, tmp_path_factory: pytest.TempPathF
         effects = tmp_path / "fx.json"
         effects.write_text(json.dumps({"stems": CHAINS}))
         connect += ["--effects", str(effects)]
-        cmd = [sys.executable, "-m", "bridge", "live", "--jack", "--jack-server", server.name,
+        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--jack", "--jack-server", server.name,
                "--model", str(tiny_live_weights), "--samplerate", str(SR), "--block-size", str(PERIOD),
                "--routing", "stems", "--no-osc", "--queue-blocks", "2", "--backend", "torch",
                "--duration", str(SECONDS + 2.0), "--json", *connect]
@@ -128,9 +128,9 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(live_cli_on_jack
     chains (pedalboard and pyo)."""
     import torch
 
-    from bridge.effects import EffectsRack
-    from realtime.engine.offline import separate_array
-    from realtime.models.registry import load_model
+    from stemstream.bridge.effects.rack import EffectsRack
+    from stemstream.realtime.engine.offline import separate_array
+    from stemstream.realtime.models.registry import load_model
 
     run = live_cli_on_jack
     assert run["returncode"] == 0, run["stderr"]
@@ -139,7 +139,7 @@ def test_stemstream_live_cli_on_jack_matches_offline_separation(live_cli_on_jack
     # counted (zero only on a quiet machine: test_stemstream_live_cli_on_jack_had_no_xruns_or_misses)
     assert all(type(summary[k]) is int for k in ("xruns", "deadline_misses")), summary
     assert summary["callback_errors"] == 0 and summary["nonfinite_samples"] == 0
-    assert summary["audio_callback"] == "native"  # bridge.jack_native: no Python on JACK's thread
+    assert summary["audio_callback"] == "native"  # stemstream.bridge.hosts.jack_native: no Python on JACK's thread
     latency = summary["engine_latency_samples"]
     assert recorder.filled >= latency + audio.shape[1], (recorder.filled, latency)
     # stemstream ran on silence from its first cycle until the player started: same input offline
@@ -169,9 +169,9 @@ def test_stemstream_live_cli_on_jack_had_no_xruns_or_misses(live_cli_on_jack) ->
 
 
 def test_live_run_on_jack_with_osc_and_summary(jack_server):
-    from bridge.jack_client import parse_connections
-    from bridge.live_runner import HostOptions, LiveRun
-    from bridge.osc_codec import decode, encode_message
+    from stemstream.bridge.hosts.jack_client import parse_connections
+    from stemstream.bridge.live.runner import HostOptions, LiveRun
+    from stemstream.bridge.osc.codec import decode, encode_message
 
     server, jack = jack_server
     import socket
@@ -206,7 +206,7 @@ def test_live_run_on_jack_with_osc_and_summary(jack_server):
 
 def test_xruns_are_counted(jack_server):
     """A callback that overruns its period makes JACK report xruns, and we count them."""
-    from bridge.jack_client import JackStemClient
+    from stemstream.bridge.hosts.jack_client import JackStemClient
 
     server, jack = jack_server
     proc = LiveProcessor(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="mix"),
@@ -242,7 +242,7 @@ def test_stemstream_live_through_portaudio_on_jack(tiny_live_weights):
     weights = str(tiny_live_weights)
     with DummyJackServer(SR, PERIOD, realtime=True, playback_channels=10) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "bridge", "live", "--model", weights, "--samplerate", str(SR),
+        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--model", weights, "--samplerate", str(SR),
                "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0", "--queue-blocks", "2",
                "--backend", "torch",
                "--duration", "1.5", "--json"]
@@ -250,7 +250,7 @@ def test_stemstream_live_through_portaudio_on_jack(tiny_live_weights):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["audio"] == "portaudio" and summary["callback_errors"] == 0
-    assert summary["audio_callback"] == "native"  # bridge.portaudio_native
+    assert summary["audio_callback"] == "native"  # stemstream.bridge.hosts.portaudio_native
     assert summary["callbacks"] > 0.5 * 1.5 * SR / PERIOD, summary
     assert summary["host_latency_samples"] > 0 and summary["engine_latency_samples"] > 0
 
@@ -280,8 +280,8 @@ def test_latency_is_published_to_the_graph(jack_server):
     """player (publishes 300 frames of its own) -> stemstream -> system:playback: other clients
     (jack_lsp, our ctypes reader) see stemstream's outputs at upstream + engine latency, its
     inputs at downstream + engine latency; a model switch re-publishes the new figure."""
-    from bridge.jack_client import JackStemClient
-    from bridge.jack_latency import CAPTURE, PLAYBACK, LatencyPublisher, port_latency
+    from stemstream.bridge.hosts.jack_client import JackStemClient
+    from stemstream.bridge.hosts.jack_latency import CAPTURE, PLAYBACK, LatencyPublisher, port_latency
     from tests.bridge_support import StandInSession
 
     server, jack = jack_server

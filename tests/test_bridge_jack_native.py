@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.jack_player import JackPlayer
-from bridge.jack_server import DummyJackServer, jackd_available
-from bridge.live import LiveConfig, LiveProcessor
-from realtime.stems import STEMS
+from stemstream.benchmarks.rig.jack_player import JackPlayer
+from stemstream.benchmarks.rig.jack_server import DummyJackServer, jackd_available
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import JackRecorder, TinyHopModel, music_like
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
@@ -23,8 +23,8 @@ PERIOD = 1024  # see tests/test_bridge_jack.py: the shared VM stalls now and the
 
 
 def _factory(name: str):
-    from realtime.engine.session import RealtimeSession
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.session import RealtimeSession
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     model = TinyHopModel(name=name, scale=2.0 if name == "tiny-loud" else 1.0)
     session = RealtimeSession(StreamingSeparator(model, SR, 2), PERIOD, queue_blocks=4)
@@ -39,7 +39,7 @@ def two_callbacks() -> dict[str, Any]:
     tests below."""
     import jack  # JACK-Client loads libjack on import: only where jackd is installed
 
-    from bridge.jack_client import JackStemClient
+    from stemstream.bridge.hosts.jack_client import JackStemClient
 
     seconds = 3.0
     with DummyJackServer(SR, PERIOD, realtime=True) as server:

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from bridge import lv2_host, lv2_world
-from bridge.effects import EffectsRack, EffectsSeparator
-from bridge.effects_boards import build_board
-from bridge.effects_spec import validate_chain
-from realtime.errors import ConfigError, MissingDependencyError
-from realtime.stems import STEMS
+from stemstream.bridge.effects import lv2_host, lv2_world
+from stemstream.bridge.effects.rack import EffectsRack, EffectsSeparator
+from stemstream.bridge.effects.boards import build_board
+from stemstream.bridge.effects.spec import validate_chain
+from stemstream.realtime.errors import ConfigError, MissingDependencyError
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import IdentityStems as _Identity
 from tests.bridge_support import level_db as _level_db
 from tests.bridge_support import music_like, sines
@@ -93,7 +93,7 @@ def test_output_does_not_depend_on_the_block_size_and_latency_is_compensated():
 def test_mixed_chain_on_real_audio_equals_the_steps_one_after_another():
     """pedalboard HighpassFilter -> LV2 lowpass -> LV2 plate (mono in, stereo out) through a
     streaming separator of a hop model, as ``stemstream live`` runs it."""
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.streamer import StreamingSeparator
     from tests.bridge_support import TinyHopModel
 
     chain = [{"type": "HighpassFilter", "cutoff_frequency_hz": 150.0},
@@ -135,9 +135,9 @@ def test_parameters_over_osc_reach_the_plugin():
     unknown symbol are counted as rejected and change nothing."""
     import socket
 
-    from bridge.live import LiveConfig, LiveProcessor
-    from bridge.osc_codec import encode_message
-    from bridge.osc_server import OscServer
+    from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+    from stemstream.bridge.osc.codec import encode_message
+    from stemstream.bridge.osc.server import OscServer
     from tests.bridge_support import stand_in_factory
 
     rack = EffectsRack(STEMS, SR, {"bass": [{"type": "lv2", "uri": LOWPASS, "params": {"cutoff": 200.0}}]})
@@ -183,7 +183,7 @@ def test_reset_clears_the_tail(uri):
 
 
 def test_non_finite_input_is_fed_as_silence_and_toml_configs_load(tmp_path):
-    from bridge.effects_spec import load_effects_config
+    from stemstream.bridge.effects.spec import load_effects_config
 
     toml = tmp_path / "fx.toml"
     toml.write_text(f'[[stems.bass]]\ntype = "lv2"\nuri = "{LOWPASS}"\nparams = {{cutoff = 800.0}}\n')
@@ -227,7 +227,7 @@ def test_a_parameter_that_changes_the_latency_rebuilds_the_chain_within_the_budg
 
 
 def test_listing_command(capsys):
-    from bridge.cli import main
+    from stemstream.bridge.cli.main import main
 
     assert main(["effects", "--lv2"]) == 0
     listing = capsys.readouterr().out

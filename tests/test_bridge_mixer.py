@@ -7,14 +7,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from bridge.controls import StemControls
-from bridge.delay_line import DelayLine
-from bridge.live import LiveConfig, LiveProcessor
-from bridge.mixer import MixerConfig, StemMixer
-from realtime.engine.session import RealtimeSession
-from realtime.engine.streamer import StreamingSeparator
-from realtime.errors import ConfigError
-from realtime.stems import STEMS
+from stemstream.bridge.live.controls import StemControls
+from stemstream.bridge.live.delay_line import DelayLine
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+from stemstream.bridge.live.mixer import MixerConfig, StemMixer
+from stemstream.realtime.engine.session import RealtimeSession
+from stemstream.realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import TinyHopModel
 
 SR = 48000

@@ -1,4 +1,4 @@
-"""The native PortAudio callback (bridge.portaudio_native), called through its C address with
+"""The native PortAudio callback (stemstream.bridge.hosts.portaudio_native), called through its C address with
 our own buffers, equals the Python callback (LiveProcessor.process_interleaved) sample for
 sample: every routing, gain / mute / solo / bypass changes mid-stream, non-finite input,
 deadline misses; and PortAudio status flags are counted."""
@@ -10,11 +10,11 @@ import ctypes
 import numpy as np
 import pytest
 
-from bridge.live import LiveConfig, LiveProcessor, output_channels
-from bridge.portaudio_native import CALLBACK_ADDRESS, NativeCallback
-from realtime.engine.session import RealtimeSession
-from realtime.engine.streamer import StreamingSeparator
-from realtime.stems import STEMS
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, output_channels
+from stemstream.bridge.hosts.portaudio_native import CALLBACK_ADDRESS, NativeCallback
+from stemstream.realtime.engine.session import RealtimeSession
+from stemstream.realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import TinyHopModel
 
 BLOCK = 256

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from bridge.live import LiveConfig, LiveProcessor
-from bridge.osc_codec import decode, encode_message
-from bridge.osc_server import OscServer
-from realtime.errors import ConfigError
-from realtime.stems import STEMS
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
+from stemstream.bridge.osc.codec import decode, encode_message
+from stemstream.bridge.osc.server import OscServer
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.stems import STEMS
 from tests.bridge_support import stand_in_factory
 
 BLOCK = 128
@@ -52,7 +52,7 @@ def _wait(cond, timeout=2.0):
 
 
 def test_binds_loopback_by_default():
-    from bridge.osc_server import DEFAULT_HOST, DEFAULT_PORT
+    from stemstream.bridge.osc.server import DEFAULT_HOST, DEFAULT_PORT
 
     assert DEFAULT_HOST == "127.0.0.1" and DEFAULT_PORT == 9000
 
@@ -173,7 +173,7 @@ def test_model_switch_crossfades_without_dropout(rig):
 
 
 def test_bundles_apply_every_message(rig):
-    from bridge.osc_codec import encode_bundle
+    from stemstream.bridge.osc.codec import encode_bundle
 
     proc, server, client = rig
     dgram = encode_bundle([("/stemstream/stem/bass/gain", (0.5,)), ("/stemstream/stem/piano/solo", (1,)),

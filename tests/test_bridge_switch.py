@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bridge.jack_player import JackPlayer
-from bridge.jack_server import DummyJackServer, jackd_available
-from bridge.live import LiveConfig
-from bridge.osc_codec import decode, encode_message
+from stemstream.benchmarks.rig.jack_player import JackPlayer
+from stemstream.benchmarks.rig.jack_server import DummyJackServer, jackd_available
+from stemstream.bridge.live.processor import LiveConfig
+from stemstream.bridge.osc.codec import decode, encode_message
 from tests.bridge_support import music_like
 
 pytestmark = pytest.mark.skipif(not jackd_available(), reason="jackd is not installed (apt-get install jackd2)")
@@ -28,7 +28,7 @@ def switched(write_tiny_live_weights, tmp_path_factory: pytest.TempPathFactory) 
     model and then the one seeded 2; run once for the tests below. Returns the reply to
     ``/stemstream/get/model``, the run's summary, the mixer's per-stem ``rms`` after the
     switch and the ``second`` model's path."""
-    from bridge.live_runner import HostOptions, LiveRun
+    from stemstream.bridge.live.runner import HostOptions, LiveRun
 
     folder = tmp_path_factory.mktemp("switch")
     first = str(write_tiny_live_weights(folder / "a.safetensors", seed=1, run_record={"seed": 1}))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bridge.cli import main
+from stemstream.bridge.cli.main import main
 
 
 def _one_error_line(capsys, *needles: str) -> str:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from export.data.loaders import load_track, load_tracks, parse_simple_yaml, slakh_target
-from export.data.wavio import write_wav
-from realtime.errors import AudioInputError
+from stemstream.export.data.loaders import load_track, load_tracks, parse_simple_yaml, slakh_target
+from stemstream.export.data.wavio import write_wav
+from stemstream.realtime.errors import AudioInputError
 
 RATE = 44100
 N = 2205  # 50 ms

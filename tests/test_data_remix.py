@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.data.remix import RemixDataset
-from export.data.tracks import Track
-from export.data.wavio import write_wav
-from realtime.errors import AudioInputError, ConfigError
-from realtime.stems import STEMS
+from stemstream.export.data.remix import RemixDataset
+from stemstream.export.data.tracks import Track
+from stemstream.export.data.wavio import write_wav
+from stemstream.realtime.errors import AudioInputError, ConfigError
+from stemstream.realtime.stems import STEMS
 
 torch.set_num_threads(1)
 RATE = 44100

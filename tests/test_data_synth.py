@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from export.data.composer import INSTRUMENT_STEMS, PROGRAM_RANGES, compose_song
-from export.data.synth import render_dataset, song_seed
-from export.data.wavio import open_wav, write_wav
-from realtime.errors import AudioInputError, ConfigError
-from realtime.stems import STEMS
+from stemstream.export.data.composer import INSTRUMENT_STEMS, PROGRAM_RANGES, compose_song
+from stemstream.export.data.synth import render_dataset, song_seed
+from stemstream.export.data.wavio import open_wav, write_wav
+from stemstream.realtime.errors import AudioInputError, ConfigError
+from stemstream.realtime.stems import STEMS
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_bass_locks_to_kicks_in_version_2():
 
 
 def test_effect_chains():
-    from export.data.effects import apply_chain, draw_chain
+    from stemstream.export.data.effects import apply_chain, draw_chain
 
     rng = np.random.default_rng(0)
     chains = [draw_chain("guitar", 27, rng) for _ in range(200)]
@@ -203,7 +203,7 @@ TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian's timgm6mb-soundfont (ins
 
 
 def test_stem_soundfonts_draw_is_seeded_and_single_font_draws_nothing():
-    from export.data.synth import stem_soundfonts
+    from stemstream.export.data.synth import stem_soundfonts
 
     assert stem_soundfonts(("a.sf2",), list(STEMS), 1) == {s: "a.sf2" for s in STEMS}
     fonts = ("a.sf2", "b.sf2")
@@ -213,7 +213,7 @@ def test_stem_soundfonts_draw_is_seeded_and_single_font_draws_nothing():
 
 
 def test_several_soundfonts_change_timbre_not_composition(rendered, tmp_path):
-    from export.data.render import DEFAULT_SOUNDFONT
+    from stemstream.export.data.render import DEFAULT_SOUNDFONT
 
     if not Path(TIMGM).is_file():
         pytest.skip("timgm6mb-soundfont not installed")
@@ -241,7 +241,7 @@ def test_several_soundfonts_change_timbre_not_composition(rendered, tmp_path):
 
 
 def test_missing_presets_fall_back_to_general_midi_ones():
-    from export.data.render import DEFAULT_SOUNDFONT, available_preset
+    from stemstream.export.data.render import DEFAULT_SOUNDFONT, available_preset
 
     assert available_preset(128, 41, DEFAULT_SOUNDFONT) == (128, 41)  # FluidR3 has the brush kit
     if not Path(TIMGM).is_file():

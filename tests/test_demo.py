@@ -7,7 +7,7 @@ import math
 
 import soundfile as sf
 
-from bridge.cli import main
+from stemstream.bridge.cli.main import main
 
 
 def test_demo_writes_stems_and_report(tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_demo_rejects_absurd_block_size(capsys):
 def test_dj_demo_song_has_a_voice_and_sums_exactly(tmp_path):
     import numpy as np
 
-    from export.data.demo_song import render_demo_song
+    from stemstream.export.data.demo_song import render_demo_song
 
     track = render_demo_song(6.0, tmp_path, "dj")
     assert tuple(track.stems) == ("vocals", "drums", "bass", "other")
@@ -48,9 +48,9 @@ def test_dj_demo_song_has_a_voice_and_sums_exactly(tmp_path):
 def test_dj_demo_scores_vocals_and_instrumental(tmp_path, capsys):
     import torch
 
-    from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-    from realtime.models.weights import save_weights
-    from realtime.stems import DJ_STEMS
+    from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+    from stemstream.realtime.models.weights import save_weights
+    from stemstream.realtime.stems import DJ_STEMS
 
     torch.manual_seed(0)
     cfg = LiveConfig(stems=DJ_STEMS, width=16, encoder_channels=8, analysis_samples=256, synthesis_samples=128,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from realtime.diffusion.student import StudentConfig, StudentStep, student_cond_channels
-from realtime.diffusion.unet import ScoreUNet, UNetConfig
+from stemstream.realtime.diffusion.student import StudentConfig, StudentStep, student_cond_channels
+from stemstream.realtime.diffusion.unet import ScoreUNet, UNetConfig
 
 TINY = UNetConfig(widths=(8, 16), factors=(4,), blocks=(0, 1), embed_dim=16, segment_samples=256)
 #: the same over STFT frames (32-sample frames, hop 8), as the shipped teacher runs

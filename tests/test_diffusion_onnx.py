@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.diffusion_onnx import parity
-from realtime.diffusion.student import STUDENT_ARCHITECTURE, load_student
-from realtime.diffusion.student_onnx import export_student
-from realtime.models.weights import save_weights
+from stemstream.export.diffusion_onnx import parity
+from stemstream.realtime.diffusion.student import STUDENT_ARCHITECTURE
+from stemstream.realtime.diffusion.student_loader import load_student
+from stemstream.realtime.diffusion.student_onnx import export_student
+from stemstream.realtime.models.weights import save_weights
 import pytest
 
 from tests.test_diffusion_fixtures import TINY, TINY_FRAMES, tiny_student
@@ -43,7 +44,7 @@ def test_segment_model_onnx_backend_matches_torch(tmp_path: Path) -> None:
 
 
 def test_describe_student_card_fields(tmp_path: Path) -> None:
-    from realtime.diffusion.student import describe_student
+    from stemstream.realtime.diffusion.student import describe_student
 
     step = tiny_student(context_samples=64)
     weights = tmp_path / "student.safetensors"

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from bridge.cli import main
-from realtime.diffusion.student import STUDENT_ARCHITECTURE
-from realtime.errors import ConfigError
-from realtime.models import registry
-from realtime.models.weights import save_weights
+from stemstream.bridge.cli.main import main
+from stemstream.realtime.diffusion.student import STUDENT_ARCHITECTURE
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models import registry
+from stemstream.realtime.models.weights import save_weights
 from tests.test_diffusion_fixtures import tiny_student
 
 torch.set_num_threads(1)
@@ -89,9 +89,9 @@ def test_models_and_separate_commands(weights_dir: Path, tmp_path: Path, capsys:
 
 
 def test_ship_half_stores_the_rounded_student(tmp_path: Path) -> None:
-    from export.train.diffusion_fit import ship_half
-    from realtime.diffusion.student import load_student_step
-    from realtime.models.weights import read_weights, round_to_half
+    from stemstream.export.train.diffusion_fit import ship_half
+    from stemstream.realtime.diffusion.student import load_student_step
+    from stemstream.realtime.models.weights import read_weights, round_to_half
 
     step = tiny_student(context_samples=64)
     src = tmp_path / "student.safetensors"
@@ -106,7 +106,7 @@ def test_ship_half_stores_the_rounded_student(tmp_path: Path) -> None:
 
 
 def test_models_card_says_what_a_continued_student_started_from() -> None:
-    from bridge.commands.models import _trained_on
+    from stemstream.bridge.cli.models import _trained_on
 
     fresh = {"data": "synthetic", "role": "student", "steps": 7, "init": "initialised from the teacher"}
     assert _trained_on(fresh) == "synthetic data, 7 student steps"

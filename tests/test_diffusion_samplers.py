@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realtime.diffusion.samplers import (
+from stemstream.realtime.diffusion.samplers import (
     Conditioning,
     karras_sigmas,
     network_evaluations,
@@ -14,7 +14,7 @@ from realtime.diffusion.samplers import (
     sample_generate,
     sample_partial,
 )
-from realtime.errors import ConfigError
+from stemstream.realtime.errors import ConfigError
 from tests.test_diffusion_fixtures import tiny_teacher
 
 torch.set_num_threads(1)
@@ -115,7 +115,7 @@ def test_bad_parameters_name_themselves() -> None:
 
 
 def test_oracle_denoiser_projected_dirac_is_exact_and_thesis_update_is_stiff() -> None:
-    from realtime.diffusion.samplers import sample_dirac_projected
+    from stemstream.realtime.diffusion.samplers import sample_dirac_projected
 
     clean = 0.1 * torch.randn((2, 4, 1, T), generator=torch.Generator().manual_seed(30))
     mixture = clean.sum(dim=1)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.diffusion.segments import MODES, separate_long
-from realtime.diffusion.student import DiffusionSegmentModel, sample_student
-from realtime.errors import ConfigError
-from realtime.protocol import SegmentModel
+from stemstream.realtime.diffusion.segments import MODES, separate_long
+from stemstream.realtime.diffusion.student import DiffusionSegmentModel, sample_student
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.protocol import SegmentModel
 from tests.test_diffusion_fixtures import tiny_student, tiny_teacher
 
 torch.set_num_threads(1)
@@ -82,7 +82,7 @@ def test_student_steps_use_that_many_evaluations() -> None:
 
 
 def test_student_runs_in_the_streaming_engine_at_host_rate() -> None:
-    from realtime.engine.offline import separate_array
+    from stemstream.realtime.engine.offline import separate_array
 
     model = DiffusionSegmentModel(tiny_student(context_samples=64), steps=1, channels=2)
     rng = np.random.default_rng(4)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.diffusion_table import GROUPS, _groups, _merge, excerpt_pair, live_row
-from realtime.errors import ConfigError
-from realtime.protocol import ModelInfo
-from realtime.stems import STEMS
+from stemstream.benchmarks.diffusion_table import GROUPS, _groups, _merge, excerpt_pair, live_row
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.protocol import ModelInfo
+from stemstream.realtime.stems import STEMS
 
 
 class _QuarterModel:
@@ -87,7 +87,7 @@ def test_diagnostics_with_an_oracle_denoiser() -> None:
     true stems from either start; the tables come out in Markdown."""
     import torch
 
-    from benchmarks.diffusion_diagnose import DENOISER_SIGMAS, WARM_SIGMAS, diagnose, markdown
+    from stemstream.benchmarks.diffusion_diagnose import DENOISER_SIGMAS, WARM_SIGMAS, diagnose, markdown
 
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal((4, 1, 512))).astype(np.float32)
@@ -104,9 +104,9 @@ def test_diagnostics_with_an_oracle_denoiser() -> None:
 def test_teacher_rows_name_the_constrained_stem() -> None:
     import torch
 
-    from benchmarks.diffusion_table import _teacher_rows, teacher_runs
-    from export.train.diffusion import CONFIGS
-    from realtime.diffusion.unet import ScoreUNet
+    from stemstream.benchmarks.diffusion_table import _teacher_rows, teacher_runs
+    from stemstream.export.train.diffusion import CONFIGS
+    from stemstream.realtime.diffusion.unet import ScoreUNet
 
     torch.manual_seed(0)
     net = CONFIGS["diffusion-tiny"].net

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from export.distill import DistillConfig, distill, load_teacher
-from export.train.diffusion import CONFIGS, run_training, train_teacher
-from export.train.diffusion_data import toy_excerpt
-from realtime.diffusion.segments import TARGET_RMS
-from realtime.diffusion.student import load_student
-from realtime.errors import ConfigError
+from stemstream.export.distill import DistillConfig, distill
+from stemstream.realtime.diffusion.unet import load_teacher
+from stemstream.export.train.diffusion import CONFIGS, run_training, train_teacher
+from stemstream.export.train.diffusion_data import toy_excerpt
+from stemstream.realtime.diffusion.segments import TARGET_RMS
+from stemstream.realtime.diffusion.student_loader import load_student
+from stemstream.realtime.errors import ConfigError
 
 torch.set_num_threads(1)
 
@@ -54,8 +55,8 @@ def test_unknown_config_is_named(tmp_path: Path) -> None:
 def test_time_budget_of_diffusion_runs() -> None:
     from argparse import Namespace
 
-    from export.train.diffusion_fit import budget_minutes
-    from realtime.errors import ConfigError
+    from stemstream.export.train.diffusion_fit import budget_minutes
+    from stemstream.realtime.errors import ConfigError
 
     assert budget_minutes(Namespace(), 40.0) == 40.0
     assert budget_minutes(Namespace(time_budget=None), 40.0) == 40.0
@@ -66,7 +67,7 @@ def test_time_budget_of_diffusion_runs() -> None:
 
 
 def test_training_data_is_the_rendered_set_or_toy_never_half_a_set(tmp_path: Path) -> None:
-    from export.train.diffusion_data import TOY_DATA, synth_ready, training_data
+    from stemstream.export.train.diffusion_data import TOY_DATA, synth_ready, training_data
 
     assert training_data(None) == TOY_DATA and training_data(tmp_path / "none") == TOY_DATA
     root = tmp_path / "synth"
@@ -81,7 +82,7 @@ def test_training_data_is_the_rendered_set_or_toy_never_half_a_set(tmp_path: Pat
 
 
 def test_only_the_student_takes_a_teacher_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from bridge.cli import main
+    from stemstream.bridge.cli.main import main
 
     assert main(["train", "--config", "diffusion-tiny", "--teacher", "x.safetensors", "--out", str(tmp_path / "a")]) == 2
     assert "only diffusion-student has a teacher" in capsys.readouterr().err
@@ -101,7 +102,7 @@ def test_only_the_shipped_teacher_config_ships(tmp_path: Path) -> None:
 
 
 def test_dirac_training_noise_sums_to_zero_on_its_share() -> None:
-    from export.train.diffusion import training_noise
+    from stemstream.export.train.diffusion import training_noise
 
     shape = torch.Size((200, 4, 1, 64))
     plain = training_noise(shape, torch.Generator().manual_seed(3), 0.0)
@@ -118,8 +119,8 @@ def test_dirac_training_noise_sums_to_zero_on_its_share() -> None:
 
 
 def test_dirac_teacher_config_starts_from_the_teacher_run(tmp_path: Path) -> None:
-    from export.train.diffusion import TeacherTrainConfig, _init_source
-    from realtime.diffusion.unet import UNetConfig
+    from stemstream.export.train.diffusion import TeacherTrainConfig, _init_source
+    from stemstream.realtime.diffusion.unet import UNetConfig
 
     cfg = CONFIGS["diffusion-teacher-dirac"]
     assert cfg.dirac_noise == 0.5 and cfg.net == CONFIGS["diffusion-teacher"].net
@@ -135,8 +136,8 @@ def test_dirac_teacher_config_starts_from_the_teacher_run(tmp_path: Path) -> Non
 
 
 def test_student_continues_from_a_student_file(tmp_path: Path) -> None:
-    from realtime.diffusion.student import load_student_step
-    from realtime.models.weights import WeightFileError
+    from stemstream.realtime.diffusion.student import load_student_step
+    from stemstream.realtime.models.weights import WeightFileError
 
     cfg = replace(CONFIGS["diffusion-tiny"], steps=2, checkpoint_every=2, validate_every=2)
     train_teacher(cfg, tmp_path / "teacher", None, resume=False, steps=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realtime.diffusion.student import init_student_from_teacher
-from realtime.diffusion.unet import FrameTransform, ScoreUNet, UNetConfig
-from realtime.errors import ConfigError
+from stemstream.realtime.diffusion.student import init_student_from_teacher
+from stemstream.realtime.diffusion.unet import FrameTransform, ScoreUNet, UNetConfig
+from stemstream.realtime.errors import ConfigError
 from tests.test_diffusion_fixtures import TINY_FRAMES, tiny_student, tiny_teacher
 
 torch.set_num_threads(1)

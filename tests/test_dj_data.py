@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from export.data.mixing import (
+from stemstream.export.data.mixing import (
     MasterSettings, clipper_gain, master, measure, pan_mono, set_width, stem_chain,
 )
-from export.data.real import load_mir1k, load_musicdelta
-from export.train.data import SongSet
-from export.train.dj_data import RECIPES, DjExampleMaker, DjSampler, DjSources
-from export.train.losses import band_limit, grouped_sdr_loss
+from stemstream.export.data.real import load_mir1k, load_musicdelta
+from stemstream.export.train.data import SongSet
+from stemstream.export.train.dj_data import RECIPES, DjExampleMaker, DjSampler, DjSources
+from stemstream.export.train.losses import band_limit, grouped_sdr_loss
 
 SR = 44100
 
@@ -180,7 +180,7 @@ def test_musicdelta_split_maps_guitars_to_other_and_leaves_the_eval_song_out(rea
 
 
 def test_load_tracks_reads_the_real_training_layouts(real_fixture: Path) -> None:
-    from export.data.loaders import load_tracks
+    from stemstream.export.data.loaders import load_tracks
 
     songs = {t.name: t for t in load_tracks(real_fixture / "musicdelta")}
     assert set(songs) == {"80sRock", "Beatles", "Country1"}
@@ -193,7 +193,7 @@ def test_load_tracks_reads_the_real_training_layouts(real_fixture: Path) -> None
 
 
 def test_load_tracks_reads_musdb_layout_in_any_format(tmp_path: Path) -> None:
-    from export.data.loaders import load_tracks
+    from stemstream.export.data.loaders import load_tracks
 
     d = tmp_path / "song"
     d.mkdir()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import osc_reference
-from bridge.osc_routes import OscRoutes
-from realtime.errors import StemstreamError
+from stemstream.benchmarks import osc_reference
+from stemstream.bridge.osc.routes import OscRoutes
+from stemstream.realtime.errors import StemstreamError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_osc_doc_matches_route_table() -> None:
         got = a[line] if line < len(a) else "<end of file>"
         want = b[line] if line < len(b) else "<end of file>"
         pytest.fail(f"docs/osc.md is stale at line {line + 1}: {got!r} != {want!r}; "
-                    "run: .venv/bin/python -m benchmarks.osc_reference")
+                    "run: .venv/bin/python -m stemstream.benchmarks.osc_reference")
 
 
 def test_every_route_is_on_the_page() -> None:

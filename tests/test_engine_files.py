@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from bridge.audio_files import read_audio, write_files_atomic
-from bridge.cli import main
-from realtime.errors import AudioInputError, StemstreamError
-from realtime.files import process_umask
-from realtime.stems import STEMS
+from stemstream.bridge.audio_files import read_audio, write_files_atomic
+from stemstream.bridge.cli.main import main
+from stemstream.realtime.errors import AudioInputError, StemstreamError
+from stemstream.realtime.files import process_umask
+from stemstream.realtime.stems import STEMS
 
 torch.set_num_threads(1)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.engine.native import SLOT_SIZE, run_slot, session_slot
-from realtime.engine.session import RealtimeSession
-from realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.engine.native import SLOT_SIZE, run_slot, session_slot
+from stemstream.realtime.engine.session import RealtimeSession
+from stemstream.realtime.engine.streamer import StreamingSeparator
 from tests.bridge_support import TinyHopModel
 
 

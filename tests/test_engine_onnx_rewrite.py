@@ -9,8 +9,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from realtime.backends.onnx_backend import OnnxRuntimeOptions, open_onnx
-from realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
+from stemstream.realtime.backends.onnx_backend import OnnxRuntimeOptions, open_onnx
+from stemstream.realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
 
 TOL = 1e-5
 torch.set_num_threads(1)
@@ -94,7 +94,7 @@ def test_unsupported_convs_left_alone() -> None:
 @pytest.fixture(scope="module")
 def tiny_live(tmp_path_factory):
     """A small live-architecture module (seeded) and its ONNX backend, exported once."""
-    from realtime.models.live import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 
     torch.manual_seed(0)
     cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
@@ -124,8 +124,8 @@ def test_live_architecture_rewritten_equals_exported(tiny_live) -> None:
 def test_streaming_onnx_equals_one_shot_and_torch(tiny_live) -> None:
     """Through the engine, the rewritten ONNX backend streams any block sizes (1, 63, 64, 65,
     4097...) to the one-shot output, and matches the torch backend (< 1e-5)."""
-    from realtime.backends.torch_backend import open_torch
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.backends.torch_backend import open_torch
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     module, model = tiny_live
     cfg = module.config

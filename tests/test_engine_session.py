@@ -8,9 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from realtime.engine.session import RealtimeSession, set_thread_realtime
-from realtime.engine.streamer import StreamingSeparator
-from realtime.errors import ConfigError
+from stemstream.realtime.engine.session import RealtimeSession, set_thread_realtime
+from stemstream.realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.errors import ConfigError
 from tests.engine_support import GAINS, SlowHopModel
 
 SR = 44100
@@ -195,7 +195,7 @@ def test_callback_signals_the_worker() -> None:
     """Each callback writes one count to the worker's eventfd (Linux), from the numba kernel."""
     import os
 
-    from realtime.engine.wakeup import Wakeup
+    from stemstream.realtime.engine.wakeup import Wakeup
 
     session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64)
     if session._wakeup.fd < 0:
@@ -242,7 +242,7 @@ def _one_slow_call(block: int, queue_blocks: int, callbacks: int) -> RealtimeSes
 def test_compute_histogram_counts_every_call() -> None:
     """Every worker call lands in the histogram (not only the recent ones in ``compute_s``),
     the slow one in the right bin and as the maximum; percentiles read back to one bin."""
-    from realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
+    from stemstream.realtime.engine.session import COMPUTE_BIN_S, histogram_percentiles
 
     block = 64
     session = _one_slow_call(block, queue_blocks=16, callbacks=12)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.backends import available_backends, open_backend
-from realtime.backends.torch_backend import TorchHopModel
-from realtime.engine.offline import separate_array
-from realtime.engine.overlap_add import segment_weight
-from realtime.engine.streamer import StreamingSeparator
-from realtime.errors import AudioInputError, ConfigError, StemstreamError
-from realtime.models.live import LiveConfig, LiveSeparator
+from stemstream.realtime.backends import available_backends, open_backend
+from stemstream.realtime.backends.torch_backend import TorchHopModel
+from stemstream.realtime.engine.offline import separate_array
+from stemstream.realtime.engine.overlap_add import segment_weight
+from stemstream.realtime.engine.streamer import StreamingSeparator
+from stemstream.realtime.errors import AudioInputError, ConfigError, StemstreamError
+from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 from tests.engine_support import GAINS, ContextSegmentModel, GainDelayConfig, GainDelayModule
 
 torch.set_num_threads(1)
@@ -243,7 +243,7 @@ def test_backend_dispatch() -> None:
 
 def test_shipped_models_stream_equal_one_call() -> None:
     """Every shipped model (skipped until weights exist): odd blocks == one call, sum == mix."""
-    from realtime.models.registry import available_models, load_model
+    from stemstream.realtime.models.registry import available_models, load_model
 
     names = available_models()
     if not names:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from realtime.engine.thread_clock import Mark, Split, ThreadClock
+from stemstream.realtime.engine.thread_clock import Mark, Split, ThreadClock
 
 
 def _measure(work) -> tuple[float, float, float, float]:

@@ -10,9 +10,9 @@ import re
 import pytest
 import torch
 
-from bridge.cli import main
-from export.onnx_export import read_metadata
-from realtime.backends.tensorrt_backend import tensorrt_available
+from stemstream.bridge.cli.main import main
+from stemstream.export.onnx_export import read_metadata
+from stemstream.realtime.backends.tensorrt_backend import tensorrt_available
 
 torch.set_num_threads(1)
 

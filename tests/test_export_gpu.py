@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.parity import separate, synthetic_music
-from realtime import backends
-from realtime.backends.onnx_backend import OnnxHopModel, available_providers, open_onnx
-from realtime.backends.tensorrt_backend import open_tensorrt, tensorrt_available
-from realtime.errors import MissingDependencyError
+from stemstream.export.parity import separate, synthetic_music
+from stemstream.realtime import backends
+from stemstream.realtime.backends.onnx_backend import OnnxHopModel, available_providers, open_onnx
+from stemstream.realtime.backends.tensorrt_backend import open_tensorrt, tensorrt_available
+from stemstream.realtime.errors import MissingDependencyError
 from test_export_onnx import torch_reference
 from test_export_toy import make_toy
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.onnx_export import ExportError, check_no_complex_ops, export_onnx, op_counts, read_metadata
-from export.parity import separate, synthetic_music
-from realtime.backends.onnx_backend import OnnxHopModel, open_onnx, open_onnx_file
-from realtime.backends.onnx_graph import graph_metadata
-from realtime.backends.torch_backend import TorchHopModel
-from realtime.errors import AudioInputError, ConfigError
+from stemstream.export.onnx_export import ExportError, check_no_complex_ops, export_onnx, op_counts, read_metadata
+from stemstream.export.parity import separate, synthetic_music
+from stemstream.realtime.backends.onnx_backend import OnnxHopModel, open_onnx, open_onnx_file
+from stemstream.realtime.backends.onnx_graph import graph_metadata
+from stemstream.realtime.backends.torch_backend import TorchHopModel
+from stemstream.realtime.errors import AudioInputError, ConfigError
 from test_export_toy import make_toy
 
 torch.set_num_threads(1)
@@ -29,11 +29,11 @@ def torch_reference(module, name):
 
 def live_module():
     """The shipped ``live`` model if its weights exist, else a seeded random-init one."""
-    from realtime.models.registry import available_models, load_torch_model
+    from stemstream.realtime.models.registry import available_models, load_torch_model
 
     if "live" in available_models():
         return load_torch_model("live")
-    from realtime.models.live import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 
     torch.manual_seed(0)
     return LiveSeparator(LiveConfig()).eval()
@@ -172,7 +172,7 @@ def test_bad_audio_shape_and_threads(tmp_path) -> None:
 
 @pytest.mark.parametrize("host_rate,channels", [(44100, 2), (48000, 2), (44100, 1)])
 def test_streaming_separator_odd_blocks_onnx_equals_torch(tmp_path, live, host_rate, channels) -> None:
-    from realtime.engine.streamer import StreamingSeparator
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
     onnx_model = open_onnx(live, "live", cache_dir=tmp_path)
     reference = torch_reference(live, "live")
@@ -196,7 +196,7 @@ def test_streaming_separator_odd_blocks_onnx_equals_torch(tmp_path, live, host_r
 
 
 def test_fft_training_path_is_not_exported(tmp_path) -> None:
-    from realtime.models.live import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
 
     torch.manual_seed(0)
     module = LiveSeparator(LiveConfig(width=32, encoder_channels=16)).eval()

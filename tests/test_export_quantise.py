@@ -1,7 +1,7 @@
 """int8 (dynamic, static) and fp16 graphs: they run, keep the metadata, and stay within
 0.5 dB SI-SDRi of the fp32 graph on held-out synthetic excerpts: songs rendered here with the
 test set's seed (music the model separates, so the comparison means something; the toy
-songs of ``export.parity`` it does not). The calibration songs are rendered here too, with the
+songs of ``stemstream.export.parity`` it does not). The calibration songs are rendered here too, with the
 validation set's seed: the test never reads ``data/``, so it does the same on every machine."""
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import torch
 
 pytest.importorskip("onnxconverter_common", reason="fp16 conversion is optional: pip install stemstream[data]")
 
-from export.data.synth import render_dataset  # noqa: E402
-from export.onnx_export import check_no_complex_ops, export_onnx, op_counts, read_metadata  # noqa: E402
-from export.parity import separate, synthetic_song  # noqa: E402
-from export.quantise import (  # noqa: E402
+from stemstream.export.data.synth import render_dataset  # noqa: E402
+from stemstream.export.onnx_export import check_no_complex_ops, export_onnx, op_counts, read_metadata  # noqa: E402
+from stemstream.export.parity import separate, synthetic_song  # noqa: E402
+from stemstream.export.quantise import (  # noqa: E402
     calibration_audio,
     convert_fp16,
     make_precision,
     quantise_dynamic,
     quantise_static,
 )
-from realtime.backends.onnx_backend import open_onnx_file  # noqa: E402
-from realtime.stems import STEMS  # noqa: E402
+from stemstream.realtime.backends.onnx_backend import open_onnx_file  # noqa: E402
+from stemstream.realtime.stems import STEMS  # noqa: E402
 from test_export_onnx import live_module  # noqa: E402
 
 torch.set_num_threads(1)
@@ -69,7 +69,7 @@ def held_out_excerpts(sample_rate: int, workdir: Path, count: int = 2) -> list[t
 
 
 def mean_si_sdri(model, excerpts) -> tuple[float, np.ndarray]:
-    from benchmarks.metrics import si_sdr_improvement_stems
+    from stemstream.export.evaluation.metrics import si_sdr_improvement_stems
 
     per_stem = np.mean([si_sdr_improvement_stems(separate(model, mix), stems, mix) for _, mix, stems in excerpts], axis=0)
     return float(per_stem.mean()), per_stem
@@ -130,7 +130,7 @@ def test_reduced_precision_within_half_a_db_of_fp32(graphs, tmp_path) -> None:
 
 
 def test_make_precision_rejects_unknown(tmp_path, graphs) -> None:
-    from realtime.errors import ConfigError
+    from stemstream.realtime.errors import ConfigError
 
     with pytest.raises(ConfigError, match="precision='int4'"):
         make_precision(graphs["fp32"], tmp_path / "x.onnx", "int4")

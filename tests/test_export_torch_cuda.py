@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.backends import open_backend
-from realtime.backends.torch_backend import TorchHopModel
-from realtime.backends.torch_cuda_backend import cuda_available
-from realtime.errors import MissingDependencyError
+from stemstream.realtime.backends import open_backend
+from stemstream.realtime.backends.torch_backend import TorchHopModel
+from stemstream.realtime.backends.torch_cuda_backend import cuda_available
+from stemstream.realtime.errors import MissingDependencyError
 from test_export_toy import make_toy
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from bridge.cli import main
+from stemstream.bridge.cli.main import main
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.confidence import paired_difference, stem_mean_interval
-from realtime.errors import StemstreamError
+from stemstream.export.evaluation.confidence import paired_difference, stem_mean_interval
+from stemstream.realtime.errors import StemstreamError
 
 STEMS = ("bass", "drums")
 

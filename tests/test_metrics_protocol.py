@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.evaluate import chunk_starts, evaluate_tracks, format_table, rms_db, write_json
-from benchmarks.metrics import si_sdr
-from benchmarks.reference import MixtureSeparator, OracleMaskSeparator, reference_separator
-from export.data.tracks import Track
-from realtime.errors import ConfigError, StemstreamError
+from stemstream.export.evaluation.protocol import chunk_starts, evaluate_tracks, format_table, rms_db, write_json
+from stemstream.export.evaluation.metrics import si_sdr
+from stemstream.export.evaluation.reference import MixtureSeparator, OracleMaskSeparator, reference_separator
+from stemstream.export.data.tracks import Track
+from stemstream.realtime.errors import ConfigError, StemstreamError
 
 torch.set_num_threads(1)
 
@@ -196,7 +196,7 @@ def test_json_and_table(tmp_path) -> None:
 
 
 def test_model_separator_runs_a_weight_file_through_the_engine(tiny_live_weights, tiny_live_config) -> None:
-    from benchmarks.evaluate import model_separator
+    from stemstream.export.evaluation.protocol import model_separator
 
     config = tiny_live_config
     sep = model_separator(str(tiny_live_weights))
@@ -221,7 +221,7 @@ def _noise_track(seconds: float, names: tuple[str, ...], seed: int) -> Track:
 
 
 def test_live_window_oracle_is_aligned_sums_to_the_mixture_and_ignores_block_size() -> None:
-    from benchmarks.reference import LowDelayOracleMaskSeparator
+    from stemstream.export.evaluation.reference import LowDelayOracleMaskSeparator
 
     track = _noise_track(1.3, ("bass", "drums", "piano"), 7)
     sep = reference_separator("oracle-mask", ("bass", "drums", "guitar"), windows="live")
@@ -245,7 +245,7 @@ def test_live_window_oracle_is_aligned_sums_to_the_mixture_and_ignores_block_siz
 
 def test_model_separator_of_a_module_equals_its_weight_file(tiny_live_model, tiny_live_weights,
                                                             tiny_live_config) -> None:
-    from benchmarks.evaluate import SubsetSeparator, model_separator
+    from stemstream.export.evaluation.protocol import SubsetSeparator, model_separator
 
     config = tiny_live_config
     module, path = tiny_live_model(), tiny_live_weights  # the same seed: the same weights

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.metrics import (
+from stemstream.export.evaluation.metrics import (
     SI_SDR_EPS,
     sdr,
     si_sdr,
@@ -15,7 +15,7 @@ from benchmarks.metrics import (
     si_sdr_improvement_stems,
     si_sdr_stems,
 )
-from realtime.errors import ConfigError
+from stemstream.realtime.errors import ConfigError
 
 
 def test_seeds_eps_is_1e_minus_8() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realtime.errors import ConfigError
-from realtime.models.dsp import StreamingSTFT
-from realtime.models.live import LiveConfig, LiveSeparator, macs_per_hop, mixture_consistency
-from realtime.models.macs import measured_macs_per_hop
-from realtime.stems import STEMS
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.dsp import StreamingSTFT
+from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, macs_per_hop, mixture_consistency
+from stemstream.realtime.models.macs import measured_macs_per_hop
+from stemstream.realtime.stems import STEMS
 
 torch.set_num_threads(1)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from export.prune import importance, plan, prune
-from realtime.models.live import LiveConfig, LiveSeparator, count_parameters, macs_per_hop
+from stemstream.export.prune import importance, plan, prune
+from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, count_parameters, macs_per_hop
 
 torch.set_num_threads(1)
 
@@ -73,7 +73,7 @@ def test_transfer_to_quality_config() -> None:
     zeroed, the decoder taps placed at the end of the longer synthesis kernel."""
     from dataclasses import replace
 
-    from export.train.run import transfer
+    from stemstream.export.train.run import transfer
 
     live = _model()
     same = transfer(live, live.config)
@@ -100,10 +100,10 @@ def test_build_model_prunes_once_then_fine_tunes_as_is(tmp_path) -> None:
     import numpy as np
     import soundfile as sf
 
-    from export.train.configs import TrainConfig
-    from export.train.run import build_model
-    from realtime.models.live import ARCHITECTURE
-    from realtime.models.weights import save_weights
+    from stemstream.export.train.configs import TrainConfig
+    from stemstream.export.train.run import build_model
+    from stemstream.realtime.models.hybrid import ARCHITECTURE
+    from stemstream.realtime.models.weights import save_weights
 
     def write_weights(path, model) -> None:
         save_weights(path, model, ARCHITECTURE, model.config.to_json())

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.errors import ConfigError, StemstreamError
-from realtime.models import registry
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-from realtime.models.weights import WeightFileError, read_weights, save_weights
+from stemstream.realtime.errors import ConfigError, StemstreamError
+from stemstream.realtime.models import registry
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.weights import WeightFileError, read_weights, save_weights
 
 torch.set_num_threads(1)
 
@@ -62,7 +62,7 @@ def test_weight_file_roundtrip_and_checksum(tmp_path: Path) -> None:
 
 
 def test_half_storage_loads_exactly_the_rounded_model(tmp_path: Path) -> None:
-    from realtime.models.weights import round_to_half
+    from stemstream.realtime.models.weights import round_to_half
 
     torch.manual_seed(0)
     model = LiveSeparator(TINY)
@@ -79,7 +79,7 @@ def test_half_storage_loads_exactly_the_rounded_model(tmp_path: Path) -> None:
 
 
 def test_models_command_lists(capsys) -> None:
-    from bridge.cli import main
+    from stemstream.bridge.cli.main import main
 
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -89,7 +89,7 @@ def test_models_command_lists(capsys) -> None:
 def test_train_command_tiny(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from bridge.cli import main
+    from stemstream.bridge.cli.main import main
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 2), ("valid", 1)):
@@ -108,7 +108,7 @@ def test_train_command_tiny(tmp_path: Path) -> None:
     assert main(args + ["--resume", "--steps", "6"]) == 0
     assert json.loads((out / "run_record.json").read_text())["train"]["steps"] == 6
     # the first load wrote a memory-mappable cache per song; it holds the decoded WAVs exactly
-    from export.train.data import CACHE_NAME, load_songs
+    from stemstream.export.train.data import CACHE_NAME, load_songs
 
     song = tmp_path / "data" / "train" / "song0"
     assert (song / CACHE_NAME).exists()
@@ -182,8 +182,8 @@ def test_train_command_tiny(tmp_path: Path) -> None:
                         "--batch", "3", "--excerpt-seconds", "0.5"]) == 0
     train = json.loads((longer / "run_record.json").read_text())["train"]
     assert [(p["batch"], p["excerpt_seconds"]) for p in train["phases"]] == [(2, 0.25), (3, 0.5)]
-    from export.train.configs import get_config
-    from export.train.loop import audio_seen_s
+    from stemstream.export.train.configs import get_config
+    from stemstream.export.train.loop import audio_seen_s
 
     assert audio_seen_s(train["phases"], get_config("tiny"), 4) == 2 * 2 * 0.25 + 2 * 3 * 0.5
     assert audio_seen_s([], get_config("tiny"), 4) == 4 * 2 * 0.25  # steps before phases were kept
@@ -195,7 +195,7 @@ def test_train_command_tiny(tmp_path: Path) -> None:
 
 
 def test_distillation_loss_targets_the_teacher() -> None:
-    from export.train.loop import training_loss
+    from stemstream.export.train.loop import training_loss
 
     torch.manual_seed(0)
     student = LiveSeparator(TINY)

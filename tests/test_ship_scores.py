@@ -1,4 +1,4 @@
-"""`python -m export.train.ship`: the scores it records are `stemstream eval`'s for the shipped file.
+"""`python -m stemstream.export.train.ship`: the scores it records are `stemstream eval`'s for the shipped file.
 
 A tiny model on a tiny synthetic test set and a tiny MUSDB-like real-music folder (bass and
 drums scored, ``other`` and ``vocals`` still in the mixture), shipped into a temporary weights
@@ -15,11 +15,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator
-from export.data.loaders import load_tracks
-from export.train.ship import REAL_STEMS, ship, summarise
-from realtime.models.registry import WEIGHTS_DIR
-from realtime.models.weights import read_weights
+from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+from stemstream.export.data.loaders import load_tracks
+from stemstream.export.train.ship import REAL_STEMS, ship, summarise
+from stemstream.realtime.models.registry import WEIGHTS_DIR
+from stemstream.realtime.models.weights import read_weights
 
 torch.set_num_threads(1)
 

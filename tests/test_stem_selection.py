@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from bridge.cli import main
-from realtime.errors import ConfigError
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator
-from realtime.models.weights import save_weights
-from realtime.stems import DJ_STEMS, INSTRUMENT_STEMS, group_matrix, parse_stems
+from stemstream.bridge.cli.main import main
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.weights import save_weights
+from stemstream.realtime.stems import DJ_STEMS, INSTRUMENT_STEMS, group_matrix, parse_stems
 
 TINY = dict(width=16, encoder_channels=8, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
 
@@ -49,7 +49,7 @@ def test_group_matrix_sums_the_instrumental() -> None:
 
 
 def test_default_model_follows_the_stem_set() -> None:
-    from realtime.models.registry import DEFAULT_MODELS, _weights_path, default_model
+    from stemstream.realtime.models.registry import DEFAULT_MODELS, _weights_path, default_model
 
     assert default_model(INSTRUMENT_STEMS) == "live"
     assert default_model(("guitar",)) == "live"
@@ -83,7 +83,7 @@ def test_separate_refuses_stems_the_model_cannot_give(tmp_path: Path, dj_weights
 
 
 def test_transfer_seeds_new_stems_from_the_instrument_heads() -> None:
-    from export.train.run import transfer
+    from stemstream.export.train.run import transfer
 
     torch.manual_seed(0)
     source = LiveSeparator(LiveConfig(**TINY))
@@ -98,8 +98,8 @@ def test_transfer_seeds_new_stems_from_the_instrument_heads() -> None:
 
 
 def test_eval_scores_the_instrumental_group(tmp_path: Path, dj_weights: Path) -> None:
-    from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator
-    from export.data.tracks import Track
+    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+    from stemstream.export.data.tracks import Track
 
     rng = np.random.default_rng(3)
     stems = {k: (0.1 * rng.standard_normal((2, 44100 * 6))).astype(np.float32) for k in DJ_STEMS}

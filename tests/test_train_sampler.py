@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.train.data import DeviceRemixSampler, RemixSampler, SongSet
-from export.train.run import check_device
-from realtime.errors import ConfigError
+from stemstream.export.train.data import DeviceRemixSampler, RemixSampler, SongSet
+from stemstream.export.train.run import check_device
+from stemstream.realtime.errors import ConfigError
 
 
 @pytest.fixture()

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.data import parts
-from export.data.drums import SWING_STYLES, Groove, styles_for_meter
-from export.data.theory import MODES, NOTE_NAMES, PROGRESSIONS, Chord, diatonic_chord
-from realtime.errors import bad_value
+from stemstream.export.data import parts
+from stemstream.export.data.drums import SWING_STYLES, Groove, styles_for_meter
+from stemstream.export.data.theory import MODES, NOTE_NAMES, PROGRESSIONS, Chord, diatonic_chord
+from stemstream.realtime.errors import bad_value
 
 #: Meter name -> (steps per bar, steps per beat) on a 16th-note grid.
 METERS: dict[str, tuple[int, int]] = {"4/4": (16, 4), "3/4": (12, 4), "6/8": (12, 6), "5/4": (20, 4)}

@@ -5,9 +5,9 @@
 * ``stems="instruments"``: one synthetic song (composer version 1, the shipped models' training
   generator) with its true ``bass, drums, guitar, piano``, as rendered by ``stemstream data synth``;
 * ``stems="dj"``: the same backing as ``drums, bass, other`` (guitar + piano) and a sung voice of
-  our own rendering (``export.data.voice``: a melody over the song's chords, formant-synthesised)
+  our own rendering (``stemstream.export.data.voice``: a melody over the song's chords, formant-synthesised)
   as ``vocals``, each stem through a fixed channel strip and the four through a fixed master
-  (``export.data.mixing``), so that the mixture reads like a released record and is still the
+  (``stemstream.export.data.mixing``), so that the mixture reads like a released record and is still the
   exact sum of the stems.
 
 Everything is seeded by :data:`DEMO_SEED`; nothing is downloaded and no recording is shipped.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data.tracks import Track
-from realtime.errors import StemstreamError, bad_value
-from realtime.stems import DJ_STEMS
+from stemstream.export.data.tracks import Track
+from stemstream.realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.stems import DJ_STEMS
 
 DEMO_SEED = 20261121
 #: The composer version the shipped models were trained on (see ``stemstream data synth --help``).
@@ -31,8 +31,8 @@ DEMO_STEM_SETS = ("dj", "instruments")
 
 def render_demo_song(seconds: float, workdir: Path, stems: str = "dj") -> Track:
     """The demo song as a ``Track`` (see the module docstring); ``workdir`` holds the rendering."""
-    from export.data.loaders import load_tracks
-    from export.data.synth import render_dataset
+    from stemstream.export.data.loaders import load_tracks
+    from stemstream.export.data.synth import render_dataset
 
     if stems not in DEMO_STEM_SETS:
         raise bad_value("stems", stems, f"one of {DEMO_STEM_SETS}")
@@ -48,10 +48,10 @@ def render_demo_song(seconds: float, workdir: Path, stems: str = "dj") -> Track:
 
 
 def _with_voice(backing: Track, seconds: float) -> Track:
-    from export.data.composer import compose_song
-    from export.data.mixing import MasterSettings, master, pan_mono, stem_chain
-    from export.data.synth import song_seed
-    from export.data.voice import render_voice, sing_melody
+    from stemstream.export.data.composer import compose_song
+    from stemstream.export.data.mixing import MasterSettings, master, pan_mono, stem_chain
+    from stemstream.export.data.synth import song_seed
+    from stemstream.export.data.voice import render_voice, sing_melody
 
     rate = backing.sample_rate
     rng = np.random.default_rng(DEMO_SEED)

@@ -1,4 +1,4 @@
-"""Multitrack datasets from disk, all yielded as ``export.data.tracks.Track``.
+"""Multitrack datasets from disk, all yielded as ``stemstream.export.data.tracks.Track``.
 
 ``load_tracks(path, stems=None)`` recognises these layouts (``path`` may be the dataset root,
 a split folder or a single track folder):
@@ -29,8 +29,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from export.data.tracks import Track
-from realtime.errors import AudioInputError
+from stemstream.export.data.tracks import Track
+from stemstream.realtime.errors import AudioInputError
 
 SYNTH_STEMS = ("bass", "drums", "guitar", "piano", "other")
 MUSDB_STEMS = ("drums", "bass", "other", "vocals")

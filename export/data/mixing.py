@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from realtime.errors import bad_value
+from stemstream.realtime.errors import bad_value
 
 #: Where released music sits (MUSDB18 excerpts, measured with ``measure``; see the module doc).
 RELEASED_RMS_DBFS: tuple[float, float] = (-20.0, -14.0)

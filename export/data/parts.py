@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.data.theory import Chord, close_voicing, guitar_voicing, nearest_pitch, scale_pitches
+from stemstream.export.data.theory import Chord, close_voicing, guitar_voicing, nearest_pitch, scale_pitches
 
 if TYPE_CHECKING:  # pragma: no cover
-    from export.data.composer import Section, SongPlan
+    from stemstream.export.data.composer import Section, SongPlan
 
 Note = tuple[float, float, int, int, float]
 Control = tuple[float, int, int]

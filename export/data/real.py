@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data.loaders import read_audio
-from realtime.errors import AudioInputError, bad_value
-from realtime.stems import MODEL_SAMPLE_RATE
+from stemstream.export.data.loaders import read_audio
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.stems import MODEL_SAMPLE_RATE
 
 #: Default location, relative to the repository root.
 DEFAULT_REAL_TRAIN = Path(__file__).resolve().parents[2].parent / "shared" / "realdata-train"

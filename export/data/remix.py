@@ -10,11 +10,11 @@ item ``i`` is drawn from a generator seeded by ``(seed, epoch, i)``, so it is th
 3. scales each stem by a random gain in ``gain_db`` and swaps its left/right channels with
    probability ``swap_prob``;
 4. returns ``(mixture (channels, excerpt_samples), stems (S, channels, excerpt_samples))``
-   float32 tensors, stems ordered as ``stems`` (default ``realtime.stems.STEMS``), the
+   float32 tensors, stems ordered as ``stems`` (default ``stemstream.realtime.stems.STEMS``), the
    mixture exactly their float32 sum.
 
 Synthetic folders are memory-mapped (nothing is read until an excerpt needs it; the OS page
-cache keeps hot songs in memory); other layouts go through ``export.data.loaders`` into memory.
+cache keeps hot songs in memory); other layouts go through ``stemstream.export.data.loaders`` into memory.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 
 import torch
 
-from realtime.errors import AudioInputError, bad_value
-from realtime.stems import MODEL_SAMPLE_RATE, STEMS
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
 
 
@@ -49,14 +49,14 @@ class _Song:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        from export.data.wavio import open_wav
+        from stemstream.export.data.wavio import open_wav
 
         state["stems"] = [open_wav(a)[0] if isinstance(a, str) else a for a in state["stems"]]
         self.__dict__.update(state)
 
 
 def _open_synth_folder(root: Path, stems: Sequence[str]) -> list[_Song]:
-    from export.data.wavio import open_wav
+    from stemstream.export.data.wavio import open_wav
 
     songs = []
     for d in sorted(p for p in root.iterdir() if (p / "song.json").is_file()):
@@ -92,7 +92,7 @@ class RemixDataset(torch.utils.data.Dataset):
     """Seeded random excerpts with stems remixed across songs (see the module docstring).
 
     Args:
-        root: a synthetic folder, any folder ``export.data.loaders.load_tracks`` reads, or a
+        root: a synthetic folder, any folder ``stemstream.export.data.loaders.load_tracks`` reads, or a
             list of such folders.
         excerpt_samples: excerpt length in samples (at 44.1 kHz).
         seed: base seed; item ``i`` of epoch ``e`` uses ``(seed, e, i)``.
@@ -140,7 +140,7 @@ class RemixDataset(torch.utils.data.Dataset):
             if (p / "dataset.json").is_file() or any((c / "song.json").is_file() for c in _children(p)):
                 self.songs += _open_synth_folder(p, self.stems)
             else:
-                from export.data.loaders import load_tracks
+                from stemstream.export.data.loaders import load_tracks
 
                 self.songs += _songs_from_tracks(load_tracks(p), self.stems)
         if tracks is not None:

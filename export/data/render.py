@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.errors import AudioInputError, require
+from stemstream.realtime.errors import AudioInputError, require
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -142,7 +142,7 @@ class SongSynth:
         """Render one stem.
 
         Args:
-            score: an ``export.data.composer.StemScore`` (times in seconds, MIDI pitches).
+            score: an ``stemstream.export.data.composer.StemScore`` (times in seconds, MIDI pitches).
             seconds: output length in seconds.
             reverb, chorus: FluidSynth reverb (roomsize, damping, width, level) and chorus
                 (nr, level, speed, depth) parameters.

@@ -24,13 +24,13 @@ from typing import Callable
 
 import numpy as np
 
-from export.data.composer import COMPOSER_VERSION, COMPOSER_VERSIONS
-from export.data.effects import apply_chain, draw_chain
-from export.data.wavio import write_wav
-from realtime.errors import bad_value
-from realtime.stems import MODEL_SAMPLE_RATE, STEMS
+from stemstream.export.data.composer import COMPOSER_VERSION, COMPOSER_VERSIONS
+from stemstream.export.data.effects import apply_chain, draw_chain
+from stemstream.export.data.wavio import write_wav
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
-#: Default generator revision (see ``export.data.composer.compose_song``).
+#: Default generator revision (see ``stemstream.export.data.composer.compose_song``).
 GENERATOR_VERSION = COMPOSER_VERSION
 MIN_SECONDS, MAX_SECONDS = 1.0, 600.0
 MAX_SONGS = 100_000
@@ -46,7 +46,7 @@ def song_name(index: int) -> str:
 
 
 def _gm_name(bank: int, program: int, soundfont: str) -> str:
-    from export.data.render import available_preset, preset_name
+    from stemstream.export.data.render import available_preset, preset_name
 
     return preset_name(*available_preset(bank, program, soundfont), soundfont)
 
@@ -69,8 +69,8 @@ def render_song(out_dir: str | Path, index: int, seconds: float, dataset_seed: i
     ``soundfonts``: the GM SoundFonts to render with (default: FluidR3 GM only); with several,
     each stem draws one (:func:`stem_soundfonts`).
     """
-    from export.data.composer import compose_song, describe
-    from export.data.render import DEFAULT_SOUNDFONT, SongSynth, fluidsynth_version
+    from stemstream.export.data.composer import compose_song, describe
+    from stemstream.export.data.render import DEFAULT_SOUNDFONT, SongSynth, fluidsynth_version
 
     cpu0 = time.process_time()
     seed = song_seed(dataset_seed, index)
@@ -208,7 +208,7 @@ def render_dataset(out_dir: str | Path, songs: int, seconds: float, seed: int, w
     (audio seconds rendered / CPU seconds spent by the workers).
     """
     out = validate_args(out_dir, songs, seconds, seed, workers, generator_version)
-    from export.data.render import DEFAULT_SOUNDFONT, check_soundfont_file, fluidsynth_version
+    from stemstream.export.data.render import DEFAULT_SOUNDFONT, check_soundfont_file, fluidsynth_version
 
     fonts = tuple(str(f) for f in (soundfonts or (DEFAULT_SOUNDFONT,)))
     for font in fonts:

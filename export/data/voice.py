@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.data.composer import SongPlan
-from realtime.errors import bad_value
+from stemstream.export.data.composer import SongPlan
+from stemstream.realtime.errors import bad_value
 
 #: Vowel formants: frequencies (Hz), relative levels (dB), bandwidths (Hz) per voice type.
 FORMANTS: dict[str, dict[str, tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]]] = {

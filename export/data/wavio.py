@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.errors import AudioInputError
+from stemstream.realtime.errors import AudioInputError
 
 _WAVE_FORMAT_PCM = 1
 _WAVE_FORMAT_IEEE_FLOAT = 3

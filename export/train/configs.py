@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from realtime.errors import bad_value
-from realtime.models.live import LiveConfig
-from realtime.stems import DJ_STEMS
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.models.hybrid import LiveConfig
+from stemstream.realtime.stems import DJ_STEMS
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TrainConfig:
         device: where the steps run: ``cpu`` or a CUDA device (``cuda``, ``cuda:1``); the
             training songs then sit on that device too, and the saved weights are CPU tensors.
         data: ``synth`` (our synthetic songs, the instrument set) or ``dj`` (the DJ stem set from
-            real recordings and synthetic backings, ``export.train.dj_data``).
+            real recordings and synthetic backings, ``stemstream.export.train.dj_data``).
         real_data: the real training recordings for ``dj`` (None: ``../shared/realdata-train``).
     """
 
@@ -68,7 +68,7 @@ class TrainConfig:
     @property
     def real_data_root(self) -> Path:
         """Where the real training recordings are (``real_data``, else ``../shared/realdata-train``)."""
-        from export.data.real import DEFAULT_REAL_TRAIN
+        from stemstream.export.data.real import DEFAULT_REAL_TRAIN
 
         return Path(self.real_data) if self.real_data else DEFAULT_REAL_TRAIN
 

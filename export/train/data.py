@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.errors import AudioInputError, bad_value
-from realtime.stems import MODEL_SAMPLE_RATE, STEMS
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
 
 @dataclass

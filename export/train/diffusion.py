@@ -1,8 +1,8 @@
 """Training of the multi-source diffusion teacher (denoising score matching, EDM weighting).
 
-``stemstream train --config diffusion-teacher`` (LIVEMODEL's ``bridge/commands/train.py``
+``stemstream train --config diffusion-teacher`` (LIVEMODEL's ``bridge/cli/train.py``
 dispatches ``diffusion*`` configs here); ``diffusion-student`` runs the consistency
-distillation of ``export.distill``; ``diffusion-tiny`` is a seconds-long smoke test.
+distillation of ``stemstream.export.distill``; ``diffusion-tiny`` is a seconds-long smoke test.
 
 Outputs under ``--out`` (default ``runs/<config>``): ``checkpoint.pt`` (model, EMA,
 optimiser, step; written every ``checkpoint_every`` steps so a killed run can ``--resume``),
@@ -22,11 +22,13 @@ from typing import Any
 
 import torch
 
-from export.train.diffusion_data import batches, excerpt_stream, training_data
-from export.train.diffusion_fit import Fit, budget_minutes, ema_update, mean_sisdri, run_record, run_steps, ship_half
-from realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
-from realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters
-from realtime.errors import bad_value
+from stemstream.export.train.diffusion_data import batches, excerpt_stream, training_data
+from stemstream.export.train.diffusion_fit import (
+    Fit, budget_minutes, default_teacher, ema_update, mean_sisdri, run_record, run_steps, ship_half,
+)
+from stemstream.realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
+from stemstream.realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters, load_teacher
+from stemstream.realtime.errors import bad_value
 
 LOG = logging.getLogger("stemstream.diffusion")
 
@@ -91,16 +93,6 @@ CONFIGS: dict[str, TeacherTrainConfig] = {
 
 #: configs whose ``--ship`` replaces the shipped teacher
 SHIPPABLE = ("diffusion-teacher", "diffusion-teacher-dirac")
-
-
-def default_teacher(runs: str | Path = "runs") -> Path | None:
-    """The teacher the student and the benchmark use when none is named: the last run of the
-    shipped recipe under ``runs`` (``diffusion-teacher-dirac``, else ``diffusion-teacher``),
-    else the shipped file; None if none exists."""
-    root = Path(__file__).resolve().parents[2]
-    candidates = [Path(runs) / name / "teacher.safetensors" for name in ("diffusion-teacher-dirac", "diffusion-teacher")]
-    candidates.append(root / "realtime" / "weights" / "diffusion-teacher.safetensors")
-    return next((p for p in candidates if p.is_file()), None)
 
 
 def _setup_log(out: Path, quiet: bool) -> None:
@@ -241,8 +233,7 @@ def _init_source(init_from: str | None, runs: str | Path) -> Path | None:
 def _init_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
     """The starting weights and their training steps: a checkpoint's EMA or a teacher file."""
     if path.suffix == ".safetensors":
-        from export.distill import load_teacher
-        from realtime.models.weights import read_weights
+        from stemstream.realtime.models.weights import read_weights
 
         steps = json.loads(read_weights(path)[1].get("run_record") or "{}").get("steps", 0)
         return load_teacher(path).state_dict(), int(steps)
@@ -252,7 +243,7 @@ def _init_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
 
 def _write_weights(path: Path, ema: ScoreUNet, cfg: TeacherTrainConfig, step: int, seconds: float, data: str,
                    history: list[dict[str, float]], note: str = "") -> dict[str, Any]:
-    from realtime.models.weights import save_weights
+    from stemstream.realtime.models.weights import save_weights
 
     record = run_record({
         "role": "teacher", "data": data, "init": note, "steps": step, "wall_seconds": round(seconds, 1),
@@ -268,7 +259,7 @@ def run_training(config_name: str, args: argparse.Namespace) -> int:
     out = Path(getattr(args, "out", None) or Path(getattr(args, "runs", "runs")) / config_name)
     _setup_log(out, bool(getattr(args, "quiet", False)))
     if config_name == "diffusion-student":
-        from export.distill import run_distillation
+        from stemstream.export.distill import run_distillation
 
         return run_distillation(args, out)
     if config_name not in CONFIGS:

@@ -3,7 +3,7 @@ procedural toy set when the synthetic set is not rendered yet.
 
 Every excerpt is mono at the model rate, ``(stems, 1, segment_samples)`` float32, scaled so
 the mixture RMS is :data:`TARGET_RMS` (the separators apply the same normalisation at
-inference, see ``realtime.diffusion.segments.normalise``).
+inference, see ``stemstream.realtime.diffusion.segments.normalise``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.diffusion.segments import TARGET_RMS
+from stemstream.realtime.diffusion.segments import TARGET_RMS
 
 STEM_COUNT = 4
 
@@ -106,7 +106,7 @@ def training_data(root: str | Path | None) -> str:
     if root is None or not Path(root).exists():
         return TOY_DATA
     if not synth_ready(root):
-        from realtime.errors import bad_value
+        from stemstream.realtime.errors import bad_value
 
         raise bad_value("data", str(root), "a rendered set with train/dataset.json and valid/dataset.json "
                         "(stemstream data synth --out DIR/train ...; see the README), or a path that does not exist "
@@ -123,14 +123,14 @@ def excerpt_stream(
 ) -> Iterator[np.ndarray]:
     """Endless normalised excerpts ``(4, 1, segment_samples)``.
 
-    Uses ``export.data.remix.RemixDataset`` over ``data_root/split`` (downmixed to mono,
+    Uses ``stemstream.export.data.remix.RemixDataset`` over ``data_root/split`` (downmixed to mono,
     resampled to ``sample_rate``) when the synthetic set is ready, else :func:`toy_excerpt`.
     """
     rng = np.random.default_rng(seed)
     if data_root is not None and synth_ready(data_root):
         import soxr
 
-        from export.data.remix import RemixDataset
+        from stemstream.export.data.remix import RemixDataset
 
         host_rate = 44100
         need = int(math.ceil(segment_samples * host_rate / sample_rate)) + 64

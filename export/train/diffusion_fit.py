@@ -1,5 +1,5 @@
-"""Training scaffolding shared by teacher training (``export.train.diffusion``) and consistency
-distillation (``export.distill``): the optimiser step, EMA copies, checkpoint/resume, the
+"""Training scaffolding shared by teacher training (``stemstream.export.train.diffusion``) and consistency
+distillation (``stemstream.export.distill``): the optimiser step, EMA copies, checkpoint/resume, the
 step loop with its time budget and logging, run records and the validation score.
 
 A :class:`Fit` trains one module with Adam (gradient norm clipped at 1) and checkpoints it
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.metrics import si_sdr_improvement_stems
+from stemstream.export.evaluation.metrics import si_sdr_improvement_stems
 
 LOG = logging.getLogger("stemstream.diffusion")
 
@@ -134,7 +134,7 @@ def budget_minutes(args: Any, default: float) -> float:
     if budget is None:
         return default
     if budget < 0:
-        from realtime.errors import bad_value
+        from stemstream.realtime.errors import bad_value
 
         raise bad_value("time_budget", budget, "seconds >= 0")
     return budget / 60.0 if budget > 0 else float("inf")
@@ -156,7 +156,7 @@ def ship_half(src: str | Path, dest: str | Path) -> Path:
     rounded values as float32, so score the shipped file, not ``src``."""
     import json
 
-    from realtime.models.weights import read_weights, save_tensors
+    from stemstream.realtime.models.weights import read_weights, save_tensors
 
     tensors, meta = read_weights(src)
     save_tensors(dest, tensors, meta["architecture"], meta["config"], json.loads(meta.get("run_record") or "{}"),
@@ -170,3 +170,13 @@ def run_record(extra: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["Fit", "budget_minutes", "ema_update", "mean_sisdri", "run_record", "run_steps", "ship_half"]
+
+
+def default_teacher(runs: str | Path = "runs") -> Path | None:
+    """The teacher the student and the benchmark use when none is named: the last run of the
+    shipped recipe under ``runs`` (``diffusion-teacher-dirac``, else ``diffusion-teacher``),
+    else the shipped file; None if none exists."""
+    root = Path(__file__).resolve().parents[2]
+    candidates = [Path(runs) / name / "teacher.safetensors" for name in ("diffusion-teacher-dirac", "diffusion-teacher")]
+    candidates.append(root / "realtime" / "weights" / "diffusion-teacher.safetensors")
+    return next((p for p in candidates if p.is_file()), None)

@@ -7,7 +7,7 @@ Sources (``DjSources``): our synthetic songs (``data/synth``: bass, drums, guita
 Each example follows a drawn **recipe** (:data:`RECIPES`): which source gives each stem, e.g.
 a MIR-1K voice over a synthetic backing, a MusicDelta voice over a MusicDelta backing of another
 song, or a synthetic song with no voice. Every track goes through a drawn channel strip and the
-stems through a drawn master (``export.data.mixing``), so the mixture sounds like a released
+stems through a drawn master (``stemstream.export.data.mixing``), so the mixture sounds like a released
 record (level, crest factor, width) and stays the exact sum of the stems.
 
 Two kinds of partial supervision, carried by the batch instead of guessed:
@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.data.mixing import MasterSettings, draw_pan, master, pan_mono, stem_chain
-from export.data.real import MultitrackSong, VocalClip, load_mir1k, load_musicdelta
-from export.train.data import SongSet
-from realtime.errors import bad_value
-from realtime.stems import DJ_STEMS, MODEL_SAMPLE_RATE, STEMS
+from stemstream.export.data.mixing import MasterSettings, draw_pan, master, pan_mono, stem_chain
+from stemstream.export.data.real import MultitrackSong, VocalClip, load_mir1k, load_musicdelta
+from stemstream.export.train.data import SongSet
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.stems import DJ_STEMS, MODEL_SAMPLE_RATE, STEMS
 
 VOCALS, DRUMS, BASS, OTHER = range(4)
 

@@ -21,14 +21,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from export.train.configs import TrainConfig
-from export.train.diffusion_fit import ema_update
-from export.train.data import DeviceRemixSampler, RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
-from export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
-from export.train.losses import align, band_limit, grouped_sdr_loss, si_sdri_per_stem, thresholded_sdr_loss
-from realtime.errors import ConfigError
-from realtime.models.live import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
-from realtime.models.weights import save_weights
+from stemstream.export.train.configs import TrainConfig
+from stemstream.export.train.diffusion_fit import ema_update
+from stemstream.export.train.data import DeviceRemixSampler, RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
+from stemstream.export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
+from stemstream.export.train.losses import align, band_limit, grouped_sdr_loss, si_sdri_per_stem, thresholded_sdr_loss
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
+from stemstream.realtime.models.weights import save_weights
 
 
 def machine_info() -> dict[str, Any]:
@@ -160,7 +160,7 @@ def training_loss(
     """Thresholded SDR of ``model``'s latency-aligned estimate against the true ``stems``; with a
     ``teacher``, ``(1 - distill)`` of that plus ``distill`` times the SDR against the teacher's
     estimate (computed without gradients). ``mix`` may be a :class:`TrainBatch` (grouped and
-    band-limited targets, ``export.train.dj_data``)."""
+    band-limited targets, ``stemstream.export.train.dj_data``)."""
     lat = model.config.latency_samples
     if isinstance(mix, TrainBatch):
         return grouped_training_loss(model, mix, teacher, distill)
@@ -265,7 +265,7 @@ def train(
         torch.set_rng_state(state["torch_rng"].cpu())
         log(f"resumed from {ckpt} at step {step} ({elapsed:.0f} s)")
     average, averaged = None, 0  # the weight average and how many updates it has had
-    if cfg.ema > 0:  # the decay's range is checked with the other arguments (export.train.run)
+    if cfg.ema > 0:  # the decay's range is checked with the other arguments (stemstream.export.train.run)
         average = copy.deepcopy(model).requires_grad_(False)
         if resume and ckpt.exists() and "ema" in state:
             average.load_state_dict(state["ema"])

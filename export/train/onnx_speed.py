@@ -1,7 +1,7 @@
 """Minimal ONNX export of a hop model for measuring CPU speed (the real exporter is
-``export.onnx_export``, issue 5). State travels as explicit graph inputs/outputs.
+``stemstream.export.onnx_export``, issue 5). State travels as explicit graph inputs/outputs.
 
-``python -m export.train.onnx_speed live [--hops 1 4 32] [--seconds 20]`` prints the
+``python -m stemstream.export.train.onnx_speed live [--hops 1 4 32] [--seconds 20]`` prints the
 single-thread ONNX Runtime real-time factor per call size and the max difference to PyTorch.
 """
 
@@ -81,7 +81,7 @@ def main() -> None:  # pragma: no cover - measurement script
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    from realtime.models.registry import load_torch_model
+    from stemstream.realtime.models.registry import load_torch_model
 
     torch.set_num_threads(1)
     model = load_torch_model(a.model)

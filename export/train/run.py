@@ -4,7 +4,7 @@
 * ``quality``: same architecture with a longer synthesis window and look-ahead, started from
   ``live``'s weights (the extra look-ahead half of the mask heads starts at zero, so step 0
   equals ``live`` with a longer synthesis window).
-* ``live-pruned``: structured pruning of ``live`` (``export.prune``), then fine-tuning; started
+* ``live-pruned``: structured pruning of ``live`` (``stemstream.export.prune``), then fine-tuning; started
   ``--init-from`` a model already within its MAC budget, it fine-tunes that model unpruned.
 """
 
@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import torch
 
-from export.train.configs import TrainConfig, get_config
-from export.train.loop import load_data, train
-from realtime.errors import ConfigError
-from realtime.models.live import LiveConfig, LiveSeparator
-from realtime.models.registry import WEIGHTS_DIR
-from realtime.models.weights import read_weights
+from stemstream.export.train.configs import TrainConfig, get_config
+from stemstream.export.train.loop import load_data, train
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+from stemstream.realtime.models.registry import WEIGHTS_DIR
+from stemstream.realtime.models.weights import read_weights
 
 
 def find_weights(name: str, runs_dir: Path) -> Path:
@@ -104,9 +104,9 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
         return LiveSeparator(cfg.model)
     source = load_separator(find_weights(cfg.init_from, runs_dir))
     if cfg.prune_macs > 0:
-        from export.prune import prune
-        from export.train.data import RemixSampler, load_songs
-        from realtime.models.live import macs_per_hop
+        from stemstream.export.prune import prune
+        from stemstream.export.train.data import RemixSampler, load_songs
+        from stemstream.realtime.models.hybrid import macs_per_hop
 
         budget, macs = (1.0 - cfg.prune_macs) * macs_per_hop(cfg.model), macs_per_hop(source.config)
         if macs <= budget:  # already pruned: fine-tune it as it is

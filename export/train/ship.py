@@ -1,6 +1,6 @@
 """Ship a trained model: held-out test scores into its run record, weights into ``realtime/weights``.
 
-``python -m export.train.ship live [--runs runs] [--test data/synth/test] [--real DIR ...]
+``python -m stemstream.export.train.ship live [--runs runs] [--test data/synth/test] [--real DIR ...]
 [--weights-dir realtime/weights] [--sdr]``
 
 Evaluates ``runs/<name>/<name>.safetensors`` on the held-out synthetic test set (all four
@@ -9,9 +9,9 @@ those folders stay in the mixture), adds the figures as ``final_scores`` to the 
 and writes ``<weights-dir>/<name>.safetensors`` (config + run record + checksum in the
 metadata) and ``<name>.run_record.json`` beside it.
 
-Scoring is ``stemstream eval``'s, nothing else: ``benchmarks.evaluate.evaluate_tracks`` on
-``export.data.loaders.load_tracks``, the model run through the streaming engine
-(``benchmarks.evaluate.model_separator``) exactly as its shipped weight file would run. The
+Scoring is ``stemstream eval``'s, nothing else: ``stemstream.export.evaluation.protocol.evaluate_tracks`` on
+``stemstream.export.data.loaders.load_tracks``, the model run through the streaming engine
+(``stemstream.export.evaluation.protocol.model_separator``) exactly as its shipped weight file would run. The
 full reports go to ``runs/<name>/final_eval/<set>.json``; ``final_scores[<set>]`` keeps the
 per-stem mean SI-SDRi, ``mean`` (the mean of the per-stem means), ``chunks`` per stem and
 ``songs``.
@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import torch
 
-from export.train.run import load_separator
-from realtime.models.live import ARCHITECTURE, LiveSeparator
-from realtime.models.registry import WEIGHTS_DIR
-from realtime.models.weights import read_weights, round_to_half, save_weights
+from stemstream.export.train.run import load_separator
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveSeparator
+from stemstream.realtime.models.registry import WEIGHTS_DIR
+from stemstream.realtime.models.weights import read_weights, round_to_half, save_weights
 
 REAL_DEFAULT = ("../shared/realdata/musdb18-sample", "../shared/realdata/koronium")
 
@@ -40,7 +40,7 @@ REAL_STEMS = ("bass", "drums")
 
 
 def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]:
-    """The compact scores of a ``benchmarks.evaluate.evaluate_tracks`` report: per-stem mean
+    """The compact scores of a ``stemstream.export.evaluation.protocol.evaluate_tracks`` report: per-stem mean
     of ``metric`` (dB), ``mean`` (the per-stem means averaged: the "All" column), ``mean_ci95``
     (its 95 % song-bootstrap interval, when the report has one), ``chunks`` per stem and ``songs``."""
     per = report["per_stem"]
@@ -58,8 +58,8 @@ def evaluate_model(model: LiveSeparator, data: str | Path, stems: tuple[str, ...
                    with_sdr: bool = False) -> dict[str, Any]:
     """``evaluate_tracks`` report of the in-memory ``model`` on every track under ``data``,
     scoring ``stems`` (default: all the model's outputs)."""
-    from benchmarks.evaluate import SubsetSeparator, evaluate_tracks, model_separator
-    from export.data.loaders import load_tracks
+    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+    from stemstream.export.data.loaders import load_tracks
 
     separator: Any = model_separator(model, name="ship")
     if stems is not None and tuple(stems) != separator.stems:
@@ -78,7 +78,7 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     ``weights_dir``: where the weight file and run record go. ``with_sdr``: also BSS Eval SDR
     (slower) in the full reports.
     """
-    from benchmarks.evaluate import write_json
+    from stemstream.export.evaluation.protocol import write_json
 
     src = runs / name / f"{name}.safetensors"
     model = load_separator(src).eval()
@@ -103,12 +103,12 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     scores: dict[str, Any] = {}
     for label, folder, stems in sets:
         report = evaluate_model(model, folder, stems, with_sdr=with_sdr)
-        report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "export.train.ship"}
+        report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "stemstream.export.train.ship"}
         write_json(report, reports_dir / f"{label}.json")
         scores[label] = summarise(report) | {"data": str(folder)}
         log(f"{name} {label}: {json.dumps(scores[label])}")
     scores["eval_wall_s"] = round(time.time() - t0, 1)
-    scores["protocol"] = "benchmarks.evaluate.evaluate_tracks (stemstream eval), streaming engine, torch"
+    scores["protocol"] = "stemstream.export.evaluation.protocol.evaluate_tracks (stemstream eval), streaming engine, torch"
     record["final_scores"] = scores
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)

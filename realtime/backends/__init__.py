@@ -1,13 +1,13 @@
-"""Backends: one torch module, several runtimes, all behind ``realtime.protocol.StreamModel``.
+"""Backends: one torch module, several runtimes, all behind ``stemstream.realtime.protocol.StreamModel``.
 
 Names understood by :func:`open_backend`:
 
-* ``torch`` - PyTorch, CPU (always available); ``realtime.backends.torch_backend``.
+* ``torch`` - PyTorch, CPU (always available); ``stemstream.realtime.backends.torch_backend``.
 * ``torch-cuda`` - PyTorch on a CUDA GPU, one hop replayed from a CUDA graph;
-  ``realtime.backends.torch_cuda_backend`` (needs a CUDA build of torch).
-* ``onnx`` - ONNX Runtime, CPU execution provider; ``realtime.backends.onnx_backend``.
+  ``stemstream.realtime.backends.torch_cuda_backend`` (needs a CUDA build of torch).
+* ``onnx`` - ONNX Runtime, CPU execution provider; ``stemstream.realtime.backends.onnx_backend``.
 * ``onnx-cuda`` - ONNX Runtime with the CUDA execution provider (``stemstream[gpu]``).
-* ``tensorrt`` - TensorRT engine; ``realtime.backends.tensorrt_backend`` (``stemstream[gpu]``).
+* ``tensorrt`` - TensorRT engine; ``stemstream.realtime.backends.tensorrt_backend`` (``stemstream[gpu]``).
 * ``auto`` - the fastest that opens: tensorrt > onnx-cuda > torch-cuda > onnx > torch.
 
 Backend modules are imported lazily; a missing one raises ``MissingDependencyError`` naming
@@ -20,8 +20,8 @@ import importlib
 import importlib.util
 from typing import Any
 
-from realtime.errors import MissingDependencyError, StemstreamError, bad_value
-from realtime.protocol import StreamModel
+from stemstream.realtime.errors import MissingDependencyError, StemstreamError, bad_value
+from stemstream.realtime.protocol import StreamModel
 
 #: Concrete backend names, fastest first (the order ``auto`` tries them in).
 BACKENDS: tuple[str, ...] = ("tensorrt", "onnx-cuda", "torch-cuda", "onnx", "torch")
@@ -35,16 +35,16 @@ last_auto_skipped: dict[str, str] = {}
 
 def _backend_module(module_name: str, extra: str) -> Any:
     try:
-        return importlib.import_module(f"realtime.backends.{module_name}")
+        return importlib.import_module(f"stemstream.realtime.backends.{module_name}")
     except ImportError as exc:
         raise MissingDependencyError(
-            f"backend module realtime.backends.{module_name} cannot be imported ({exc}); "
+            f"backend module stemstream.realtime.backends.{module_name} cannot be imported ({exc}); "
             f"install it with: pip install 'stemstream[{extra}]'"
         ) from None
 
 
 def _open(name: str, module: Any, model_name: str) -> StreamModel:
-    from realtime.backends.torch_backend import is_segment_module, open_torch
+    from stemstream.realtime.backends.torch_backend import is_segment_module, open_torch
 
     if name == "torch":
         return open_torch(module, model_name)
@@ -55,7 +55,7 @@ def _open(name: str, module: Any, model_name: str) -> StreamModel:
         providers = ("cpu",) if name == "onnx" else ("cuda",)
         return onnx_backend.open_onnx(module, model_name, providers)
     if name == "torch-cuda":
-        from realtime.backends.torch_cuda_backend import open_torch_cuda
+        from stemstream.realtime.backends.torch_cuda_backend import open_torch_cuda
 
         return open_torch_cuda(module, model_name)
     if name == "tensorrt":
@@ -69,7 +69,7 @@ def open_backend(name: str, module: Any, model_name: str) -> StreamModel:
 
     Args:
         name: ``torch``, ``torch-cuda``, ``onnx``, ``onnx-cuda``, ``tensorrt`` or ``auto``.
-        module: the PyTorch module (``realtime.models.base.TorchHopModule`` or a segment module).
+        module: the PyTorch module (``stemstream.realtime.models.base.TorchHopModule`` or a segment module).
         model_name: registry name (names cached exports and ``info.name``).
 
     ``auto`` tries :data:`BACKENDS` in order and returns the first that opens; the reasons
@@ -104,7 +104,7 @@ def available_backends() -> tuple[str, ...]:
             providers = set(onnxruntime.get_available_providers())
         except Exception:  # a broken install counts as absent  # pragma: no cover
             have_ort = False
-    have_own = lambda mod: importlib.util.find_spec(f"realtime.backends.{mod}") is not None  # noqa: E731
+    have_own = lambda mod: importlib.util.find_spec(f"stemstream.realtime.backends.{mod}") is not None  # noqa: E731
     if importlib.util.find_spec("tensorrt") is not None and have_own("tensorrt_backend"):
         found.append("tensorrt")
     if have_ort and "CUDAExecutionProvider" in providers and have_own("onnx_backend"):

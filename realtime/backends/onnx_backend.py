@@ -5,14 +5,14 @@ Execution providers, by short name:
 * ``cpu`` - ``CPUExecutionProvider`` (in every onnxruntime build). One intra-op thread and
   sequential execution by default: in live use the audio thread and the inference worker
   share a few cores, and one thread has the steadiest per-hop time. The graph is loaded with
-  its strided convolutions as MatMuls (``realtime.backends.onnx_conv_rewrite``, in memory),
+  its strided convolutions as MatMuls (``stemstream.realtime.backends.onnx_conv_rewrite``, in memory),
   and then all hops of a call run in one ONNX Runtime call.
 * ``cuda`` - ``CUDAExecutionProvider`` (``onnxruntime-gpu``), CPU after it.
 * ``tensorrt`` - ``TensorrtExecutionProvider`` with CUDA registered after it so nodes
   TensorRT cannot run fall back, then CPU; engines cached on disk. Wants fixed input
   shapes: :func:`open_onnx` exports a one-hop graph for it.
 
-Graphs follow ``realtime.backends.onnx_graph``; the metadata is checked against what the
+Graphs follow ``stemstream.realtime.backends.onnx_graph``; the metadata is checked against what the
 caller expects, and a mismatch is an error showing both values.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from realtime.backends.onnx_graph import (
+from stemstream.realtime.backends.onnx_graph import (
     AUDIO_INPUT,
     DEFAULT_OPSET,
     NEXT_STATE_PREFIX,
@@ -37,9 +37,9 @@ from realtime.backends.onnx_graph import (
     module_fingerprint,
     parse_metadata,
 )
-from realtime.errors import AudioInputError, ConfigError, MissingDependencyError, bad_value
-from realtime.models.base import TorchHopModule
-from realtime.protocol import ModelInfo, State
+from stemstream.realtime.errors import AudioInputError, ConfigError, MissingDependencyError, bad_value
+from stemstream.realtime.models.base import TorchHopModule
+from stemstream.realtime.protocol import ModelInfo, State
 
 #: Short provider names and the onnxruntime execution providers they stand for.
 PROVIDERS: dict[str, str] = {
@@ -88,7 +88,7 @@ class OnnxRuntimeOptions:
             :func:`default_cache_dir`).
         trt_fp16: let the TensorRT execution provider build fp16 engines.
         conv_as_matmul: on the CPU provider alone, load the graph with its strided 1-D
-            convolutions rewritten as MatMuls (``realtime.backends.onnx_conv_rewrite``; in
+            convolutions rewritten as MatMuls (``stemstream.realtime.backends.onnx_conv_rewrite``; in
             memory, needs the ``onnx`` package, skipped without it): same results up to float32
             rounding, and multi-hop calls cost little more than one hop.
     """
@@ -170,7 +170,7 @@ def _rewritten_graph(path: Path) -> tuple[str | bytes, int, bool]:
         import onnx
     except ImportError:  # pragma: no cover - onnx is a core dependency
         return str(path), 0, False
-    from realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
+    from stemstream.realtime.backends.onnx_conv_rewrite import rewrite_strided_convs
 
     try:
         model = onnx.load(str(path))
@@ -195,10 +195,10 @@ def check_metadata(meta: dict[str, Any], expected: dict[str, Any], source: str) 
 
 
 class OnnxHopModel:
-    """A ``realtime.protocol.HopModel`` running an exported graph in ONNX Runtime.
+    """A ``stemstream.realtime.protocol.HopModel`` running an exported graph in ONNX Runtime.
 
     Args:
-        path: ``.onnx`` file exported by ``realtime.backends.onnx_graph``.
+        path: ``.onnx`` file exported by ``stemstream.realtime.backends.onnx_graph``.
         options: session options (providers, threads); default one CPU thread.
         expected: metadata the graph must match (e.g. ``graph_metadata(module, name)``);
             only :data:`CHECKED_KEYS` are compared. ``None``: trust the graph.
@@ -362,7 +362,7 @@ def open_onnx(
     """``module`` as an ONNX Runtime ``HopModel``, exporting it to the cache on first use.
 
     Args:
-        module: a hop module (``realtime.models.base``).
+        module: a hop module (``stemstream.realtime.models.base``).
         model_name: registry name (names the cached file and ``info.name``).
         providers: short provider names, e.g. ``("cpu",)``, ``("cuda",)``, ``("tensorrt",)``.
         cache_dir: folder for graphs (default ``default_cache_dir() / "onnx"``); the file

@@ -1,6 +1,6 @@
 """Build ONNX graphs of hop models with explicit state, and the metadata that describes them.
 
-Graph contract (what ``realtime.backends.onnx_backend`` and ``export`` rely on)::
+Graph contract (what ``stemstream.realtime.backends.onnx_backend`` and ``export`` rely on)::
 
     inputs:  audio              float32 (1, channels, hops * hop_samples)
              state.<name>       float32, the shape of ``module.init_state(1)[name]``
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from realtime.errors import bad_value, require
-from realtime.models.base import TorchHopModule
+from stemstream.realtime.errors import bad_value, require
+from stemstream.realtime.models.base import TorchHopModule
 
 #: Input / output names of every stemstream hop graph.
 AUDIO_INPUT = "audio"
@@ -178,7 +178,7 @@ def export_hop_module(
     """Export ``module`` to an ONNX file at ``path`` with explicit state; returns its metadata.
 
     Args:
-        module: a hop module (``realtime.models.base``), exported in eval mode on CPU.
+        module: a hop module (``stemstream.realtime.models.base``), exported in eval mode on CPU.
         path: output ``.onnx`` file (parent folders are created).
         model_name: registry name stored in the metadata.
         architecture: architecture id for the metadata (default: the module's module-level
@@ -244,7 +244,7 @@ def parse_metadata(custom_metadata_map: dict[str, str], source: str) -> dict[str
 
     ``source`` names the file in error messages.
     """
-    from realtime.errors import ConfigError
+    from stemstream.realtime.errors import ConfigError
 
     raw = custom_metadata_map.get(METADATA_KEY)
     if raw is None:

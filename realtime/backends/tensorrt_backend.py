@@ -1,7 +1,7 @@
 """Native TensorRT backend: a ``HopModel`` over a serialized engine built for one hop.
 
 The engine is built from a fixed-shape, one-hop stemstream graph
-(``realtime.backends.onnx_graph``, ``dynamic_hops=False``) with the ``tensorrt`` Python API
+(``stemstream.realtime.backends.onnx_graph``, ``dynamic_hops=False``) with the ``tensorrt`` Python API
 and cached on disk under a hash of graph bytes, precision, TensorRT version and GPU, so a
 second start loads it in milliseconds. Precision lives in the graph (TensorRT 11 builds
 strongly typed networks only): an fp32 graph gives an fp32 engine, an fp16 graph
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from realtime.backends.onnx_graph import (
+from stemstream.realtime.backends.onnx_graph import (
     AUDIO_INPUT,
     METADATA_KEY,
     NEXT_STATE_PREFIX,
@@ -35,9 +35,9 @@ from realtime.backends.onnx_graph import (
     export_hop_module,
     graph_metadata,
 )
-from realtime.errors import AudioInputError, ConfigError, MissingDependencyError, bad_value, require
-from realtime.models.base import TorchHopModule
-from realtime.protocol import ModelInfo, State
+from stemstream.realtime.errors import AudioInputError, ConfigError, MissingDependencyError, bad_value, require
+from stemstream.realtime.models.base import TorchHopModule
+from stemstream.realtime.protocol import ModelInfo, State
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -85,7 +85,7 @@ def _graph_metadata_from_bytes(graph_bytes: bytes, source: str) -> dict[str, Any
     """The stemstream metadata of a graph, read with onnxruntime (no onnx package)."""
     import onnxruntime as ort
 
-    from realtime.backends.onnx_graph import parse_metadata
+    from stemstream.realtime.backends.onnx_graph import parse_metadata
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -159,7 +159,7 @@ def build_engine(
 
 
 class TensorRTHopModel:
-    """A ``realtime.protocol.HopModel`` running a one-hop TensorRT engine on the GPU.
+    """A ``stemstream.realtime.protocol.HopModel`` running a one-hop TensorRT engine on the GPU.
 
     Args:
         engine_path: ``.plan`` file from :func:`build_engine` (its ``.json`` sidecar holds
@@ -175,7 +175,7 @@ class TensorRTHopModel:
     max_hops_per_call: int = 1
 
     def __init__(self, engine_path: str | Path, expected: dict[str, Any] | None = None, name: str | None = None) -> None:
-        from realtime.backends.onnx_backend import check_metadata
+        from stemstream.realtime.backends.onnx_backend import check_metadata
 
         trt = _tensorrt()
         torch = _cuda_torch()
@@ -263,7 +263,7 @@ def open_tensorrt(
     ``precision``: ``fp32`` (any TensorRT), or ``fp16`` via TensorRT 10's builder flag; for
     fp16 on TensorRT 11 and int8, export with ``stemstream export --format tensorrt``.
     """
-    from realtime.backends.onnx_backend import cached_graph_path, default_cache_dir
+    from stemstream.realtime.backends.onnx_backend import cached_graph_path, default_cache_dir
 
     _tensorrt()
     _cuda_torch()

@@ -1,6 +1,6 @@
-"""PyTorch backend: adapts torch modules to the numpy ``realtime.protocol`` contract.
+"""PyTorch backend: adapts torch modules to the numpy ``stemstream.realtime.protocol`` contract.
 
-* :class:`TorchHopModel` wraps a ``realtime.models.base.TorchHopModule`` (``forward(audio
+* :class:`TorchHopModel` wraps a ``stemstream.realtime.models.base.TorchHopModule`` (``forward(audio
   (B, C, n*H), state) -> (stems (B, S, C, n*H), state)``) as a ``HopModel``. The state
   stays explicit: a ``dict[str, np.ndarray]`` that shares memory with the module's tensors
   (``torch.from_numpy`` / ``Tensor.numpy`` are zero-copy on CPU), so nothing is hidden in
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from realtime.errors import AudioInputError, bad_value
-from realtime.protocol import ModelInfo, State
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.protocol import ModelInfo, State
 
 #: Largest number of hops one call takes (bounds the size of one forward pass).
 DEFAULT_MAX_HOPS = 1 << 12
@@ -59,7 +59,7 @@ class TorchHopModel:
     """A ``HopModel`` running a torch hop module in ``torch.inference_mode``.
 
     Args:
-        module: a hop module (``realtime.models.base.TorchHopModule``); put in eval mode.
+        module: a hop module (``stemstream.realtime.models.base.TorchHopModule``); put in eval mode.
         name: model name for ``info`` (default: the module's class name).
         max_hops_per_call: most hops one :meth:`process_hops` call accepts.
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from realtime.errors import AudioInputError, MissingDependencyError
-from realtime.backends.torch_backend import module_info
-from realtime.protocol import State
+from stemstream.realtime.errors import AudioInputError, MissingDependencyError
+from stemstream.realtime.backends.torch_backend import module_info
+from stemstream.realtime.protocol import State
 
 
 def cuda_available() -> bool:
@@ -30,7 +30,7 @@ class TorchCudaHopModel:
     """A ``HopModel`` replaying a CUDA graph of one hop of a torch hop module.
 
     Args:
-        module: a hop module (``realtime.models.base.TorchHopModule``); moved to the GPU.
+        module: a hop module (``stemstream.realtime.models.base.TorchHopModule``); moved to the GPU.
         name: model name for ``info``.
         warmup_calls: eager calls before capture (lets cuDNN/cuBLAS pick their kernels).
     """

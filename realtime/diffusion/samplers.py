@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from realtime.errors import bad_value
+from stemstream.realtime.errors import bad_value
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict[str, Any]], None]

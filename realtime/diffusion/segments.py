@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from realtime.diffusion.samplers import SAMPLERS, Conditioning, Denoiser, karras_sigmas
-from realtime.errors import bad_value
+from stemstream.realtime.diffusion.samplers import SAMPLERS, Conditioning, Denoiser, karras_sigmas
+from stemstream.realtime.errors import bad_value
 
 #: Mixture RMS the models were trained at.
 TARGET_RMS = 0.2

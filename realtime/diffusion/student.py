@@ -1,9 +1,9 @@
 """The consistency-distilled student: separation in 1 or 2 network evaluations, as a
-``realtime.protocol.SegmentModel`` the streaming engine runs window by window.
+``stemstream.realtime.protocol.SegmentModel`` the streaming engine runs window by window.
 
 The student ``f(x_sigma, sigma, y, context, mask)`` maps a noisy, Dirac-constrained state at
 noise level ``sigma`` straight to the clean stems (a consistency function, Song et al. 2023;
-thesis Sec. 6.1), distilled from the teacher's Dirac separation sampler (``export.distill``).
+thesis Sec. 6.1), distilled from the teacher's Dirac separation sampler (``stemstream.export.distill``).
 Its network is the teacher's U-Net with extra input channels: the mixture, the
 autoregressive context (previous window's stems over the first ``O`` samples, zero after)
 and a context mask channel.
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from realtime.diffusion.samplers import dirac_project
-from realtime.diffusion.segments import TARGET_RMS
-from realtime.diffusion.unet import ScoreUNet, UNetConfig
-from realtime.errors import bad_value
-from realtime.protocol import ModelInfo
+from stemstream.realtime.diffusion.samplers import dirac_project
+from stemstream.realtime.diffusion.segments import TARGET_RMS
+from stemstream.realtime.diffusion.unet import ScoreUNet, UNetConfig
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.protocol import ModelInfo
 
 #: Architecture identifier stored in student weight files.
 STUDENT_ARCHITECTURE = "msdm-consistency-student-v1"
@@ -166,13 +166,13 @@ def sample_student(
 
 
 class DiffusionSegmentModel:
-    """The student as a :class:`realtime.protocol.SegmentModel` (numpy in, numpy out).
+    """The student as a :class:`stemstream.realtime.protocol.SegmentModel` (numpy in, numpy out).
 
     ``separate_segment(audio (channels, W), context (S, channels, O) | None) -> (S, channels, W)``
     at ``info.sample_rate`` (the engine resamples host <-> model rate). Each segment is
     normalised to the training mixture RMS (the context with the same gain) and scaled back.
     ``backend`` ``"torch"`` runs the module; ``"onnx"`` an ONNX Runtime session of the
-    exported :class:`StudentStep` (``realtime.diffusion.student_onnx``).
+    exported :class:`StudentStep` (``stemstream.realtime.diffusion.student_onnx``).
     """
 
     kind: Literal["segment"] = "segment"
@@ -235,7 +235,7 @@ class DiffusionSegmentModel:
 
 def load_student_step(path: str | Path) -> tuple[StudentStep, dict[str, str]]:
     """Read a student weight file (checksum verified); returns the module and metadata."""
-    from realtime.models.weights import WeightFileError, read_weights
+    from stemstream.realtime.models.weights import WeightFileError, read_weights
 
     tensors, meta = read_weights(path)
     if meta["architecture"] != STUDENT_ARCHITECTURE:
@@ -243,42 +243,6 @@ def load_student_step(path: str | Path) -> tuple[StudentStep, dict[str, str]]:
     step = StudentStep(StudentConfig.from_json(meta["config"]))
     step.net.load_state_dict(tensors)
     return step.eval(), meta
-
-
-def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name: str | None = None,
-                 channels: int = 2, onnx_path: str | Path | None = None) -> DiffusionSegmentModel:
-    """A ready :class:`DiffusionSegmentModel` from a student weight file.
-
-    ``backend``: ``"torch"``, or ``"onnx"`` to run the step graph with ONNX Runtime on the CPU
-    (one thread): ``onnx_path`` if given, else ``path`` with suffix ``.onnx`` if it exists,
-    else a graph exported into the cache (``realtime.diffusion.student_onnx``); ``"auto"``
-    (``stemstream live``'s default) is ``"onnx"`` where ONNX Runtime is installed, else
-    ``"torch"``. ``name`` defaults to ``diffusion-{steps}step``.
-    """
-    step, _ = load_student_step(path)
-    session = None
-    if backend == "auto":
-        import importlib.util
-
-        backend = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-    if backend == "onnx":
-        from realtime.errors import require
-
-        ort = require("onnxruntime", "onnx")
-        graph = Path(onnx_path) if onnx_path is not None else Path(path).with_suffix(".onnx")
-        if onnx_path is None and not graph.exists():
-            from realtime.diffusion.student_onnx import cached_student_graph
-
-            graph = cached_student_graph(step, Path(path).stem)
-        if not graph.exists():
-            raise bad_value("onnx_path", str(graph), "an exported student graph (realtime.diffusion.student_onnx)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    elif backend != "torch":
-        raise bad_value("backend", backend, "'torch', 'onnx' or 'auto'")
-    return DiffusionSegmentModel(step, name=name or f"diffusion-{steps}step", steps=steps, channels=channels,
-                                 onnx_session=session)
 
 
 def macs_per_evaluation(step: StudentStep) -> int:

@@ -1,11 +1,11 @@
 """The consistency student's step graph in ONNX: export and the on-disk cache.
 
-One :class:`realtime.diffusion.student.StudentStep` evaluation is exported (opset 17,
+One :class:`stemstream.realtime.diffusion.student.StudentStep` evaluation is exported (opset 17,
 fixed segment shape, batch 1). Inputs: ``noise (1,S,C,W)``, ``sigma (1,)``, ``mixture
 (1,C,W)``, ``context (1,S,C,O)``, ``context_mask (1,)``, ``previous (1,S,C,W)``; output
 ``stems (1,S,C,W)``. ``load_student(..., backend="onnx")`` uses a graph next to the weight
 file if there is one, else exports one into the cache (:func:`cached_student_graph`), as the
-ONNX backend does for the hop models. ``export.diffusion_onnx`` checks parity.
+ONNX backend does for the hop models. ``stemstream.export.diffusion_onnx`` checks parity.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from realtime.backends.onnx_backend import default_cache_dir
-from realtime.backends.onnx_graph import module_fingerprint
-from realtime.diffusion.student import StudentStep
+from stemstream.realtime.backends.onnx_backend import default_cache_dir
+from stemstream.realtime.backends.onnx_graph import module_fingerprint
+from stemstream.realtime.diffusion.student import StudentStep
 
 #: Graph input names, in the order of :meth:`StudentStep.forward`.
 INPUT_NAMES: tuple[str, ...] = ("noise", "sigma", "mixture", "context", "context_mask", "previous")

@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realtime.errors import bad_value
-from realtime.stems import STEMS
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.stems import STEMS
 
 #: Architecture identifier stored in weight files.
 ARCHITECTURE = "msdm-unet1d-v1"
@@ -330,3 +331,15 @@ class ScoreUNet(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (trainable or frozen; the fixed Fourier frequencies excluded)."""
     return sum(p.numel() for n, p in module.named_parameters() if not n.endswith("freqs"))
+
+
+def load_teacher(path: str | Path) -> ScoreUNet:
+    """A ``ScoreUNet`` (the diffusion teacher) from a weight file (checksum verified)."""
+    from stemstream.realtime.models.weights import WeightFileError, read_weights
+
+    tensors, meta = read_weights(path)
+    if meta["architecture"] != ARCHITECTURE:
+        raise WeightFileError(f"weights={str(path)!r}: architecture {meta['architecture']!r} != {ARCHITECTURE!r}")
+    model = ScoreUNet(UNetConfig.from_json(meta["config"]))
+    model.load_state_dict(tensors)
+    return model.eval().requires_grad_(False)

@@ -10,6 +10,6 @@
 * ``ringbuffer`` / ``resample`` - the preallocated rings and the soxr stream resampler.
 * ``wakeup`` - the eventfd through which the callback's numba kernel wakes the worker.
 
-Submodules are imported explicitly (``from realtime.engine.streamer import ...``) so that
+Submodules are imported explicitly (``from stemstream.realtime.engine.streamer import ...``) so that
 importing one does not pull in numba or soxr for the others.
 """

@@ -1,7 +1,7 @@
 """Running the session's audio-callback kernel without Python: for hosts whose audio thread is
-native code (a numba ``cfunc`` registered with JACK, ``bridge.jack_native``).
+native code (a numba ``cfunc`` registered with JACK, ``stemstream.bridge.hosts.jack_native``).
 
-A :class:`~realtime.engine.session.RealtimeSession`'s callback is one numba kernel over a few
+A :class:`~stemstream.realtime.engine.session.RealtimeSession`'s callback is one numba kernel over a few
 preallocated arrays. :func:`session_slot` writes where those arrays live (addresses and
 sizes) into a small int64 array, the *slot*; :func:`run_slot` rebuilds array views from a slot
 inside numba code and runs the same kernel, so a native audio thread can run the session
@@ -27,7 +27,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from realtime.engine.session import _callback_kernel
+from stemstream.realtime.engine.session import _callback_kernel
 
 (IN_RING, IN_CHANNELS, IN_CAPACITY, OUT_RING, OUT_STEMS, OUT_CAPACITY,
  POSITIONS, MIX_GAIN, DELAY, FADE, WAKE_FD) = range(11)

@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from realtime.engine.streamer import MAX_BLOCK, StreamingSeparator
-from realtime.errors import AudioInputError, bad_value
-from realtime.protocol import StreamModel
+from stemstream.realtime.engine.streamer import MAX_BLOCK, StreamingSeparator
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.protocol import StreamModel
 
 
 def separate_array(

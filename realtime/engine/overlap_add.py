@@ -1,7 +1,7 @@
 """Model runners at the model's rate: whole hops for hop models, overlap-added segments for
 segment models. Both take any number of samples and return whatever output is final.
 
-The runners share one small interface used by ``realtime.engine.streamer``::
+The runners share one small interface used by ``stemstream.realtime.engine.streamer``::
 
     runner.process(audio (channels, n)) -> stems (stems, channels, m)   # m may be 0
     runner.output_count(n_total) -> int   # samples out after n_total samples in (pure)
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.errors import bad_value
-from realtime.protocol import HopModel, SegmentModel
+from stemstream.realtime.errors import bad_value
+from stemstream.realtime.protocol import HopModel, SegmentModel
 
 
 class _InputBuffer:

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from realtime.errors import bad_value, require
+from stemstream.realtime.errors import bad_value, require
 
 #: Largest rate period (in model samples) for which the engine pads to an exact latency.
 MAX_ALIGNMENT_PERIOD = 1024

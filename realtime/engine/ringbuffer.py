@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from realtime.errors import bad_value
+from stemstream.realtime.errors import bad_value
 
 
 def next_pow2(n: int) -> int:

@@ -27,7 +27,7 @@ one deadline miss. Before :meth:`RealtimeSession.start` (or after the worker fai
 block is a miss and the output is the fallback mix.
 
 The worker thread sleeps until the callback signals a new block (an ``eventfd`` written from
-the numba kernel, ``realtime.engine.wakeup``; where there is none it polls the input ring every
+the numba kernel, ``stemstream.realtime.engine.wakeup``; where there is none it polls the input ring every
 ``poll_s``), runs ``separator.process`` on every new block and writes the result to the output
 ring. If it falls so far behind that unread input would be overwritten, it drops the backlog,
 resets the separator and resumes (``overruns`` counts this).
@@ -52,10 +52,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from realtime.engine.ringbuffer import SampleRing, copy_in
-from realtime.engine.thread_clock import ThreadClock
-from realtime.engine.wakeup import Wakeup, signal_eventfd
-from realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.engine.ringbuffer import SampleRing, copy_in
+from stemstream.realtime.engine.thread_clock import ThreadClock
+from stemstream.realtime.engine.wakeup import Wakeup, signal_eventfd
+from stemstream.realtime.errors import StemstreamError, bad_value
 
 # Slots of the shared int64 position/counter array (_WAKE holds the constant 1 the callback
 # writes to the worker's eventfd).
@@ -175,7 +175,7 @@ class RealtimeSession:
     """Real-time separation around a ``StreamingSeparator`` (contract in the module docstring).
 
     Args:
-        separator: a ``realtime.engine.streamer.StreamingSeparator`` (or anything with its
+        separator: a ``stemstream.realtime.engine.streamer.StreamingSeparator`` (or anything with its
             ``process``/``reset``/``latency_samples``/``stems``/``channels``/
             ``max_pending_samples``).
         block_size: frames per callback (the most one callback may pass).
@@ -203,7 +203,7 @@ class RealtimeSession:
             the next callback (the first :data:`SLOW_CALLS_KEPT`):
             ``(end, wall_s, cpu_s, wait_s, blocked_s, spare, frames)`` with ``end`` in
             ``time.monotonic`` seconds, the wall time split into on-CPU, waiting for a CPU and
-            blocked (``realtime.engine.thread_clock``), ``spare`` the separated samples beyond
+            blocked (``stemstream.realtime.engine.thread_clock``), ``spare`` the separated samples beyond
             what the next callback needs when the call ended (negative: that callback fell back
             to the mix, a deadline miss; 0: just in time) and ``frames`` the input it took (more
             than a block: the worker started late) - why a block was late.

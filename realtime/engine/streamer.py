@@ -32,10 +32,10 @@ import math
 
 import numpy as np
 
-from realtime.engine.overlap_add import HopRunner, SegmentRunner
-from realtime.engine.resample import StreamResampler, alignment_padding, host_latency, rate_periods
-from realtime.errors import AudioInputError, bad_value
-from realtime.protocol import StreamModel
+from stemstream.realtime.engine.overlap_add import HopRunner, SegmentRunner
+from stemstream.realtime.engine.resample import StreamResampler, alignment_padding, host_latency, rate_periods
+from stemstream.realtime.errors import AudioInputError, bad_value
+from stemstream.realtime.protocol import StreamModel
 
 #: Largest block ``process`` accepts, in samples.
 MAX_BLOCK = 65536
@@ -45,7 +45,7 @@ class StreamingSeparator:
     """Separate a stream block by block; see the module docstring for the timing contract.
 
     Args:
-        model: a ``HopModel`` or ``SegmentModel`` (``realtime.protocol``).
+        model: a ``HopModel`` or ``SegmentModel`` (``stemstream.realtime.protocol``).
         host_sample_rate: sample rate of the blocks given to :meth:`process`, in Hz.
         channels: host channels, 1 (mono) or 2 (stereo).
         overlap_samples: segment models only: overlap between segments (model samples).

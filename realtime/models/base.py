@@ -1,4 +1,4 @@
-"""What a PyTorch hop model looks like to the backends (``realtime.backends.torch_backend``)
+"""What a PyTorch hop model looks like to the backends (``stemstream.realtime.backends.torch_backend``)
 and to the exporters (``export``).
 
 A hop model is an ``nn.Module`` with a frozen config dataclass and explicit state::

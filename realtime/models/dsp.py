@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from realtime.errors import bad_value
+from stemstream.realtime.errors import bad_value
 
 
 def _hann(n: int) -> torch.Tensor:

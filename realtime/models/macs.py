@@ -1,7 +1,7 @@
 """Counting multiply-accumulates (MACs) of hop models.
 
 Two counts that must agree: the analytic one from the config
-(:func:`realtime.models.live.macs_per_hop`) and a measured one that runs the module once
+(:func:`stemstream.realtime.models.hybrid.macs_per_hop`) and a measured one that runs the module once
 under ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; LSTM gates
 counted from the layer sizes because the fused LSTM kernel is opaque to the counter).
 Element-wise work (masks, magnitudes) is small and only in the analytic count.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from realtime.models.live import LiveSeparator, macs_per_hop
+from stemstream.realtime.models.hybrid import LiveSeparator, macs_per_hop
 
 
 def analytic_macs_per_second(model: LiveSeparator) -> int:

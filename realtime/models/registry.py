@@ -5,7 +5,7 @@ songs), ``dj-live-pruned`` and ``dj-quality`` (when shipped); ``live`` (5.8 ms),
 ``live-pruned`` (pruned + fine-tuned ``live``), ``quality`` (same architecture, longer synthesis
 window and look-ahead): the instrument set (bass, drums, guitar, piano); hop models whose weights
 live in ``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
-consistency-distilled diffusion student (``realtime.diffusion.student``), one weight file
+consistency-distilled diffusion student (``stemstream.realtime.diffusion.student``), one weight file
 (``diffusion-student.safetensors``) run with 1 or 2 network evaluations per segment, a segment
 model. A path to a ``.safetensors`` file also works as a name (a student file runs 1 step).
 """
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from realtime.errors import ConfigError
-from realtime.models.live import ARCHITECTURE, LiveConfig, LiveSeparator, macs_per_hop
-from realtime.models.weights import WeightFileError, read_weights
-from realtime.protocol import ModelInfo, State
+from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator, macs_per_hop
+from stemstream.realtime.models.weights import WeightFileError, read_weights
+from stemstream.realtime.protocol import ModelInfo, State
 
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -40,7 +40,7 @@ def default_model(stems: tuple[str, ...] | None = None) -> str:
     """The default model for the wanted ``stems``: ``live`` when they are instrument-set stems
     the DJ set lacks (guitar, piano), else ``dj-live``; falls back to the instrument family when
     no DJ weights are shipped in this build."""
-    from realtime.stems import DJ_STEMS, GROUP_STEMS, INSTRUMENT_STEMS
+    from stemstream.realtime.stems import DJ_STEMS, GROUP_STEMS, INSTRUMENT_STEMS
 
     wanted = tuple(stems or DJ_STEMS)
     dj_can = all(s in DJ_STEMS or s in GROUP_STEMS for s in wanted)
@@ -118,8 +118,8 @@ def _student(name: str) -> tuple[Path, int, str] | None:
             raise ConfigError(f"model={name!r}: weights {str(path)!r} are not shipped in this build")
         return path, DIFFUSION_STEPS[name], name
     if name.endswith(".safetensors") and Path(name).exists():
-        from realtime.diffusion.student import STUDENT_ARCHITECTURE
-        from realtime.models.weights import read_metadata
+        from stemstream.realtime.diffusion.student import STUDENT_ARCHITECTURE
+        from stemstream.realtime.models.weights import read_metadata
 
         if read_metadata(name).get("architecture") == STUDENT_ARCHITECTURE:
             return Path(name), 1, Path(name).stem
@@ -152,7 +152,7 @@ def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
     student = _student(name)
     if student is not None:
-        from realtime.diffusion.student import describe_student
+        from stemstream.realtime.diffusion.student import describe_student
 
         path, steps, card_name = student
         return ModelCard(name=card_name, **describe_student(path, steps))  # type: ignore[arg-type]
@@ -196,7 +196,7 @@ def load_torch_model(name: str) -> LiveSeparator:
 
 class LocalHopModel:
     """Minimal ``HopModel`` adapter over a torch hop module (fallback when the engine's
-    ``realtime.backends`` is unavailable). Arrays are float32 numpy; see ``realtime.protocol``."""
+    ``stemstream.realtime.backends`` is unavailable). Arrays are float32 numpy; see ``stemstream.realtime.protocol``."""
 
     kind = "hop"
 
@@ -222,23 +222,23 @@ class LocalHopModel:
 
 
 def load_model(name: str, backend: str = "torch") -> Any:
-    """Model ``name`` as a ``realtime.protocol.HopModel`` (``SegmentModel`` for the diffusion
+    """Model ``name`` as a ``stemstream.realtime.protocol.HopModel`` (``SegmentModel`` for the diffusion
     student: backends ``torch`` and ``onnx``) through ``backend``.
 
-    Uses ``realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
+    Uses ``stemstream.realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
     ``onnx-cuda``, ``tensorrt``, ``auto``) when present; without it only ``torch`` works,
     through :class:`LocalHopModel`.
     """
     student = _student(name)
     if student is not None:
-        from realtime.diffusion.student import load_student
+        from stemstream.realtime.diffusion.student_loader import load_student
 
         path, steps, card_name = student
         return load_student(path, steps=steps, backend=backend, name=card_name)
     module = load_torch_model(name)
     card_name = Path(name).stem if name.endswith(".safetensors") else name
     try:
-        from realtime.backends import open_backend  # type: ignore[attr-defined]
+        from stemstream.realtime.backends import open_backend  # type: ignore[attr-defined]
     except ImportError:
         open_backend = None
     if open_backend is not None:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from realtime.errors import StemstreamError
-from realtime.files import give_default_mode
+from stemstream.realtime.errors import StemstreamError
+from stemstream.realtime.files import give_default_mode
 
 
 class WeightFileError(StemstreamError):

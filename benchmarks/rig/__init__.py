@@ -1,0 +1,1 @@
+"""Test and benchmark scaffolding: a JACK dummy server and a JACK player."""

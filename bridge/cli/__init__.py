@@ -1,0 +1,1 @@
+"""The ``stemstream`` command line: one module per subcommand."""

@@ -1,1 +1,0 @@
-"""One module per ``stemstream`` subcommand: ``register(subparsers)`` and ``run(args)``."""

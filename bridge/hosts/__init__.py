@@ -1,0 +1,1 @@
+"""Audio hosts: JACK and PortAudio, each with a Python and a native process callback."""

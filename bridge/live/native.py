@@ -1,0 +1,192 @@
+"""The live path of :class:`stemstream.bridge.live.processor.LiveProcessor` as native code, for audio callbacks
+that run no Python and need no GIL (``stemstream.bridge.hosts.jack_native``, ``stemstream.bridge.hosts.portaudio_native``).
+
+Why: with a Python audio callback the audio thread must take the GIL each period, so any other
+thread holding it (the inference worker between ONNX Runtime calls, OSC, telemetry, the
+garbage collector) can hold the audio up; a 10-minute JACK soak showed bursts of xruns where the
+callback waited up to 16 ms while inference itself was fast.
+
+How: a :class:`NativeLive` writes the address and size of every array the live path uses into
+a *table* (an int64 array, layout below); :func:`live_piece` (numba, no Python objects, no
+allocation, no lock) rebuilds views from the table and runs the same kernels as the Python path
+(the session's copy-only callback through ``stemstream.realtime.engine.native.run_slot``, the
+model-switch crossfade, the dry delay and the mixer from ``stemstream.bridge.live.kernels``). Python keeps
+the control side: OSC and the CLI write mixer targets into the controls' arrays, a model switch
+publishes the new session's slot (:meth:`NativeLive.publish`) before flagging the fade, and
+counters and meters are arrays Python reads. Each host front-end appends its own entries (ports,
+clients) after :data:`LIVE_TABLE_SIZE`.
+
+Keep-alive: the :class:`NativeLive` owns the table and every array it points to for as long as
+the audio stream lives; sessions are kept alive by the switcher until the audio side has moved
+off them. Stores are published in program order (x86-64 keeps them in order; on weakly ordered
+CPUs a flag could be seen before the data it guards, so :func:`native_supported` refuses them).
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numba
+import numpy as np
+
+from stemstream.bridge.live.kernels import FADING, PHASE, crossfade_kernel, delay_kernel, mix_kernel
+from stemstream.realtime.engine.native import SLOT_SIZE, run_slot, session_slot, void_pointer
+from stemstream.realtime.errors import StemstreamError
+
+# Table entries (int64): sizes, then addresses of arrays (shapes in the comments).
+(BLOCK, STEMS, CHANNELS, SAMPLE_RATE,
+ SCRATCH_IN,      # float32 (block, channels): input, interleaved as the session wants it
+ SCRATCH_T,       # float32 (channels, block): the same, planar, for the dry delay
+ STEM_BUF,        # float32 (stems, channels, block): the active session's stems
+ INCOMING_BUF,    # float32 (stems, channels, block): the incoming session's stems (switches)
+ DRY_OUT,         # float32 (channels, block)
+ STEM_OUT,        # float32 (stems, channels, block): mixer output per stem
+ MIX_OUT,         # float32 (channels, block)
+ DELAY_RING, DELAY_COLUMNS, DELAY, DELAY_POS,  # float32 (channels, columns), int64 (1,)
+ GAIN, MUTE, SOLO, BYPASS,                     # float64 (stems,), bypass (1,)
+ CURRENT, TARGET, POWERS, N_POWERS,            # float64 (stems + 1,), (stems + 1,), (n_powers,)
+ RMS, PEAK,                                    # float32 (stems,)
+ SWITCH_STATE, SLOT_A, SLOT_B,                 # int64 (4,), (SLOT_SIZE,), (SLOT_SIZE,)
+ COUNTERS,                                     # float64 (4,): stemstream.bridge.live.kernels CALLBACKS...
+ HOST_COUNTERS,                                # int64 (2,): host status flags, host xruns
+ ) = range(30)
+LIVE_TABLE_SIZE = 30
+#: Entries of the host counters array.
+STATUS_FLAGS, HOST_XRUNS = range(2)
+
+
+@numba.njit(cache=True)
+def f32_entry(table: np.ndarray, entry: int, shape: Any) -> np.ndarray:
+    """The float32 array of ``shape`` at ``table[entry]``."""
+    return numba.carray(void_pointer(table[entry]), shape, np.float32)
+
+
+@numba.njit(cache=True)
+def f64_entry(table: np.ndarray, entry: int, n: int) -> np.ndarray:
+    """The float64 array of ``n`` at ``table[entry]``."""
+    return numba.carray(void_pointer(table[entry]), (n,), np.float64)
+
+
+@numba.njit(cache=True)
+def i64_entry(table: np.ndarray, entry: int, n: int) -> np.ndarray:
+    """The int64 array of ``n`` at ``table[entry]``."""
+    return numba.carray(void_pointer(table[entry]), (n,), np.int64)
+
+
+@numba.njit(cache=True)
+def live_piece(table: np.ndarray, n: int) -> None:
+    """One piece of ``n <= table[BLOCK]`` samples: the input is in ``SCRATCH_IN[:n]`` and
+    ``SCRATCH_T[:, :n]`` (filled by the host front-end); the stems land in
+    ``STEM_OUT[:, :, :n]`` and the mix in ``MIX_OUT[:, :n]`` (exactly
+    ``LiveProcessor._process_piece``)."""
+    m, n_stems, channels = table[BLOCK], table[STEMS], table[CHANNELS]
+    x = f32_entry(table, SCRATCH_IN, (m, channels))[:n]
+    planar = f32_entry(table, SCRATCH_T, (channels, m))[:, :n]
+    stems = f32_entry(table, STEM_BUF, (n_stems, channels, m))[:, :, :n]
+    slot_a, slot_b = i64_entry(table, SLOT_A, SLOT_SIZE), i64_entry(table, SLOT_B, SLOT_SIZE)
+    switch = i64_entry(table, SWITCH_STATE, 4)
+    run_slot(slot_a, x, stems)
+    if switch[PHASE] == FADING:
+        incoming = f32_entry(table, INCOMING_BUF, (n_stems, channels, m))[:, :, :n]
+        run_slot(slot_b, x, incoming)
+        if crossfade_kernel(stems, incoming, switch):
+            for i in range(SLOT_SIZE):  # the audio side moves to the new session here
+                slot_a[i] = slot_b[i]
+    dry = f32_entry(table, DRY_OUT, (channels, m))[:, :n]
+    delay_kernel(planar, f32_entry(table, DELAY_RING, (channels, table[DELAY_COLUMNS])), table[DELAY],
+                 i64_entry(table, DELAY_POS, 1), dry)
+    mix_kernel(stems, dry, f32_entry(table, STEM_OUT, (n_stems, channels, m))[:, :, :n],
+               f32_entry(table, MIX_OUT, (channels, m))[:, :n], True,
+               f64_entry(table, GAIN, n_stems), f64_entry(table, MUTE, n_stems), f64_entry(table, SOLO, n_stems),
+               f64_entry(table, BYPASS, 1), f64_entry(table, CURRENT, n_stems + 1),
+               f64_entry(table, TARGET, n_stems + 1), f64_entry(table, POWERS, table[N_POWERS]),
+               f32_entry(table, RMS, (n_stems,)), f32_entry(table, PEAK, (n_stems,)))
+
+
+def native_supported(processor: Any) -> str:
+    """Why ``processor`` cannot run natively ("" when it can)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the native audio callback relies on x86-64 store ordering (this is {platform.machine()})"
+    from stemstream.realtime.engine.session import RealtimeSession
+
+    session = processor.switcher.active
+    if not isinstance(session, RealtimeSession):  # session_slot describes exactly this type
+        return f"the active session ({type(session).__name__}) is not an engine RealtimeSession"
+    return ""
+
+
+class NativeLive:
+    """The table for ``processor`` (``extra`` host entries after :data:`LIVE_TABLE_SIZE`).
+
+    Args:
+        processor: a :class:`stemstream.bridge.live.processor.LiveProcessor` whose sessions are engine
+            ``RealtimeSession`` objects (:func:`native_supported`).
+        extra: number of host-specific entries.
+
+    Attributes:
+        table: the int64 table to hand to the native callback (``table.ctypes.data``).
+    """
+
+    def __init__(self, processor: Any, extra: int = 0) -> None:
+        reason = native_supported(processor)
+        if reason:
+            raise StemstreamError(reason)
+        cfg = processor.config
+        switcher, mixer, dry, controls = processor.switcher, processor.mixer, processor.dry, processor.controls
+        s, c, m = len(processor.stems), cfg.channels, cfg.block_size
+        self.processor = processor
+        self.keep: list[np.ndarray] = []
+        self.table = np.zeros(LIVE_TABLE_SIZE + extra, np.int64)
+        t = self.table
+        t[BLOCK], t[STEMS], t[CHANNELS], t[SAMPLE_RATE] = m, s, c, cfg.sample_rate
+        for entry, shape in ((SCRATCH_IN, (m, c)), (SCRATCH_T, (c, m)), (STEM_BUF, (s, c, m)),
+                             (INCOMING_BUF, (s, c, m)), (DRY_OUT, (c, m)), (STEM_OUT, (s, c, m)),
+                             (MIX_OUT, (c, m))):
+            self.put(entry, np.zeros(shape, np.float32))
+        self.put(DELAY_RING, dry.ring)
+        t[DELAY_COLUMNS], t[DELAY] = dry.ring.shape[1], dry.delay_samples
+        self.put(DELAY_POS, dry.position)
+        for entry, array in ((GAIN, controls.gain), (MUTE, controls.mute), (SOLO, controls.solo),
+                             (BYPASS, controls.bypass)):
+            self.put(entry, array)
+        current, target, powers = mixer.gain_arrays()
+        self.put(CURRENT, current)
+        self.put(TARGET, target)
+        self.put(POWERS, powers)
+        t[N_POWERS] = powers.shape[0]
+        self.put(RMS, mixer.rms)
+        self.put(PEAK, mixer.peak_hold)
+        self.put(SWITCH_STATE, switcher.state)
+        self.slot_a = session_slot(switcher.active)
+        self.slot_b = np.zeros(SLOT_SIZE, np.int64)
+        self.put(SLOT_A, self.slot_a)
+        self.put(SLOT_B, self.slot_b)
+        self.put(COUNTERS, processor.counters)
+        self.put(HOST_COUNTERS, processor.host_counters)
+        switcher.incoming_hooks.append(self.publish)
+        switcher.native = True
+
+    def put(self, entry: int, array: np.ndarray) -> None:
+        """Point ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table)."""
+        if not array.flags.c_contiguous:
+            raise StemstreamError(f"native table entry {entry}: array is not C-contiguous")
+        self.keep.append(array)
+        self.table[entry] = array.ctypes.data
+
+    def publish(self, session: Any) -> None:
+        """Loader thread: describe the incoming session in slot B (before the fade is flagged)."""
+        session_slot(session, self.slot_b)
+
+    def detach(self) -> None:
+        """Stop publishing switches (after the audio stream has stopped)."""
+        switcher = self.processor.switcher
+        if self.publish in switcher.incoming_hooks:
+            switcher.incoming_hooks.remove(self.publish)
+        switcher.native = False
+
+
+__all__ = [
+    "HOST_XRUNS", "LIVE_TABLE_SIZE", "NativeLive", "STATUS_FLAGS", "f32_entry", "f64_entry", "i64_entry",
+    "live_piece", "native_supported",
+]

@@ -1,0 +1,188 @@
+"""Assemble and run a live session: model sessions, effects, OSC, an audio host; return a
+summary. Used by ``stemstream live`` and the live soak benchmark."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from stemstream.bridge.effects.rack import EffectsRack
+from stemstream.bridge.effects.spec import load_effects_config
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, engine_factory
+from stemstream.bridge.osc.server import DEFAULT_HOST, DEFAULT_PORT, OscServer
+from stemstream.realtime.errors import bad_value
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """Where the audio comes from and goes to.
+
+    Attributes:
+        audio: ``portaudio`` (sounddevice) or ``jack`` (named JACK ports).
+        input_device / output_device: PortAudio devices (index or name), ``None``: default.
+        jack_server: JACK server name (``None``: default / ``$JACK_DEFAULT_SERVER``).
+        jack_client: JACK client name.
+        jack_inputs: JACK ports connected to our inputs.
+        jack_outputs: ``{our port: [destinations]}``.
+        osc_port: OSC UDP port, ``None`` disables OSC.
+        osc_host: OSC bind address.
+        effects: effects config file or ``None``.
+        native_callback: run the audio callback as native code (no Python, no GIL on the
+            audio thread: ``stemstream.bridge.hosts.jack_native`` / ``stemstream.bridge.hosts.portaudio_native``); False: a
+            Python callback (JACK-Client's / sounddevice's).
+    """
+
+    audio: str = "portaudio"
+    input_device: int | str | None = None
+    output_device: int | str | None = None
+    jack_server: str | None = None
+    jack_client: str = "stemstream"
+    jack_inputs: tuple[str, ...] = ()
+    jack_outputs: dict[str, list[str]] = field(default_factory=dict)
+    osc_port: int | None = DEFAULT_PORT
+    osc_host: str = DEFAULT_HOST
+    effects: str | None = None
+    native_callback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.audio not in ("portaudio", "jack"):
+            raise bad_value("audio", self.audio, "'portaudio' or 'jack'")
+
+
+def validate_model_name(name: str) -> None:
+    """Raise ``ConfigError`` unless ``name`` is a shipped model present here or a weight file."""
+    from stemstream.realtime.models.registry import model_card
+
+    model_card(name)
+
+
+def model_stems(name: str) -> tuple[str, ...]:
+    """Stem names of model ``name`` (from its card)."""
+    from stemstream.realtime.models.registry import model_card
+
+    return tuple(model_card(name).stems)
+
+
+class LiveRun:
+    """A running live session; :meth:`summary` at any time, :meth:`close` at the end."""
+
+    def __init__(self, config: LiveConfig, options: HostOptions,
+                 factory: Callable[[str], Any] | None = None, stems: tuple[str, ...] | None = None) -> None:
+        self.config = config
+        self.options = options
+        if factory is None:
+            validate_model_name(config.model)
+        stems = stems if stems is not None else model_stems(config.model)
+        self.rack: EffectsRack | None = None
+        if options.effects:
+            self.rack = EffectsRack(stems, config.sample_rate, load_effects_config(options.effects, stems))
+        self.processor = LiveProcessor(
+            config, factory or engine_factory(config, self.rack), stems, rack=self.rack,
+            validate_model=validate_model_name if factory is None else None,
+        )
+        self.osc: OscServer | None = None
+        self.host: Any = None
+        self.host_latency_samples = 0
+        self._t0 = time.monotonic()
+        self._cpu0 = time.process_time()
+        try:
+            if options.osc_port is not None:
+                self.osc = OscServer(self.processor, options.osc_host, options.osc_port,
+                                     meters=self.processor.read_meters).start()
+                self.processor.osc_counters = self.osc.counters
+            self._start_host()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_host(self) -> None:
+        o = self.options
+        if o.audio == "jack":
+            from stemstream.bridge.hosts.jack_client import JackStemClient
+
+            self.host = JackStemClient(self.processor, o.jack_client, o.jack_server,
+                                       o.jack_inputs, o.jack_outputs, native=o.native_callback).start()
+            # JACK: one period in, one out (the graph's own buffering)
+            self.host_latency_samples = 2 * self.host.client.blocksize
+        else:
+            from stemstream.bridge.hosts.portaudio import PortAudioHost
+
+            self.host = PortAudioHost(self.processor, o.input_device, o.output_device,
+                                      native=o.native_callback).start()
+            self.host_latency_samples = self.host.host_latency_samples
+        self._t0 = time.monotonic()
+        self._cpu0 = time.process_time()
+
+    def wait(self, duration_s: float | None, stop: threading.Event | None = None) -> None:
+        """Block until ``duration_s`` has passed (``None``: until ``stop`` is set / Ctrl-C)."""
+        # One blocking wait (interrupted by signals on POSIX, so Ctrl-C still lands): a main
+        # thread that woke up often would hold the GIL at random moments, and if the OS
+        # preempted it then, the real-time audio callback would wait for it.
+        stop = stop or threading.Event()
+        stop.wait(duration_s)
+
+    def summary(self) -> dict[str, Any]:
+        """Latency, misses, xruns, status flags, CPU: the session's figures so far."""
+        stats = self.processor.stats()
+        wall = max(1e-9, time.monotonic() - self._t0)
+        cpu = time.process_time() - self._cpu0
+        sr = self.config.sample_rate
+        engine = stats["latency_samples"]
+        total = engine + self.host_latency_samples
+        out = {
+            "model": self.processor.model_name,
+            "audio": self.options.audio,
+            "sample_rate": sr,
+            "block_size": self.config.block_size,
+            "queue_blocks": self.config.worker_queue_blocks,
+            "routing": self.config.routing,
+            "seconds": wall,
+            "engine_latency_samples": engine,
+            "engine_latency_ms": 1000.0 * engine / sr,
+            "host_latency_samples": self.host_latency_samples,
+            "total_latency_ms": 1000.0 * total / sr,
+            "process_cpu_percent": 100.0 * cpu / wall,
+            "cpu_cores": os.cpu_count() or 1,
+            **{k: v for k, v in stats.items() if k not in ("latency_samples", "latency_ms")},
+            "callback_load_mean": stats["cpu_load"],
+            "callback_load_max": stats["cpu_load_max"],
+            "effects_latency_samples": self.rack.latency_samples if self.rack else 0,
+            "effects_pyo_block": self.rack.pyo_block if self.rack else 0,
+        }
+        out["model_runtime"] = _runtime_name(self.processor.switcher.active)
+        session = self.processor.switcher.active
+        out["worker_scheduling"] = str(getattr(session, "worker_scheduling", "n/a"))
+        out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
+        if self.host is not None:
+            out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
+            out["audio_callback"] = self.host.callback_mode
+            if self.host.callback_mode != "native":
+                out["audio_callback"] += f" ({self.host.native_reason})"
+            client = getattr(self.host, "client", None)
+            if client is not None:
+                out["jack_cpu_load_percent"] = float(client.cpu_load())
+                out["jack_first_frame_time"] = self.host.first_frame_time
+                out["jack_published_latency_samples"] = int(self.host.latency.published)
+        return out
+
+    def close(self) -> None:
+        """Stop the audio host, OSC and every session."""
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+        if self.osc is not None:
+            self.osc.stop()
+            self.osc = None
+        self.processor.close()
+
+
+def _runtime_name(session: Any) -> str:
+    """Class name of the model object behind a session (which backend ``auto`` picked)."""
+    sep = getattr(session, "separator", None)
+    while sep is not None and hasattr(sep, "separator"):  # the effects wrapper
+        sep = sep.separator
+    model = getattr(sep, "model", None)
+    return type(model).__name__ if model is not None else "unknown"

@@ -1,0 +1,1 @@
+"""OSC: the wire codec, the route table and the UDP server."""

@@ -1,0 +1,256 @@
+"""The OSC address space of stemstream: one table, with argument validation.
+
+Every route names its argument kinds; :meth:`OscRoutes.dispatch` checks count and types
+before any handler runs, handlers validate ranges (raising ``ConfigError``), and only then
+does a value reach :class:`~stemstream.bridge.live.controls.StemControls` (and from there the audio side).
+Every outcome is counted in :attr:`OscRoutes.counters`.
+
+Argument kinds:
+    ``float``: an OSC ``f``/``d``/``i``/``h`` (int is a valid number; ``T``/``F`` are not), finite.
+    ``flag``: an OSC ``i`` equal to 0 or 1, or ``T``/``F``. Floats are rejected.
+    ``str``: an OSC ``s``.
+    ``port``: an OSC ``i`` in 1024..65535.
+A trailing ``?`` marks an optional argument.
+
+Stem addresses accept OSC address patterns in the stem segment (``*``, ``?``, ``[abc]``),
+e.g. ``/stemstream/stem/*/mute 1`` mutes every stem.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from stemstream.bridge.live.controls import StemControls
+from stemstream.realtime.errors import ConfigError, StemstreamError
+
+#: Prefix of every stemstream address.
+PREFIX = "/stemstream"
+
+Reply = tuple[str, tuple[Any, ...]]
+
+
+class ControlTarget(Protocol):
+    """What the OSC side controls and asks about (``stemstream.bridge.live.processor.LiveProcessor`` implements it)."""
+
+    controls: StemControls
+
+    @property
+    def stems(self) -> tuple[str, ...]: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def latency_samples(self) -> int: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def request_model(self, name: str) -> None: ...
+
+    def set_effects(self, stem: str, spec_json: str) -> None: ...
+
+    def set_effect_param(self, stem: str, index: int, param: str, value: float) -> None: ...
+
+    def effects_json(self, stem: str) -> str: ...
+
+    def stats(self) -> dict[str, float]: ...
+
+
+class WrongType(StemstreamError):
+    """An OSC message has the wrong number or types of arguments."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One address: argument kinds, handler ``handler(target, *args) -> replies``, description."""
+
+    address: str
+    kinds: tuple[str, ...]
+    handler: Callable[..., list[Reply] | None]
+    doc: str
+
+
+@dataclass
+class Counters:
+    """What happened to incoming messages (read by telemetry and summaries)."""
+
+    accepted: int = 0
+    replies: int = 0
+    malformed: int = 0
+    unknown_address: int = 0
+    wrong_type: int = 0
+    out_of_range: int = 0
+    handler_errors: int = 0
+    last_error: str = ""
+
+    @property
+    def rejected(self) -> int:
+        """Messages or datagrams refused for any reason."""
+        return self.malformed + self.unknown_address + self.wrong_type + self.out_of_range + self.handler_errors
+
+
+def _check(kind: str, value: Any) -> Any:
+    base = kind.rstrip("?")
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise WrongType(f"{value!r}: expected a finite number (OSC f/i)")
+        return float(value)
+    if base == "flag":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if value not in (0, 1):
+                raise ConfigError(f"{value!r}: expected 0 or 1")
+            return bool(value)
+        raise WrongType(f"{value!r}: expected an int 0/1 or T/F")
+    if base == "str":
+        if not isinstance(value, str):
+            raise WrongType(f"{value!r}: expected a string (OSC s)")
+        return value
+    if base == "port":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WrongType(f"{value!r}: expected an int port (OSC i)")
+        if not 1024 <= value <= 65535:
+            raise ConfigError(f"port={value!r}: expected 1024..65535")
+        return value
+    raise AssertionError(f"unknown argument kind {kind!r}")
+
+
+def _validate(route: Route, args: tuple[Any, ...]) -> list[Any]:
+    required = sum(1 for k in route.kinds if not k.endswith("?"))
+    if not required <= len(args) <= len(route.kinds):
+        raise WrongType(f"{route.address}: {len(args)} arguments, expected {route.kinds}")
+    return [_check(k, v) for k, v in zip(route.kinds, args)]
+
+
+class OscRoutes:
+    """The address table for one set of stems, and the dispatcher over it."""
+
+    def __init__(self, target: ControlTarget) -> None:
+        self.target = target
+        self.counters = Counters()
+        self.routes: dict[str, Route] = {}
+        for stem in target.stems:
+            base = f"{PREFIX}/stem/{stem}"
+            self._add(f"{base}/gain", ("float",), lambda t, v, s=stem: t.controls.set_gain(s, v),
+                      "linear gain 0..4 (ramped)")
+            self._add(f"{base}/gain_db", ("float",), lambda t, v, s=stem: t.controls.set_gain_db(s, v),
+                      "gain in dB, -120..+12.04 (ramped)")
+            self._add(f"{base}/mute", ("flag",), lambda t, v, s=stem: t.controls.set_mute(s, v),
+                      "1 mutes, 0 unmutes (ramped)")
+            self._add(f"{base}/solo", ("flag",), lambda t, v, s=stem: t.controls.set_solo(s, v),
+                      "1 solos; with any solo on only soloed stems are heard")
+            self._add(f"{base}/fx", ("str",), lambda t, v, s=stem: t.set_effects(s, v),
+                      "replace the stem's effect chain (JSON list, '[]' clears)")
+        self._add(f"{PREFIX}/bypass", ("flag",), lambda t, v: t.controls.set_bypass(v),
+                  "1: full input mix (latency-aligned) instead of stems, crossfaded")
+        self._add(f"{PREFIX}/model", ("str",), lambda t, v: t.request_model(v),
+                  "switch model; the new one warms up, then a crossfade (no dropout)")
+        self._add(f"{PREFIX}/get/latency", (), _get_latency, "reply: samples i, ms f")
+        self._add(f"{PREFIX}/get/stems", (), lambda t: [(f"{PREFIX}/get/stems", tuple(t.stems))],
+                  "reply: one s per stem, in output order")
+        self._add(f"{PREFIX}/get/model", (), lambda t: [(f"{PREFIX}/get/model", (t.model_name,))],
+                  "reply: model name s")
+        self._add(f"{PREFIX}/get/stats", (), _get_stats,
+                  "reply: deadline_misses i, xruns i, cpu_load f, osc_rejected i")
+        self._add(f"{PREFIX}/get/fx", ("str",), lambda t, s: [(f"{PREFIX}/get/fx", (s, t.effects_json(s)))],
+                  "arg: stem s; reply: stem s, chain JSON s")
+        # subscribe / unsubscribe are handled by the server (they need the sender address).
+        self._add(f"{PREFIX}/subscribe", ("port?",), _server_only,
+                  "telemetry at 30 Hz to the sender's host, at port (default: sender's port)")
+        self._add(f"{PREFIX}/unsubscribe", ("port?",), _server_only, "stop telemetry to that host/port")
+
+    def _add(self, address: str, kinds: tuple[str, ...], handler: Callable[..., Any], doc: str) -> None:
+        self.routes[address] = Route(address, kinds, handler, doc)
+
+    def match(self, address: str) -> list[Route]:
+        """Routes matching ``address`` (exact, or an OSC pattern in the stem segment)."""
+        route = self.routes.get(address)
+        if route is not None:
+            return [route]
+        if any(ch in address for ch in "*?[") and address.startswith(f"{PREFIX}/stem/"):
+            return [r for a, r in self.routes.items() if fnmatch.fnmatchcase(a, address)]
+        return []
+
+    def dispatch(self, address: str, args: tuple[Any, ...]) -> tuple[list[Reply], list[Any] | None]:
+        """Validate and run one message.
+
+        Returns ``(replies, server_args)``; ``server_args`` is the validated argument list
+        for server-handled routes (subscribe/unsubscribe), else ``None``. Never raises for
+        bad input: rejections are counted.
+        """
+        c = self.counters
+        try:
+            fx = self._fx_param(address, args)
+            if fx is not None:
+                c.accepted += 1
+                return [], None
+            routes = self.match(address)
+            if not routes:
+                c.unknown_address += 1
+                c.last_error = f"unknown address {address!r}"
+                return [], None
+            replies: list[Reply] = []
+            server_args: list[Any] | None = None
+            for route in routes:
+                values = _validate(route, args)
+                if route.handler is _server_only:
+                    server_args = values
+                    continue
+                replies.extend(route.handler(self.target, *values) or [])
+            c.accepted += 1
+            c.replies += len(replies)
+            return replies, server_args
+        except WrongType as exc:
+            c.wrong_type += 1
+            c.last_error = f"{address}: {exc}"
+        except ConfigError as exc:
+            c.out_of_range += 1
+            c.last_error = f"{address}: {exc}"
+        except Exception as exc:  # a handler bug must not take the server down
+            c.handler_errors += 1
+            c.last_error = f"{address}: {type(exc).__name__}: {exc}"
+        return [], None
+
+    def _fx_param(self, address: str, args: tuple[Any, ...]) -> bool | None:
+        """``/stemstream/stem/<stem>/fx/<index>/<param> f``; ``None`` if not such an address."""
+        parts = address.split("/")
+        # ['', 'stemstream', 'stem', <stem>, 'fx', <index>, <param>]
+        if len(parts) != 7 or parts[1] != PREFIX[1:] or parts[2] != "stem" or parts[4] != "fx":
+            return None
+        stem, index, param = parts[3], parts[5], parts[6]
+        if stem not in self.target.stems:
+            raise ConfigError(f"stem={stem!r}: expected one of {list(self.target.stems)}")
+        if not index.isdigit():
+            raise ConfigError(f"index={index!r}: expected an effect position 0, 1, ...")
+        if len(args) != 1:
+            raise WrongType(f"{len(args)} arguments, expected one float")
+        value = _check("float", args[0])
+        self.target.set_effect_param(stem, int(index), param, value)
+        return True
+
+    def table(self) -> list[tuple[str, str, str]]:
+        """``(address, argument kinds, description)`` rows, for documentation."""
+        rows = [(r.address, " ".join(r.kinds) or "-", r.doc) for r in self.routes.values()]
+        rows.append((f"{PREFIX}/stem/<stem>/fx/<index>/<param>", "float",
+                     "set a parameter of effect <index> in the stem's chain"))
+        return rows
+
+
+def _server_only(target: ControlTarget, *args: Any) -> None:
+    return None
+
+
+def _get_latency(t: ControlTarget) -> list[Reply]:
+    samples = int(t.latency_samples)
+    return [(f"{PREFIX}/get/latency", (samples, 1000.0 * samples / t.sample_rate))]
+
+
+def _get_stats(t: ControlTarget) -> list[Reply]:
+    s = t.stats()
+    return [(f"{PREFIX}/get/stats", (int(s.get("deadline_misses", 0)), int(s.get("xruns", 0)),
+                                    float(s.get("cpu_load", 0.0)), int(s.get("osc_rejected", 0))))]
