@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "diffusion": ("stemstream.benchmarks.diffusion_table", "diffusion separators: quality vs steps vs time"),
     "tradeoff": ("stemstream.benchmarks.tradeoff", "latency / quality trade-off of the separators (SI-SDRi vs latency)"),
     "peers": ("stemstream.benchmarks.peers", "our models beside Spleeter, the mixture and the oracle mask on real songs"),
+    "mixstats": ("stemstream.benchmarks.mix_stats", "level, crest factor and width of released music vs our training mixes"),
     "stalls": ("stemstream.benchmarks.stall_probe", "is this machine fit for live audio: how late a real-time thread wakes up"),
 }
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, stalls)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))

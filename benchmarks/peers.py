@@ -162,7 +162,8 @@ def _stems_for(separator_stems: tuple[str, ...], track_stems: tuple[str, ...]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator, write_json
+    from stemstream.benchmarks.report import write_report, wrote
+    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
     from stemstream.export.evaluation.reference import LowDelayOracleMaskSeparator, MixtureSeparator
     from stemstream.export.data.loaders import load_tracks
 
@@ -210,9 +211,9 @@ def run(args: argparse.Namespace) -> int:
         "protocol": "SI-SDRi, 4 s chunks, 2 s hop, silent / single-source chunks skipped (stemstream.export.evaluation.protocol)",
         "results": results,
     }
-    write_json(payload, out / "peers.json")
-    (out / "peers.md").write_text(format_markdown(payload))
-    print(format_markdown(payload))
+    markdown = format_markdown(payload)
+    print(markdown)
+    print(wrote(write_report(out, "peers", payload, markdown)))
     return 0
 
 

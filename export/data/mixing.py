@@ -31,7 +31,7 @@ import numpy as np
 from stemstream.realtime.errors import bad_value
 
 #: Where released music sits (MUSDB18 excerpts, measured with ``measure``; see the module doc).
-RELEASED_RMS_DBFS: tuple[float, float] = (-20.0, -14.0)
+RELEASED_RMS_DBFS: tuple[float, float] = (-21.5, -15.5)
 RELEASED_WIDTH: tuple[float, float] = (0.12, 0.35)
 
 
@@ -190,8 +190,8 @@ class MasterSettings:
         return cls(
             width=float(rng.uniform(*RELEASED_WIDTH)),
             rms_dbfs=float(rng.uniform(*RELEASED_RMS_DBFS)),
-            glue_threshold_db=float(rng.uniform(-14, -6)),
-            glue_ratio=float(rng.uniform(1.5, 4.0)),
+            glue_threshold_db=float(rng.uniform(-12, -4)),
+            glue_ratio=float(rng.uniform(1.3, 3.0)),
             clip_drive=float(rng.uniform(1.0, 2.5)) if rng.random() < 0.2 else 0.0,
         )
 
