@@ -115,7 +115,12 @@ def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable
             return source
 
         songs = load_songs(data_root / "train", limit=64)
-        mixes, _ = RemixSampler(songs, 4 * 44100, seed=cfg.seed).batch(16)
+        if cfg.data == "dj":  # calibrate on the mixes the model will separate (voices included)
+            from stemstream.export.train.dj_data import DjSampler, DjSources
+
+            mixes = DjSampler(DjSources.load(cfg.real_data_root, songs, "train"), 4 * 44100, seed=cfg.seed).batch(16).mix
+        else:
+            mixes, _ = RemixSampler(songs, 4 * 44100, seed=cfg.seed).batch(16)
         model = prune(source, mixes, cfg.prune_macs)
         log(
             f"pruned {cfg.init_from}: MACs/hop {macs_per_hop(source.config)} -> {macs_per_hop(model.config)}, "
