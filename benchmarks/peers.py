@@ -149,21 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
 
 
-def _stems_for(separator_stems: tuple[str, ...], track_stems: tuple[str, ...]) -> tuple[str, ...]:
-    """The stems of :data:`STEM_ORDER` the separator gives and the dataset can score."""
-    from stemstream.export.evaluation.protocol import GROUP_STEMS, reference_members
-
-    out = []
-    for s in STEM_ORDER:
-        can_give = s in separator_stems or (s in GROUP_STEMS and all(x in separator_stems for x in GROUP_STEMS[s]))
-        if can_give and reference_members(track_stems, s) is not None:
-            out.append(s)
-    return tuple(out)
-
-
 def run(args: argparse.Namespace) -> int:
     from stemstream.benchmarks.report import write_report, wrote
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator, scorable_stems
     from stemstream.export.evaluation.reference import LowDelayOracleMaskSeparator, MixtureSeparator
     from stemstream.export.data.loaders import load_tracks
 
@@ -188,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     for label, available, make in separators:
         results[label] = {}
         for dname, dtracks in tracks.items():
-            stems = _stems_for(available, tuple(dtracks[0].stems))
+            stems = scorable_stems(available, tuple(dtracks[0].stems), STEM_ORDER)
             if not stems:
                 continue
             started = time.perf_counter()

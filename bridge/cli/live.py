@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
                         help="do not ask for real-time scheduling for the inference worker (default: ask; "
                         "Linux, falls back silently without permission)")
-    parser.add_argument("--model", default="live", help="model name (default live; see 'stemstream models')")
+    parser.add_argument("--model", default=None,
+                        help="model name (default dj-live: vocals, drums, bass, other; 'live' for bass, drums, "
+                             "guitar, piano; see 'stemstream models')")
     parser.add_argument("--backend", default="auto",
                         help="engine backend: auto (fastest available: ONNX Runtime on CPU), onnx, torch...")
     parser.add_argument("--routing", choices=ROUTINGS, default="both",
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.duration is not None and not args.duration > 0:
         raise bad_value("duration", args.duration, "a positive number of seconds")
+    from stemstream.realtime.models.registry import default_model
+
+    args.model = args.model or default_model()
     config = LiveConfig(model=args.model, backend=args.backend, sample_rate=args.samplerate,
                         block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
                         realtime_worker=args.realtime_worker)

@@ -96,6 +96,20 @@ def reference_members(track_stems: Sequence[str], name: str) -> list[str] | None
     return rest if rest and all(k in have for k in left_out) else None
 
 
+def scorable_stems(model_stems: Sequence[str], track_stems: Sequence[str],
+                   order: Sequence[str] = ("vocals", "instrumental", "drums", "bass", "other", "guitar", "piano")
+                   ) -> tuple[str, ...]:
+    """The stems of ``order`` that a separator with ``model_stems`` can give (itself or as a group
+    of :data:`GROUP_STEMS`) and a track with ``track_stems`` can score."""
+    model_stems = tuple(model_stems)
+    out = []
+    for s in order:
+        gives = s in model_stems or (s in GROUP_STEMS and all(x in model_stems for x in GROUP_STEMS[s]))
+        if gives and reference_members(track_stems, s) is not None:
+            out.append(s)
+    return tuple(out)
+
+
 def stem_references(track: Any, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """The track's stems plus the groups of :data:`GROUP_STEMS` it can form (see
     :func:`reference_members`), or only ``names`` where given."""

@@ -33,10 +33,8 @@ from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveSeparator
 from stemstream.realtime.models.registry import WEIGHTS_DIR
 from stemstream.realtime.models.weights import read_weights, round_to_half, save_weights
 
-REAL_DEFAULT = ("../shared/realdata/musdb18-sample", "../shared/realdata/koronium")
-
-#: Stems scored on real music (the others are not ours to separate but stay in the mixture).
-REAL_STEMS = ("bass", "drums")
+REAL_DEFAULT = ("../shared/realdata/musdb18-sample", "../shared/realdata/koronium",
+                "../shared/realdata/musdb18-vocals-excerpts")
 
 
 def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]:
@@ -98,10 +96,20 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     record["weights_storage"] = "float16" if half else "float32"
     reports_dir = runs / name / "final_eval"
     t0 = time.time()
-    sets = [("test", Path(test), None)]
-    sets += [(Path(f).name, Path(f), REAL_STEMS) for f in real if Path(f).exists()]
+    from stemstream.export.data.loaders import load_tracks
+    from stemstream.export.evaluation.protocol import scorable_stems
+
+    # every set scores what the model gives and the set holds (the instrument models: bass and
+    # drums on real music; the DJ models: vocals and the instrumental too; a group such as the
+    # instrumental is scored as the sum of its stems)
+    sets = [("test", Path(test))] + [(Path(f).name, Path(f)) for f in real if Path(f).exists()]
     scores: dict[str, Any] = {}
-    for label, folder, stems in sets:
+    for label, folder in sets:
+        first = next(iter(load_tracks(folder)))
+        stems = scorable_stems(model.config.stems, tuple(first.stems))
+        if not stems:
+            log(f"{name} {label}: nothing this model separates is in {folder}; skipped")
+            continue
         report = evaluate_model(model, folder, stems, with_sdr=with_sdr)
         report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "stemstream.export.train.ship"}
         write_json(report, reports_dir / f"{label}.json")
@@ -110,6 +118,11 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     scores["eval_wall_s"] = round(time.time() - t0, 1)
     scores["protocol"] = "stemstream.export.evaluation.protocol.evaluate_tracks (stemstream eval), streaming engine, torch"
     record["final_scores"] = scores
+    dj = record.get("data", {}).get("dj_sources")
+    if dj is not None:  # what a model card must say: the real recordings and their licences
+        from stemstream.export.data.real import LICENCES
+
+        record["real_training_data"] = {"sources": dj, "licences": LICENCES}
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     save_weights(weights_dir / f"{name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record, half=half)
