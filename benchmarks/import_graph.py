@@ -4,7 +4,8 @@
 file under ``DIR/{realtime,export,bridge,benchmarks}`` (without importing anything) and prints
 
 * the layer edges: how many imports run from each top-level folder (and each subpackage) to
-  each other one, counting imports inside functions too;
+  each other one, counting imports inside functions too (``layer_edges(graph, depth=2)`` gives
+  subpackages);
 * the import cycles between modules (strongly connected components with more than one module;
   imports under ``if TYPE_CHECKING:`` are for annotations only and are not counted);
 * the imports that run upwards (a layer importing one above it, :data:`ALLOWED`).

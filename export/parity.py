@@ -97,26 +97,9 @@ def separate(model: HopModel, audio: np.ndarray, block_size: int = 4096) -> np.n
     Uses ``stemstream.realtime.engine.offline.separate_array`` (latency trimmed, same length). Returns
     ``(stems, channels, T)`` float32.
     """
-    try:
-        from stemstream.realtime.engine.offline import separate_array
-    except ImportError:  # engine not built yet: the same hop loop, latency trimmed
-        return _hop_loop(model, audio)
+    from stemstream.realtime.engine.offline import separate_array
+
     return separate_array(model, audio, model.info.sample_rate, block_size=block_size)
-
-
-def _hop_loop(model: HopModel, audio: np.ndarray) -> np.ndarray:
-    hop, lat = model.hop_samples, model.info.latency_samples
-    total = audio.shape[1] + lat
-    padded_len = -(-total // hop) * hop
-    padded = np.zeros((audio.shape[0], padded_len), np.float32)
-    padded[:, : audio.shape[1]] = audio
-    state = model.init_state()
-    step = hop * max(1, min(model.max_hops_per_call, 32))
-    outs = []
-    for start in range(0, padded_len, step):
-        out, state = model.process_hops(padded[:, start : start + step], state)
-        outs.append(out)
-    return np.concatenate(outs, axis=-1)[..., lat : lat + audio.shape[1]]
 
 
 def si_sdr_improvement(estimate: np.ndarray, stems: np.ndarray, mixture: np.ndarray) -> float:

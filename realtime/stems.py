@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: The four stems every shipped model separates, in this order (the seeds' Slakh2100 set).
+#: The instrument set of the seeds' Slakh2100 protocol (live, live-pruned, quality), in this order.
 STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano")
 
 #: Sample rate of the shipped models, in Hz.

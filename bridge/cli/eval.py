@@ -119,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
     stems = _parse_stems(args.stems)
     baseline = _read_report(args.compare) if args.compare else None
     separator = _build_separator(args, stems)
-    try:
-        from stemstream.export.data.loaders import load_tracks
-    except ImportError as exc:
-        raise StemstreamError(f"--dataset: the dataset loaders are not available in this build ({exc})") from None
+    from stemstream.export.data.loaders import load_tracks
 
     tracks = load_tracks(str(dataset))
     if args.max_tracks is not None:

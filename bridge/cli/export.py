@@ -44,16 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _torch_reference(module, name: str):
-    try:
-        from stemstream.realtime.backends.torch_backend import TorchHopModel
-    except ImportError:
-        from stemstream.realtime.models.registry import LocalHopModel
-
-        return LocalHopModel(module, name)
-    return TorchHopModel(module)
-
-
 def _print_parity(candidate, reference, seconds: float) -> None:
     from stemstream.export.parity import parity
 
@@ -70,6 +60,7 @@ def _print_parity(candidate, reference, seconds: float) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from stemstream.realtime.backends.torch_backend import TorchHopModel
     from stemstream.realtime.models.registry import load_torch_model
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -88,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         path = export_tensorrt(module, name, out, args.precision)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, TensorRT {args.precision}, one hop per call)")
         if not args.no_parity:
-            _print_parity(TensorRTHopModel(path, name=name), _torch_reference(module, name), args.parity_seconds)
+            _print_parity(TensorRTHopModel(path, name=name), TorchHopModel(module), args.parity_seconds)
         return 0
 
     from stemstream.export.onnx_export import export_onnx, op_counts
@@ -112,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
           f"{'any number of hops' if dynamic else 'one hop'} per call)")
     print(f"ops: {summary} ...; no complex/STFT ops: ok; metadata: ok")
     if not args.no_parity:
-        _print_parity(open_onnx_file(out), _torch_reference(module, name), args.parity_seconds)
+        _print_parity(open_onnx_file(out), TorchHopModel(module), args.parity_seconds)
     return 0

@@ -387,12 +387,8 @@ def model_separator(model: Any, backend: str = "torch", name: str | None = None,
         block_size: engine block in samples.
     """
     if isinstance(model, (str, Path)):
-        try:
-            from stemstream.realtime.models.registry import load_model
-        except ImportError as exc:
-            raise StemstreamError(
-                f"model={str(model)!r}: not available in this build (the model registry is missing: {exc})"
-            ) from None
+        from stemstream.realtime.models.registry import load_model
+
         return ModelSeparator(load_model(str(model), backend=backend), block_size=block_size)
     from stemstream.realtime.backends import open_backend
 

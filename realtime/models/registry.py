@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator, macs_per_hop
 from stemstream.realtime.models.weights import WeightFileError, read_weights
-from stemstream.realtime.protocol import ModelInfo, State
 
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -194,40 +192,12 @@ def load_torch_model(name: str) -> LiveSeparator:
     return model.eval()
 
 
-class LocalHopModel:
-    """Minimal ``HopModel`` adapter over a torch hop module (fallback when the engine's
-    ``stemstream.realtime.backends`` is unavailable). Arrays are float32 numpy; see ``stemstream.realtime.protocol``."""
-
-    kind = "hop"
-
-    def __init__(self, module: LiveSeparator, name: str) -> None:
-        cfg = module.config
-        self.module = module.eval()
-        self.info = ModelInfo(name, tuple(cfg.stems), cfg.sample_rate, cfg.channels, cfg.latency_samples)
-        self.hop_samples = cfg.hop_samples
-        self.max_hops_per_call = 1 << 16
-
-    def init_state(self) -> State:
-        return {k: v.numpy().copy() for k, v in self.module.init_state(1).items()}
-
-    @torch.inference_mode()
-    def process_hops(self, audio: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        if audio.ndim != 2 or audio.shape[0] != self.info.channels or audio.shape[1] % self.hop_samples:
-            raise ConfigError(
-                f"audio.shape={audio.shape!r}: expected ({self.info.channels}, n * {self.hop_samples})"
-            )
-        tstate = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in state.items()}
-        out, new = self.module(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None], tstate)
-        return out[0].numpy(), {k: v.numpy() for k, v in new.items()}
-
-
 def load_model(name: str, backend: str = "torch") -> Any:
     """Model ``name`` as a ``stemstream.realtime.protocol.HopModel`` (``SegmentModel`` for the diffusion
     student: backends ``torch`` and ``onnx``) through ``backend``.
 
     Uses ``stemstream.realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
-    ``onnx-cuda``, ``tensorrt``, ``auto``) when present; without it only ``torch`` works,
-    through :class:`LocalHopModel`.
+    ``onnx-cuda``, ``tensorrt``, ``auto``).
     """
     student = _student(name)
     if student is not None:
@@ -235,14 +205,8 @@ def load_model(name: str, backend: str = "torch") -> Any:
 
         path, steps, card_name = student
         return load_student(path, steps=steps, backend=backend, name=card_name)
+    from stemstream.realtime.backends import open_backend
+
     module = load_torch_model(name)
     card_name = Path(name).stem if name.endswith(".safetensors") else name
-    try:
-        from stemstream.realtime.backends import open_backend  # type: ignore[attr-defined]
-    except ImportError:
-        open_backend = None
-    if open_backend is not None:
-        return open_backend(backend, module, card_name)
-    if backend != "torch":
-        raise ConfigError(f"backend={backend!r}: only 'torch' is available in this build")
-    return LocalHopModel(module, card_name)
+    return open_backend(backend, module, card_name)
