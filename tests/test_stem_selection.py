@@ -3,6 +3,7 @@ groups summed so the written stems add up to the input; the model each selection
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,30 @@ def test_eval_scores_the_instrumental_group(tmp_path: Path, dj_weights: Path) ->
                           stems["vocals"] + stems["drums"])
     report = evaluate_tracks([vocal_excerpt], separator, separator.stems, with_sdr=False)
     assert report["per_stem"]["instrumental"]["chunks"] == 2  # MUSDB's accompaniment is the instrumental
+
+
+def test_live_outputs_the_chosen_stems_and_they_sum_to_the_input(dj_weights: Path) -> None:
+    from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, engine_factory
+    from stemstream.bridge.live.runner import model_stems
+
+    wanted = ("vocals", "instrumental")
+    assert model_stems(str(dj_weights), wanted) == wanted
+    assert model_stems(str(dj_weights)) == DJ_STEMS
+    with pytest.raises(ConfigError, match="piano"):
+        model_stems(str(dj_weights), ("piano",))
+    cfg = LiveConfig(model=str(dj_weights), stems=wanted, backend="torch", block_size=256, routing="stems",
+                     realtime_worker=False)
+    proc = LiveProcessor(cfg, engine_factory(cfg), wanted)
+    try:
+        rng = np.random.default_rng(5)
+        x = (0.2 * rng.standard_normal((256 * 40, 2))).astype(np.float32)
+        out = np.zeros((x.shape[0], 4), np.float32)  # vocals L/R, instrumental L/R
+        for a in range(0, x.shape[0], 256):
+            proc.process_interleaved(x[a : a + 256], out[a : a + 256])
+            time.sleep(256 / 44100)  # the worker thread separates while the "host" waits a block
+        lat = proc.latency_samples
+    finally:
+        proc.close()
+    summed = out[:, 0:2] + out[:, 2:4]  # late blocks fall back to the mix: the sum holds either way
+    np.testing.assert_allclose(summed[lat:], x[: x.shape[0] - lat], atol=1e-4)
+    assert np.abs(out[lat:, 0:2]).max() > 0 and np.abs(out[lat:, 2:4]).max() > 0

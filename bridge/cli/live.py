@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from stemstream.bridge.cli.stem_choice import HELP as STEMS_HELP
 from stemstream.bridge.live.processor import ROUTINGS, LiveConfig
 from stemstream.bridge.osc.server import DEFAULT_PORT
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",
                         help="do not ask for real-time scheduling for the inference worker (default: ask; "
                         "Linux, falls back silently without permission)")
+    parser.add_argument("--stems", default=None, help=STEMS_HELP)
     parser.add_argument("--model", default=None,
                         help="model name (default dj-live: vocals, drums, bass, other; 'live' for bass, drums, "
                              "guitar, piano; see 'stemstream models')")
@@ -65,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("duration", args.duration, "a positive number of seconds")
     from stemstream.realtime.models.registry import default_model
 
-    args.model = args.model or default_model()
-    config = LiveConfig(model=args.model, backend=args.backend, sample_rate=args.samplerate,
+    from stemstream.bridge.cli.stem_choice import asked_stems
+
+    wanted = asked_stems(args.stems)
+    args.model = args.model or default_model(wanted)
+    config = LiveConfig(model=args.model, stems=wanted, backend=args.backend, sample_rate=args.samplerate,
                         block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
                         realtime_worker=args.realtime_worker)
     use_jack = args.jack or bool(args.jack_connect)
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jack_connect:
         from stemstream.bridge.live.runner import model_stems
 
-        inputs, outputs = parse_connections(args.jack_connect, model_stems(args.model), config.channels)
+        inputs, outputs = parse_connections(args.jack_connect, model_stems(args.model, wanted), config.channels)
         options = dataclasses.replace(options, jack_inputs=tuple(inputs), jack_outputs=outputs)
     session = LiveRun(config, options)
     stop = threading.Event()

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from stemstream.bridge.cli.stem_choice import HELP as STEMS_HELP
 from stemstream.realtime.errors import AudioInputError, StemstreamError, bad_value
 
 #: Block sizes accepted, in samples.
@@ -29,11 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="audio file (anything soundfile reads)")
     parser.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder (created)")
-    parser.add_argument("--stems", default=None,
-                        help="what to write (default: the model's stems; dj-live's are vocals, drums, bass, "
-                             "other): dj (vocals, drums, bass, other), vocals (vocals + "
-                             "instrumental), instruments (bass, drums, guitar, piano) or stem names, e.g. "
-                             "'vocals' or 'drums,bass'; the written stems of a set sum to the input")
+    parser.add_argument("--stems", default=None, help=STEMS_HELP)
     parser.add_argument("--model", default=None,
                         help="model name or .safetensors path (default: dj-live, or live for the instrument set)")
     parser.add_argument(
@@ -81,20 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from stemstream.bridge.cli.stem_choice import asked_stems, with_stems
     from stemstream.realtime.models.registry import default_model
-    from stemstream.realtime.stems import GROUP_STEMS, group_matrix, parse_stems
 
-    asked = parse_stems(args.stems) if args.stems is not None else None
-    model_name = args.model or default_model(asked)
     torch.set_num_threads(args.threads)
-    model = _load(model_name, args.backend)
-    wanted = asked or tuple(model.info.stems)
-    try:
-        rows = group_matrix(model.info.stems, wanted)
-    except StemstreamError:
-        can = list(model.info.stems) + [g for g, out in GROUP_STEMS.items() if set(out) <= set(model.info.stems)]
-        raise bad_value("--stems", args.stems, f"stems model {model.info.name!r} can give ({', '.join(can)})"
-                        + ("; for the DJ stems use --model dj-live" if "vocals" not in model.info.stems else "")) from None
+    model = with_stems(_load(args.model or default_model(asked_stems(args.stems)), args.backend), args.stems)
     separator = StreamingSeparator(model, rate, audio.shape[0])
     seconds = audio.shape[1] / rate
     bar = None
@@ -116,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     compute = time.perf_counter() - t0
-    grouped = np.einsum("ks,sct->kct", rows, stems).astype(np.float32, copy=False)
-    files = {outdir / f"{name}.wav": grouped[k] for k, name in enumerate(wanted)}
+    files = {outdir / f"{name}.wav": stems[k] for k, name in enumerate(model.info.stems)}
     written = write_files_atomic(files, rate)
     rtf = compute / seconds
     print(

@@ -85,6 +85,8 @@ class LiveConfig:
         realtime_worker: run the engine's inference worker with ``SCHED_FIFO`` at priority 1, below
             audio threads such as JACK's (``RealtimeSession(worker_priority=...)``; refused quietly
             without the permission, and dropped by the session after an overrun).
+        stems: the stems to output, as groups of the model's (``stemstream.realtime.models.grouped``:
+            e.g. ``("vocals", "instrumental")``); None: the model's own stems.
     """
 
     model: str = "live"
@@ -97,6 +99,7 @@ class LiveConfig:
     fade_ms: float = 50.0
     queue_blocks: int | None = None
     realtime_worker: bool = True
+    stems: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 192000:
@@ -138,9 +141,10 @@ def engine_factory(
     def make(name: str) -> Any:
         from stemstream.realtime.engine.session import RealtimeSession
         from stemstream.realtime.engine.streamer import StreamingSeparator
+        from stemstream.realtime.models.grouped import grouped
         from stemstream.realtime.models.registry import load_model
 
-        model = load_model(name, config.backend)
+        model = grouped(load_model(name, config.backend), config.stems)
         separator: Any = StreamingSeparator(model, config.sample_rate, config.channels)
         if rack is not None and rack.active:
             separator = EffectsSeparator(separator, rack, config.channels)

@@ -59,11 +59,17 @@ def validate_model_name(name: str) -> None:
     model_card(name)
 
 
-def model_stems(name: str) -> tuple[str, ...]:
-    """Stem names of model ``name`` (from its card)."""
+def model_stems(name: str, wanted: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Stem names model ``name`` gives (from its card), or ``wanted`` after checking that the model
+    can give them (``stemstream.realtime.stems.group_matrix``; ConfigError if not)."""
     from stemstream.realtime.models.registry import model_card
+    from stemstream.realtime.stems import group_matrix
 
-    return tuple(model_card(name).stems)
+    have = tuple(model_card(name).stems)
+    if wanted is None:
+        return have
+    group_matrix(have, wanted)
+    return tuple(wanted)
 
 
 class LiveRun:
@@ -75,13 +81,13 @@ class LiveRun:
         self.options = options
         if factory is None:
             validate_model_name(config.model)
-        stems = stems if stems is not None else model_stems(config.model)
+        stems = stems if stems is not None else model_stems(config.model, config.stems)
         self.rack: EffectsRack | None = None
         if options.effects:
             self.rack = EffectsRack(stems, config.sample_rate, load_effects_config(options.effects, stems))
         self.processor = LiveProcessor(
             config, factory or engine_factory(config, self.rack), stems, rack=self.rack,
-            validate_model=validate_model_name if factory is None else None,
+            validate_model=(lambda name: model_stems(name, stems)) if factory is None else None,
         )
         self.osc: OscServer | None = None
         self.host: Any = None
