@@ -65,10 +65,10 @@ def _module_for(name: str) -> tuple[Any, str]:
     if name == "live":
         import torch
 
-        from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+        from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 
         torch.manual_seed(0)
-        return LiveSeparator(LiveConfig()).eval(), "random init (weights not shipped; same architecture and cost)"
+        return HybridSeparator(HybridConfig()).eval(), "random init (weights not shipped; same architecture and cost)"
     if name in SHIPPED:
         raise StemstreamError(f"model={name!r}: weights not shipped in this build")
     return load_torch_model(name), "shipped weights"  # raises the registry's error

@@ -74,15 +74,15 @@ def _module(name: str) -> tuple[Any, str]:
     """Torch hop module and a label for ``name`` (registry model or built-in)."""
     import torch
 
-    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 
     if name == "untrained-live":
         torch.manual_seed(0)
-        return LiveSeparator(LiveConfig()).eval(), "untrained-live (live architecture, random weights)"
+        return HybridSeparator(HybridConfig()).eval(), "untrained-live (live architecture, random weights)"
     if name == "tiny":
         torch.manual_seed(0)
-        cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
-        return LiveSeparator(cfg).eval(), "tiny (test-size live architecture, random weights)"
+        cfg = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+        return HybridSeparator(cfg).eval(), "tiny (test-size live architecture, random weights)"
     from stemstream.realtime.models.registry import load_torch_model
 
     return load_torch_model(name), name

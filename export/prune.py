@@ -23,11 +23,11 @@ from dataclasses import replace
 
 import torch
 
-from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, macs_per_hop
+from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator, macs_per_hop
 
 
 @torch.no_grad()
-def importance(model: LiveSeparator, mixtures: torch.Tensor) -> dict[str, torch.Tensor]:
+def importance(model: HybridSeparator, mixtures: torch.Tensor) -> dict[str, torch.Tensor]:
     """Importance scores ``{"bins": (b,), "width": (D,), "encoder": (N_w,)}`` on ``mixtures`` ``(B, C, T)``."""
     c = model.config
     b, d, ch = c.bins, c.width, c.channels
@@ -56,7 +56,7 @@ def importance(model: LiveSeparator, mixtures: torch.Tensor) -> dict[str, torch.
     return {"bins": bins, "width": width, "encoder": encoder}
 
 
-def plan(config: LiveConfig, macs_fraction_removed: float, width_keep: float = 0.7,
+def plan(config: HybridConfig, macs_fraction_removed: float, width_keep: float = 0.7,
          encoder_keep: float = 0.5) -> tuple[int, int, int]:
     """Sizes ``(bins, width, encoder_channels)`` removing at least ``macs_fraction_removed`` of the MACs."""
     target = (1.0 - macs_fraction_removed) * macs_per_hop(config)
@@ -78,9 +78,9 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def prune(model: LiveSeparator, mixtures: torch.Tensor, macs_fraction_removed: float,
-          width_keep: float = 0.7, encoder_keep: float = 0.5) -> LiveSeparator:
-    """A new, smaller :class:`LiveSeparator` with the least important structures removed."""
+def prune(model: HybridSeparator, mixtures: torch.Tensor, macs_fraction_removed: float,
+          width_keep: float = 0.7, encoder_keep: float = 0.5) -> HybridSeparator:
+    """A new, smaller :class:`HybridSeparator` with the least important structures removed."""
     c = model.config
     scores = importance(model, mixtures)
     n_bins, n_width, n_enc = plan(c, macs_fraction_removed, width_keep, encoder_keep)
@@ -91,7 +91,7 @@ def prune(model: LiveSeparator, mixtures: torch.Tensor, macs_fraction_removed: f
     new_cfg = replace(
         c, kept_bins=tuple(old_bins[i] for i in kb.tolist()), width=n_width, encoder_channels=n_enc
     )
-    new = LiveSeparator(new_cfg)
+    new = HybridSeparator(new_cfg)
     s, ch, b, d, nw = len(c.stems), c.channels, c.bins, c.width, c.encoder_channels
     feat_cols = torch.cat([k * b + kb for k in range(ch)])
     head_cols = ku if not c.lookahead_frames else torch.cat([ku, d + ku])

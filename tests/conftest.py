@@ -19,21 +19,21 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator
 from stemstream.realtime.models.weights import save_weights
 
 #: The one tiny ``live`` configuration the tests share: 128-sample hops, latency
 #: ``synthesis_samples - hop`` = 128 samples, a few thousand parameters.
-TINY_LIVE = LiveConfig(analysis_samples=512, synthesis_samples=256, hop=128, width=16, lstm_layers=1,
+TINY_LIVE = HybridConfig(analysis_samples=512, synthesis_samples=256, hop=128, width=16, lstm_layers=1,
                        encoder_channels=16, encoder_kernel=128)
 
 
-def _tiny_live_model(seed: int = 0) -> LiveSeparator:
+def _tiny_live_model(seed: int = 0) -> HybridSeparator:
     """A fresh :data:`TINY_LIVE` module (eval mode) whose weights depend only on ``seed``; the
     global torch RNG is left as it was (the fixtures run in whichever test asks first)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LiveSeparator(TINY_LIVE).eval()
+        return HybridSeparator(TINY_LIVE).eval()
 
 
 def _write_tiny_live_weights(path: str | Path, seed: int = 0, run_record: dict[str, Any] | None = None) -> Path:
@@ -45,14 +45,14 @@ def _write_tiny_live_weights(path: str | Path, seed: int = 0, run_record: dict[s
 
 
 @pytest.fixture(scope="session")
-def tiny_live_config() -> LiveConfig:
+def tiny_live_config() -> HybridConfig:
     """The configuration of every tiny ``live`` model the fixtures make."""
     return TINY_LIVE
 
 
 @pytest.fixture(scope="session")
-def tiny_live_model() -> Callable[..., LiveSeparator]:
-    """``make(seed=0) -> LiveSeparator``: a fresh tiny module; the same seed gives the same
+def tiny_live_model() -> Callable[..., HybridSeparator]:
+    """``make(seed=0) -> HybridSeparator``: a fresh tiny module; the same seed gives the same
     weights as ``write_tiny_live_weights``."""
     return _tiny_live_model
 

@@ -48,15 +48,15 @@ def test_dj_demo_song_has_a_voice_and_sums_exactly(tmp_path):
 def test_dj_demo_scores_vocals_and_instrumental(tmp_path, capsys):
     import torch
 
-    from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator
     from stemstream.realtime.models.weights import save_weights
     from stemstream.realtime.stems import DJ_STEMS
 
     torch.manual_seed(0)
-    cfg = LiveConfig(stems=DJ_STEMS, width=16, encoder_channels=8, analysis_samples=256, synthesis_samples=128,
+    cfg = HybridConfig(stems=DJ_STEMS, width=16, encoder_channels=8, analysis_samples=256, synthesis_samples=128,
                      hop=32, encoder_kernel=64)
     weights = tmp_path / "tiny-dj.safetensors"
-    save_weights(weights, LiveSeparator(cfg), ARCHITECTURE, cfg.to_json())
+    save_weights(weights, HybridSeparator(cfg), ARCHITECTURE, cfg.to_json())
     out = tmp_path / "demo"
     assert main(["demo", "--seconds", "4", "-o", str(out), "--stems", "dj", "--model", str(weights), "--block-size", "2048",
                  "--backend", "torch"]) == 0

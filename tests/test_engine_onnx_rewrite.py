@@ -94,11 +94,11 @@ def test_unsupported_convs_left_alone() -> None:
 @pytest.fixture(scope="module")
 def tiny_live(tmp_path_factory):
     """A small live-architecture module (seeded) and its ONNX backend, exported once."""
-    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 
     torch.manual_seed(0)
-    cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
-    module = LiveSeparator(cfg).eval()
+    cfg = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+    module = HybridSeparator(cfg).eval()
     return module, open_onnx(module, "tiny-live", cache_dir=tmp_path_factory.mktemp("onnx"))
 
 

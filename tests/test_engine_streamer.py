@@ -12,7 +12,7 @@ from stemstream.realtime.engine.offline import separate_array
 from stemstream.realtime.engine.overlap_add import segment_weight
 from stemstream.realtime.engine.streamer import StreamingSeparator
 from stemstream.realtime.errors import AudioInputError, ConfigError, StemstreamError
-from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 from tests.engine_support import GAINS, ContextSegmentModel, GainDelayConfig, GainDelayModule
 
 torch.set_num_threads(1)
@@ -22,8 +22,8 @@ ODD_BLOCKS = (1, 63, 64, 65, 4097, 2, 127, 129, 1000, 31)
 
 def _tiny_live() -> TorchHopModel:
     torch.manual_seed(0)
-    cfg = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
-    return TorchHopModel(LiveSeparator(cfg), "tiny-live")
+    cfg = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+    return TorchHopModel(HybridSeparator(cfg), "tiny-live")
 
 
 def _gain_delay(**kw) -> TorchHopModel:

@@ -33,10 +33,10 @@ def live_module():
 
     if "live" in available_models():
         return load_torch_model("live")
-    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 
     torch.manual_seed(0)
-    return LiveSeparator(LiveConfig()).eval()
+    return HybridSeparator(HybridConfig()).eval()
 
 
 def signals(sr: int, ch: int, seconds: float = 1.5):
@@ -196,10 +196,10 @@ def test_streaming_separator_odd_blocks_onnx_equals_torch(tmp_path, live, host_r
 
 
 def test_fft_training_path_is_not_exported(tmp_path) -> None:
-    from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+    from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 
     torch.manual_seed(0)
-    module = LiveSeparator(LiveConfig(width=32, encoder_channels=16)).eval()
+    module = HybridSeparator(HybridConfig(width=32, encoder_channels=16)).eval()
     module.fast_dsp = True
     result = export_onnx(module, tmp_path / "m.onnx", "m")
     assert module.fast_dsp is True

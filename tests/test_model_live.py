@@ -7,7 +7,7 @@ import torch
 
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.dsp import StreamingSTFT
-from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, macs_per_hop, mixture_consistency
+from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator, macs_per_hop, mixture_consistency
 from stemstream.realtime.models.macs import measured_macs_per_hop
 from stemstream.realtime.stems import STEMS
 
@@ -16,9 +16,9 @@ torch.set_num_threads(1)
 TINY = dict(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
 
 
-def _model(**kw) -> LiveSeparator:
+def _model(**kw) -> HybridSeparator:
     torch.manual_seed(0)
-    return LiveSeparator(LiveConfig(**{**TINY, **kw})).eval()
+    return HybridSeparator(HybridConfig(**{**TINY, **kw})).eval()
 
 
 @pytest.mark.parametrize("kw", [{}, {"lookahead_frames": 3, "synthesis_samples": 256}, {"consistency": "energy"}])
@@ -96,10 +96,10 @@ def test_macs_analytic_matches_measured() -> None:
 
 def test_config_validation_names_parameter() -> None:
     with pytest.raises(ConfigError, match="consistency='sum'"):
-        LiveConfig(consistency="sum")
+        HybridConfig(consistency="sum")
     with pytest.raises(ConfigError, match="encoder_kernel"):
-        LiveConfig(encoder_kernel=8)
-    assert LiveConfig.from_dict(__import__("json").loads(LiveConfig(**TINY).to_json())) == LiveConfig(**TINY)
+        HybridConfig(encoder_kernel=8)
+    assert HybridConfig.from_dict(__import__("json").loads(HybridConfig(**TINY).to_json())) == HybridConfig(**TINY)
 
 
 @pytest.mark.parametrize("kw", [{}, {"lookahead_frames": 2, "synthesis_samples": 256}, {"kept_bins": tuple(range(0, 129, 3))}])

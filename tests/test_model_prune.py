@@ -5,16 +5,16 @@ from __future__ import annotations
 import torch
 
 from stemstream.export.prune import importance, plan, prune
-from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator, count_parameters, macs_per_hop
+from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator, count_parameters, macs_per_hop
 
 torch.set_num_threads(1)
 
 TINY = dict(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
 
 
-def _model(**kw) -> LiveSeparator:
+def _model(**kw) -> HybridSeparator:
     torch.manual_seed(0)
-    return LiveSeparator(LiveConfig(**{**TINY, **kw})).eval()
+    return HybridSeparator(HybridConfig(**{**TINY, **kw})).eval()
 
 
 def _mix() -> torch.Tensor:
@@ -51,7 +51,7 @@ def test_pruning_reduces_macs_and_params_and_carries_state() -> None:
 
 
 def test_plan_hits_target_and_importance_shapes() -> None:
-    cfg = LiveConfig(**TINY)
+    cfg = HybridConfig(**TINY)
     bins, width, enc = plan(cfg, 0.4)
     from dataclasses import replace
 

@@ -11,12 +11,12 @@ import torch
 
 from stemstream.realtime.errors import ConfigError, StemstreamError
 from stemstream.realtime.models import registry
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator
 from stemstream.realtime.models.weights import WeightFileError, read_weights, save_weights
 
 torch.set_num_threads(1)
 
-TINY = LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
+TINY = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
 
 
 @pytest.mark.parametrize("name", [n for n in registry.available_models() if n in registry.SHIPPED])
@@ -46,7 +46,7 @@ def test_unknown_name_lists_available() -> None:
 
 def test_weight_file_roundtrip_and_checksum(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = LiveSeparator(TINY)
+    model = HybridSeparator(TINY)
     path = tmp_path / "tiny.safetensors"
     save_weights(path, model, ARCHITECTURE, TINY.to_json(), {"steps": 3})
     loaded = registry.load_torch_model(str(path))
@@ -65,7 +65,7 @@ def test_half_storage_loads_exactly_the_rounded_model(tmp_path: Path) -> None:
     from stemstream.realtime.models.weights import round_to_half
 
     torch.manual_seed(0)
-    model = LiveSeparator(TINY)
+    model = HybridSeparator(TINY)
     full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
     save_weights(full, model, ARCHITECTURE, TINY.to_json())
     save_weights(half, model, ARCHITECTURE, TINY.to_json(), half=True)
@@ -198,8 +198,8 @@ def test_distillation_loss_targets_the_teacher() -> None:
     from stemstream.export.train.loop import training_loss
 
     torch.manual_seed(0)
-    student = LiveSeparator(TINY)
-    teacher = LiveSeparator(TINY)
+    student = HybridSeparator(TINY)
+    teacher = HybridSeparator(TINY)
     teacher.load_state_dict(student.state_dict())
     mix = 0.1 * torch.randn(2, 2, 40 * TINY.hop)
     stems = 0.05 * torch.randn(2, len(TINY.stems), 2, 40 * TINY.hop)

@@ -13,7 +13,7 @@ import torch
 
 from stemstream.bridge.cli.main import main
 from stemstream.realtime.errors import ConfigError
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator
 from stemstream.realtime.models.weights import save_weights
 from stemstream.realtime.stems import DJ_STEMS, INSTRUMENT_STEMS, group_matrix, parse_stems
 
@@ -23,9 +23,9 @@ TINY = dict(width=16, encoder_channels=8, analysis_samples=256, synthesis_sample
 @pytest.fixture(scope="module")
 def dj_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    cfg = LiveConfig(stems=DJ_STEMS, **TINY)
+    cfg = HybridConfig(stems=DJ_STEMS, **TINY)
     path = tmp_path_factory.mktemp("weights") / "tiny-dj.safetensors"
-    save_weights(path, LiveSeparator(cfg), ARCHITECTURE, cfg.to_json(), {"note": "stem selection test"})
+    save_weights(path, HybridSeparator(cfg), ARCHITECTURE, cfg.to_json(), {"note": "stem selection test"})
     return path
 
 
@@ -87,8 +87,8 @@ def test_transfer_seeds_new_stems_from_the_instrument_heads() -> None:
     from stemstream.export.train.run import transfer
 
     torch.manual_seed(0)
-    source = LiveSeparator(LiveConfig(**TINY))
-    target = transfer(source, LiveConfig(stems=DJ_STEMS, **TINY))
+    source = HybridSeparator(HybridConfig(**TINY))
+    target = transfer(source, HybridConfig(stems=DJ_STEMS, **TINY))
     b, s_old = source.config.bins * 2, list(source.config.stems)  # rows per stem: channels x bins
     old = source.spec_head.weight.detach().reshape(4, b, -1)
     new = target.spec_head.weight.detach().reshape(4, b, -1)

@@ -379,7 +379,7 @@ def model_separator(model: Any, backend: str = "torch", name: str | None = None,
     Args:
         model: a registry model name or ``.safetensors`` path (loaded with
             ``stemstream.realtime.models.registry.load_model``), or an in-memory torch hop module
-            (e.g. a ``LiveSeparator`` being shipped; opened with
+            (e.g. a ``HybridSeparator`` being shipped; opened with
             ``stemstream.realtime.backends.open_backend``, so it runs exactly as its weight file would).
         backend: inference backend (``torch``, ``onnx``, ...).
         name: model name for an in-memory module (backends that cache exports use it);

@@ -15,7 +15,7 @@
 * ``oracle-mask`` with ``windows="live"`` (``stemstream eval --model oracle-mask
   --oracle-windows live``): the same ideal ratio masks, but through the live model's own
   low-delay STFT (``stemstream.realtime.models.dsp.StreamingSTFT``: analysis window 1024, synthesis 256,
-  hop 128 samples, from ``stemstream.realtime.models.hybrid.LiveConfig``), run causally with its latency
+  hop 128 samples, from ``stemstream.realtime.models.hybrid.HybridConfig``), run causally with its latency
   trimmed. This is the ceiling of a magnitude-ratio mask computed on exactly the
   time-frequency grid the live model masks (before its learned-encoder branch).
 
@@ -133,7 +133,7 @@ class LowDelayOracleMaskSeparator:
     Args:
         stems: output stem names.
         analysis_samples, synthesis_samples, hop_samples: the STFT windows in samples;
-            ``None`` takes each from the live model's ``LiveConfig`` defaults (1024, 256, 128).
+            ``None`` takes each from the live model's ``HybridConfig`` defaults (1024, 256, 128).
         mask_power: exponent ``p`` (1: magnitude ratio).
         block_hops: hops per STFT call (memory/speed only; the output does not depend on it
             beyond float32 rounding).
@@ -149,9 +149,9 @@ class LowDelayOracleMaskSeparator:
         block_hops: int = 512,
     ) -> None:
         from stemstream.realtime.models.dsp import StreamingSTFT
-        from stemstream.realtime.models.hybrid import LiveConfig
+        from stemstream.realtime.models.hybrid import HybridConfig
 
-        live = LiveConfig()
+        live = HybridConfig()
         if not mask_power > 0:
             raise bad_value("mask_power", mask_power, "a positive exponent")
         if not isinstance(block_hops, int) or block_hops < 1:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stemstream.realtime.errors import bad_value
-from stemstream.realtime.models.hybrid import LiveConfig
+from stemstream.realtime.models.hybrid import HybridConfig
 from stemstream.realtime.stems import DJ_STEMS
 
 
@@ -42,7 +42,7 @@ class TrainConfig:
     """
 
     name: str
-    model: LiveConfig
+    model: HybridConfig
     steps: int = 2000
     time_budget_s: float = 3600.0
     batch: int = 6
@@ -79,12 +79,12 @@ class TrainConfig:
 
 
 def _configs() -> dict[str, TrainConfig]:
-    live = LiveConfig()
+    live = HybridConfig()
     return {
         "live": TrainConfig(name="live", model=live, steps=3000, time_budget_s=3200.0),
         "quality": TrainConfig(
             name="quality",
-            model=LiveConfig(synthesis_samples=1024, lookahead_frames=12),
+            model=HybridConfig(synthesis_samples=1024, lookahead_frames=12),
             steps=700,
             time_budget_s=1200.0,
             lr=4e-4,
@@ -101,7 +101,7 @@ def _configs() -> dict[str, TrainConfig]:
         ),
         "dj-live": TrainConfig(
             name="dj-live",
-            model=LiveConfig(stems=DJ_STEMS),
+            model=HybridConfig(stems=DJ_STEMS),
             steps=100000,
             time_budget_s=7200.0,
             batch=6,
@@ -113,7 +113,7 @@ def _configs() -> dict[str, TrainConfig]:
         ),
         "dj-quality": TrainConfig(
             name="dj-quality",
-            model=LiveConfig(stems=DJ_STEMS, synthesis_samples=1024, lookahead_frames=12),
+            model=HybridConfig(stems=DJ_STEMS, synthesis_samples=1024, lookahead_frames=12),
             steps=100000,
             time_budget_s=7200.0,
             batch=6,
@@ -125,7 +125,7 @@ def _configs() -> dict[str, TrainConfig]:
         ),
         "dj-live-pruned": TrainConfig(
             name="dj-live-pruned",
-            model=LiveConfig(stems=DJ_STEMS),  # replaced by the pruned config at run time
+            model=HybridConfig(stems=DJ_STEMS),  # replaced by the pruned config at run time
             steps=100000,
             time_budget_s=7200.0,
             batch=6,
@@ -139,7 +139,7 @@ def _configs() -> dict[str, TrainConfig]:
         ),
         "tiny": TrainConfig(
             name="tiny",
-            model=LiveConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=64),
+            model=HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=64),
             steps=4,
             time_budget_s=0.0,
             batch=2,

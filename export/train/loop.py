@@ -27,7 +27,7 @@ from stemstream.export.train.data import DeviceRemixSampler, RemixSampler, SongS
 from stemstream.export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
 from stemstream.export.train.losses import align, band_limit, grouped_sdr_loss, si_sdri_per_stem, thresholded_sdr_loss
 from stemstream.realtime.errors import ConfigError
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveSeparator, count_parameters, macs_per_hop
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator, count_parameters, macs_per_hop
 from stemstream.realtime.models.weights import save_weights
 
 
@@ -63,7 +63,7 @@ def machine_info() -> dict[str, Any]:
 
 
 @torch.no_grad()
-def validate(model: LiveSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
+def validate(model: HybridSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
              batch: int = 4) -> dict[str, float]:
     """Mean SI-SDRi (dB) per stem on fixed excerpts, latency-aligned; plus ``mean``.
 
@@ -95,7 +95,7 @@ def validate(model: LiveSeparator, mix: torch.Tensor | TrainBatch, stems: torch.
 
 
 @torch.no_grad()
-def validate_grouped(model: LiveSeparator, data: TrainBatch, batch: int = 4) -> dict[str, float]:
+def validate_grouped(model: HybridSeparator, data: TrainBatch, batch: int = 4) -> dict[str, float]:
     """:func:`validate` for a :class:`TrainBatch`: band-limited rows compared below their band."""
     model.eval()
     lat, hop = model.config.latency_samples, model.config.hop_samples
@@ -154,8 +154,8 @@ def write_curves(out_dir: Path, history: list[dict[str, Any]], stems: tuple[str,
 
 
 def training_loss(
-    model: LiveSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
-    teacher: LiveSeparator | None = None, distill: float = 0.0,
+    model: HybridSeparator, mix: torch.Tensor | TrainBatch, stems: torch.Tensor | None = None,
+    teacher: HybridSeparator | None = None, distill: float = 0.0,
 ) -> torch.Tensor:
     """Thresholded SDR of ``model``'s latency-aligned estimate against the true ``stems``; with a
     ``teacher``, ``(1 - distill)`` of that plus ``distill`` times the SDR against the teacher's
@@ -176,7 +176,7 @@ def training_loss(
     return (1 - distill) * loss + distill * thresholded_sdr_loss(est, t_est, mref)
 
 
-def grouped_training_loss(model: LiveSeparator, data: TrainBatch, teacher: LiveSeparator | None = None,
+def grouped_training_loss(model: HybridSeparator, data: TrainBatch, teacher: HybridSeparator | None = None,
                           distill: float = 0.0) -> torch.Tensor:
     """:func:`training_loss` for a :class:`TrainBatch`; a teacher's estimate is a full-band,
     ungrouped target for every stem."""
@@ -207,7 +207,7 @@ def audio_seen_s(phases: list[dict], cfg: TrainConfig, step: int) -> float:
 
 def train(
     cfg: TrainConfig,
-    model: LiveSeparator,
+    model: HybridSeparator,
     train_songs: SongSet,
     valid_songs: SongSet,
     out_dir: str | Path,
@@ -215,7 +215,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
-    teacher: LiveSeparator | None = None,
+    teacher: HybridSeparator | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` per ``cfg``; returns the run record (also written to ``out_dir``).
 

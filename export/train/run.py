@@ -23,7 +23,7 @@ import torch
 from stemstream.export.train.configs import TrainConfig, get_config
 from stemstream.export.train.loop import load_data, train
 from stemstream.realtime.errors import ConfigError
-from stemstream.realtime.models.hybrid import LiveConfig, LiveSeparator
+from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 from stemstream.realtime.models.registry import WEIGHTS_DIR
 from stemstream.realtime.models.weights import read_weights
 
@@ -41,10 +41,10 @@ def find_weights(name: str, runs_dir: Path) -> Path:
     raise ConfigError(f"init_from={name!r}: no weights found (train it first: stemstream train --config {name})")
 
 
-def load_separator(path: Path) -> LiveSeparator:
-    """A :class:`LiveSeparator` from a weight file."""
+def load_separator(path: Path) -> HybridSeparator:
+    """A :class:`HybridSeparator` from a weight file."""
     tensors, meta = read_weights(path)
-    model = LiveSeparator(LiveConfig.from_dict(json.loads(meta["config"])))
+    model = HybridSeparator(HybridConfig.from_dict(json.loads(meta["config"])))
     model.load_state_dict(tensors)
     return model
 
@@ -53,7 +53,7 @@ def load_separator(path: Path) -> LiveSeparator:
 STEM_SEEDS: dict[str, str] = {"vocals": "piano", "other": "guitar", "instrumental": "guitar"}
 
 
-def _stem_rows(source: LiveSeparator, stems: tuple[str, ...]) -> list[int] | None:
+def _stem_rows(source: HybridSeparator, stems: tuple[str, ...]) -> list[int] | None:
     """Which source stem seeds each of ``stems`` (None: the same stems in the same order)."""
     have = source.config.stems
     if tuple(stems) == tuple(have):
@@ -67,10 +67,10 @@ def _stem_rows(source: LiveSeparator, stems: tuple[str, ...]) -> list[int] | Non
     return rows
 
 
-def transfer(source: LiveSeparator, config: LiveConfig) -> LiveSeparator:
+def transfer(source: HybridSeparator, config: HybridConfig) -> HybridSeparator:
     """A model of ``config`` initialised from ``source`` (same sizes; heads may double for
     look-ahead; other stems take their heads from the source's stems per :data:`STEM_SEEDS`)."""
-    target = LiveSeparator(config)
+    target = HybridSeparator(config)
     src = dict(source.state_dict())
     rows = _stem_rows(source, config.stems)
     if rows is not None:  # pick each new stem's block of head rows
@@ -97,11 +97,11 @@ def transfer(source: LiveSeparator, config: LiveConfig) -> LiveSeparator:
     return target
 
 
-def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable[[str], None]) -> LiveSeparator:
+def build_model(cfg: TrainConfig, runs_dir: Path, data_root: Path, log: Callable[[str], None]) -> HybridSeparator:
     """The model to train for ``cfg`` (fresh, transferred, or pruned)."""
     torch.manual_seed(cfg.seed)
     if cfg.init_from is None:
-        return LiveSeparator(cfg.model)
+        return HybridSeparator(cfg.model)
     source = load_separator(find_weights(cfg.init_from, runs_dir))
     if cfg.prune_macs > 0:
         from stemstream.export.prune import prune
@@ -223,7 +223,7 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
     ckpt = out_dir / "checkpoint.pt"
     if getattr(args, "resume", False) and ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
-        model = LiveSeparator(LiveConfig.from_dict(json.loads(saved["config"])))
+        model = HybridSeparator(HybridConfig.from_dict(json.loads(saved["config"])))
         log(f"resuming {config_name} from {ckpt}")
     else:
         model = build_model(cfg, runs_dir, data_root, log)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from stemstream.export.train.run import load_separator
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveSeparator
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator
 from stemstream.realtime.models.registry import WEIGHTS_DIR
 from stemstream.realtime.models.weights import read_weights, round_to_half, save_weights
 
@@ -52,7 +52,7 @@ def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]
     return out
 
 
-def evaluate_model(model: LiveSeparator, data: str | Path, stems: tuple[str, ...] | None = None,
+def evaluate_model(model: HybridSeparator, data: str | Path, stems: tuple[str, ...] | None = None,
                    with_sdr: bool = False) -> dict[str, Any]:
     """``evaluate_tracks`` report of the in-memory ``model`` on every track under ``data``,
     scoring ``stems`` (default: all the model's outputs)."""
@@ -81,14 +81,14 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     src = runs / name / f"{name}.safetensors"
     model = load_separator(src).eval()
     if consistency is not None and consistency != model.config.consistency:
-        tuned = LiveSeparator(replace(model.config, consistency=consistency))
+        tuned = HybridSeparator(replace(model.config, consistency=consistency))
         tuned.load_state_dict(model.state_dict())
         model = tuned.eval()
     if half:
         round_to_half(model)
         # round_to_half also rounds derived (non-persistent) buffers such as the STFT bases;
         # a model loaded from the shipped file recomputes those, so evaluate that model.
-        shipped = LiveSeparator(model.config)
+        shipped = HybridSeparator(model.config)
         shipped.load_state_dict(model.state_dict())
         model = shipped.eval()
     _, meta = read_weights(src)

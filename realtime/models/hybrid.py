@@ -48,8 +48,8 @@ CONSISTENCY_MODES = ("none", "equal", "energy")
 
 
 @dataclass(frozen=True)
-class LiveConfig:
-    """Configuration of :class:`LiveSeparator` (all sizes in samples / units).
+class HybridConfig:
+    """Configuration of :class:`HybridSeparator` (all sizes in samples / units).
 
     Attributes:
         stems: output stem names, in order.
@@ -129,7 +129,7 @@ class LiveConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LiveConfig":
+    def from_dict(cls, data: dict[str, Any]) -> "HybridConfig":
         """Build from a JSON-decoded dict (lists become tuples)."""
         data = dict(data)
         data["stems"] = tuple(data["stems"])
@@ -142,14 +142,14 @@ class LiveConfig:
         return cls(**data)
 
 
-class LiveSeparator(nn.Module):
+class HybridSeparator(nn.Module):
     """Causal streaming separator following ``stemstream.realtime.models.base``.
 
     ``forward(audio (B, C, n*H), state) -> (stems (B, S, C, n*H), state)``; ``n`` hops in one
     call equal ``n`` calls of one hop; state tensors have fixed shapes.
     """
 
-    def __init__(self, config: LiveConfig) -> None:
+    def __init__(self, config: HybridConfig) -> None:
         super().__init__()
         self.config = config
         c = config
@@ -320,7 +320,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def macs_per_hop(config: LiveConfig) -> int:
+def macs_per_hop(config: HybridConfig) -> int:
     """Multiply-accumulates one hop costs (convolutions, linear layers, LSTM gates, masks)."""
     c = config
     s, ch, b, d, nw = len(c.stems), c.channels, c.bins, c.width, c.encoder_channels
@@ -339,13 +339,13 @@ def macs_per_hop(config: LiveConfig) -> int:
 
 def field_names() -> tuple[str, ...]:
     """Names of the config fields (for CLI overrides)."""
-    return tuple(LiveConfig.__dataclass_fields__)
+    return tuple(HybridConfig.__dataclass_fields__)
 
 
 __all__ = [
     "ARCHITECTURE",
-    "LiveConfig",
-    "LiveSeparator",
+    "HybridConfig",
+    "HybridSeparator",
     "count_parameters",
     "macs_per_hop",
     "mixture_consistency",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stemstream.realtime.models.hybrid import LiveSeparator, macs_per_hop
+from stemstream.realtime.models.hybrid import HybridSeparator, macs_per_hop
 
 
-def analytic_macs_per_second(model: LiveSeparator) -> int:
+def analytic_macs_per_second(model: HybridSeparator) -> int:
     """MACs per second of audio from the config."""
     c = model.config
     return int(round(macs_per_hop(c) * c.sample_rate / c.hop_samples))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from stemstream.realtime.errors import ConfigError
-from stemstream.realtime.models.hybrid import ARCHITECTURE, LiveConfig, LiveSeparator, macs_per_hop
+from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator, macs_per_hop
 from stemstream.realtime.models.weights import WeightFileError, read_weights
 
 #: Folder holding the shipped weight files.
@@ -155,7 +155,7 @@ def model_card(name: str) -> ModelCard:
         path, steps, card_name = student
         return ModelCard(name=card_name, **describe_student(path, steps))  # type: ignore[arg-type]
     tensors, meta, path = _read(name)
-    cfg = LiveConfig.from_dict(json.loads(meta["config"]))
+    cfg = HybridConfig.from_dict(json.loads(meta["config"]))
     params = int(sum(t.numel() for t in tensors.values()))
     card_name = path.stem if name.endswith(".safetensors") else name
     return ModelCard(
@@ -178,13 +178,13 @@ def list_models() -> list[ModelCard]:
     return [model_card(n) for n in available_models()]
 
 
-def load_torch_model(name: str) -> LiveSeparator:
+def load_torch_model(name: str) -> HybridSeparator:
     """The PyTorch module of hop model ``name`` (eval mode, CPU)."""
     if _student(name) is not None:
         raise ConfigError(f"model={name!r}: a diffusion segment model, not a hop model (open it with load_model)")
     tensors, meta, _ = _read(name)
-    cfg = LiveConfig.from_dict(json.loads(meta["config"]))
-    model = LiveSeparator(cfg)
+    cfg = HybridConfig.from_dict(json.loads(meta["config"]))
+    model = HybridSeparator(cfg)
     expected = model.state_dict()
     if set(expected) != set(tensors) or any(expected[k].shape != tensors[k].shape for k in expected):
         raise WeightFileError(f"model={name!r}: tensors do not match the config's layer shapes")
