@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from stemstream.realtime.backends import BACKEND_HELP
+
 #: Default output folder.
 DEFAULT_OUT = "runs/bench/live"
 
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=256, help="JACK buffer size in samples (default 256)")
     parser.add_argument("--samplerate", type=int, default=44100, help="JACK rate in Hz (default 44100)")
     parser.add_argument("--model", default="live", help="model name or .safetensors path (default live)")
-    parser.add_argument("--backend", default="auto", help="engine backend (default auto: fastest available)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--queue-blocks", type=int, default=None,
                         help="worker slack in blocks (default: as stemstream live, enough for 10 ms)")
     parser.add_argument("--no-realtime-worker", dest="realtime_worker", action="store_false",

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from stemstream.realtime.backends import BACKEND_HELP
 from stemstream.realtime.errors import MissingDependencyError, StemstreamError, bad_value
 
 DEFAULT_OUT = "runs/bench/peers"
@@ -143,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated stemstream models (registry names or .safetensors paths)")
     parser.add_argument("--datasets", default=",".join(str(REALDATA / d) for d in DEFAULT_DATASETS),
                         help="comma-separated dataset folders (default: the shared real songs)")
-    parser.add_argument("--backend", default="onnx", help="inference backend of our models (default onnx)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--no-spleeter", action="store_true", help="leave Spleeter out")
     parser.add_argument("--no-oracle", action="store_true", help="leave the oracle mask out")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stemstream.realtime.backends import BACKEND_HELP
+
 DEFAULT_OUT = "runs/bench/tradeoff"
 
 
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="data/synth/test", help="dataset folder (default data/synth/test)")
     parser.add_argument("--models", default="live,live-pruned,quality",
                         help="comma-separated registry names or .safetensors paths (LABEL=PATH names a path)")
-    parser.add_argument("--backend", default="onnx", help="inference backend (default onnx)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--max-tracks", type=int, default=None, help="evaluate at most this many tracks")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle mask at the live windows")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stemstream.realtime.backends import BACKEND_HELP
 from stemstream.realtime.errors import StemstreamError, bad_value
 
 DEMO_SECONDS = 20.0
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dj: a song with a sung voice, separated into vocals, drums, bass, other (the "
                              "default); instruments: the synthetic song's bass, drums, guitar, piano")
     parser.add_argument("--model", default=None, help="model name (default: dj-live, or live for the instrument set)")
-    parser.add_argument("--backend", default="auto", help="torch, onnx, onnx-cuda, tensorrt or auto")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--block-size", type=int, default=256, help="samples per block fed to the engine")
     parser.add_argument("--seconds", type=float, default=DEMO_SECONDS, help="length of the demo song")
     parser.set_defaults(func=run)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stemstream.realtime.backends import BACKEND_HELP
 from stemstream.realtime.errors import StemstreamError, bad_value
 
 
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "model's own low-delay STFT: analysis 1024, synthesis 256, hop 128 samples, i.e. the "
                         "ceiling of a mask-based model with the live model's windows)")
     parser.add_argument("--mask-power", type=float, default=1.0, help="oracle-mask exponent: 1 magnitude ratio, 2 power ratio")
-    parser.add_argument("--backend", default="torch", help="inference backend for registry models (torch, onnx, ...)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--max-tracks", type=int, default=None, help="evaluate at most this many tracks")
     parser.add_argument("--stems", default=None, help="comma-separated stems to score (default: all the model outputs)")
     parser.add_argument("--chunk-seconds", type=float, default=4.0, help="chunk length in seconds")

@@ -12,6 +12,7 @@ import threading
 from stemstream.bridge.cli.stem_choice import HELP as STEMS_HELP
 from stemstream.bridge.live.processor import ROUTINGS, LiveConfig
 from stemstream.bridge.osc.server import DEFAULT_PORT
+from stemstream.realtime.backends import BACKEND_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None,
                         help="model name (default dj-live: vocals, drums, bass, other; 'live' for bass, drums, "
                              "guitar, piano; see 'stemstream models')")
-    parser.add_argument("--backend", default="auto",
-                        help="engine backend: auto (fastest available: ONNX Runtime on CPU), onnx, torch...")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--routing", choices=ROUTINGS, default="both",
                         help="stems: each stem on its own outputs; mix: one mixed output; both (default)")
     parser.add_argument("--osc-port", type=int, default=DEFAULT_PORT,

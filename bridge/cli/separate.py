@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 from stemstream.bridge.cli.stem_choice import HELP as STEMS_HELP
+from stemstream.realtime.backends import BACKEND_HELP
 from stemstream.realtime.errors import AudioInputError, StemstreamError, bad_value
 
 #: Block sizes accepted, in samples.
@@ -32,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stems", default=None, help=STEMS_HELP)
     parser.add_argument("--model", default=None,
                         help="model name or .safetensors path (default: dj-live, or live for the instrument set)")
-    parser.add_argument(
-        "--backend", default="torch", help="torch, onnx, onnx-cuda, tensorrt or auto (default: torch)"
-    )
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--block-size", type=int, default=4096, help="samples per block (default: 4096)")
     parser.add_argument(
         "--threads", type=int, default=1,

@@ -89,6 +89,24 @@ def open_backend(name: str, module: Any, model_name: str) -> StreamModel:
     raise AssertionError("unreachable: the torch backend always opens")  # pragma: no cover
 
 
+#: Backends a segment model (the diffusion student) runs on: its own ONNX step graph, or PyTorch.
+SEGMENT_BACKENDS: tuple[str, ...] = ("onnx", "torch")
+#: What ``--backend`` means everywhere (every command, every model), and its default.
+BACKEND_HELP = ("torch, torch-cuda, onnx, onnx-cuda, tensorrt or auto (default auto: the fastest this machine "
+                "has; the diffusion student runs on onnx or torch)")
+
+
+def segment_backend(name: str) -> str:
+    """The backend a segment model runs on for ``--backend name``: ``auto`` is the fastest of
+    :data:`SEGMENT_BACKENDS` installed here (the same rule as for hop models, over fewer choices)."""
+    if name == "auto":
+        return next(b for b in SEGMENT_BACKENDS if b == "torch" or b in available_backends())
+    if name not in SEGMENT_BACKENDS:
+        raise bad_value("backend", name, f"one of {', '.join(SEGMENT_BACKENDS)} or auto for a segment model "
+                        "(the diffusion student has no GPU engine yet)")
+    return name
+
+
 def available_backends() -> tuple[str, ...]:
     """Backend names whose runtime is installed here, fastest first (``torch`` always last).
 

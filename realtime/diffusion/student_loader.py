@@ -20,15 +20,13 @@ def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name:
     ``backend``: ``"torch"``, or ``"onnx"`` to run the step graph with ONNX Runtime on the CPU
     (one thread): ``onnx_path`` if given, else ``path`` with suffix ``.onnx`` if it exists,
     else a graph exported into the cache (``stemstream.realtime.diffusion.student_onnx``); ``"auto"``
-    (``stemstream live``'s default) is ``"onnx"`` where ONNX Runtime is installed, else
-    ``"torch"``. ``name`` defaults to ``diffusion-{steps}step``.
+    (every command's default) as ``stemstream.realtime.backends.segment_backend`` decides. ``name`` defaults to ``diffusion-{steps}step``.
     """
+    from stemstream.realtime.backends import segment_backend
+
     step, _ = load_student_step(path)
     session = None
-    if backend == "auto":
-        import importlib.util
-
-        backend = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    backend = segment_backend(backend)
     if backend == "onnx":
         from stemstream.realtime.errors import require
 
@@ -43,7 +41,5 @@ def load_student(path: str | Path, steps: int = 1, backend: str = "torch", name:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    elif backend != "torch":
-        raise bad_value("backend", backend, "'torch', 'onnx' or 'auto'")
     return DiffusionSegmentModel(step, name=name or f"diffusion-{steps}step", steps=steps, channels=channels,
                                  onnx_session=session)
