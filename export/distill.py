@@ -32,7 +32,6 @@ student starts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
@@ -45,6 +44,7 @@ from stemstream.export.train.diffusion_data import batches, excerpt_stream, trai
 from stemstream.export.train.diffusion_fit import (
     Fit, budget_minutes, default_teacher, ema_update, mean_sisdri, run_record, run_steps, ship_half,
 )
+from stemstream.export.train.options import TrainOptions
 from stemstream.realtime.diffusion.samplers import dirac_direction, dirac_project, karras_sigmas, projected_direction
 from stemstream.realtime.diffusion.student import (
     STUDENT_ARCHITECTURE,
@@ -232,10 +232,10 @@ def _start_from_student(path: str | Path, students: tuple[StudentStep, ...]) -> 
     return f"initialised from {path} ({steps} distillation steps)"
 
 
-def _student_file(args: argparse.Namespace) -> Path | None:
+def _student_file(options: TrainOptions) -> Path | None:
     """``--init-from``: a student ``.safetensors`` file, or ``diffusion-1step`` / ``diffusion-2step``
     (the shipped student); None when not given."""
-    given = getattr(args, "init_from", None)
+    given = options.init_from
     if not given:
         return None
     from stemstream.realtime.models.registry import DIFFUSION_STEPS, DIFFUSION_WEIGHTS, WEIGHTS_DIR
@@ -247,14 +247,14 @@ def _student_file(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def run_distillation(args: argparse.Namespace, out: Path) -> int:
+def run_distillation(options: TrainOptions, out: Path) -> int:
     """``stemstream train --config diffusion-student``: distil, export ONNX, optionally ship."""
     root = Path(__file__).resolve().parents[1]
-    given = getattr(args, "teacher", None)
+    given = options.teacher
     if given:
         teacher_path = Path(given) if Path(given).is_file() else None
     else:
-        teacher_path = default_teacher(getattr(args, "runs", "runs"))
+        teacher_path = default_teacher(options.runs)
     if teacher_path is None:
         raise bad_value("teacher", given or "runs/diffusion-teacher-dirac/teacher.safetensors",
                         "a trained teacher's .safetensors file (stemstream train --config diffusion-teacher-dirac)")
@@ -263,11 +263,11 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
 
     teacher_steps = json.loads(read_weights(teacher_path)[1].get("run_record") or "{}").get("steps")
     cfg = DistillConfig()
-    if getattr(args, "threads", None):
-        cfg = replace(cfg, threads=int(args.threads))
-    cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
-    record = distill(teacher, cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
-                     getattr(args, "steps", None), str(teacher_path), teacher_steps, _student_file(args))
+    if options.threads:
+        cfg = replace(cfg, threads=int(options.threads))
+    cfg = replace(cfg, max_minutes=budget_minutes(options, cfg.max_minutes))
+    record = distill(teacher, cfg, out, options.data, bool(options.resume),
+                     options.steps, str(teacher_path), teacher_steps, _student_file(options))
     from stemstream.export.diffusion_onnx import parity
     from stemstream.realtime.diffusion.student import load_student_step
     from stemstream.realtime.diffusion.student_onnx import export_student
@@ -275,7 +275,7 @@ def run_distillation(args: argparse.Namespace, out: Path) -> int:
     step_module, _ = load_student_step(out / "student.safetensors")
     onnx_path = export_student(step_module, out / "student.onnx")
     LOG.info("distilled %d steps; ONNX parity max abs err %.2e", record["steps"], parity(step_module, onnx_path))
-    if getattr(args, "ship", False):
+    if options.ship:
         dest = root / "realtime" / "weights" / "diffusion-student.safetensors"
         ship_half(out / "student.safetensors", dest)
         LOG.info("shipped %s", dest)

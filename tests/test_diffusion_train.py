@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stemstream.export.distill import DistillConfig, distill
+from stemstream.export.train.options import TrainOptions
 from stemstream.realtime.diffusion.unet import load_teacher
 from stemstream.export.train.diffusion import CONFIGS, run_training, train_teacher
 from stemstream.export.train.diffusion_data import toy_excerpt
@@ -47,23 +48,21 @@ def test_teacher_then_student(tmp_path: Path) -> None:
 
 
 def test_unknown_config_is_named(tmp_path: Path) -> None:
-    args = argparse.Namespace(out=str(tmp_path), quiet=True)
+    args = TrainOptions(out=str(tmp_path), quiet=True)
     with pytest.raises(ConfigError, match="config='diffusion-huge'"):
         run_training("diffusion-huge", args)
 
 
 def test_time_budget_of_diffusion_runs() -> None:
-    from argparse import Namespace
-
     from stemstream.export.train.diffusion_fit import budget_minutes
     from stemstream.realtime.errors import ConfigError
 
-    assert budget_minutes(Namespace(), 40.0) == 40.0
-    assert budget_minutes(Namespace(time_budget=None), 40.0) == 40.0
-    assert budget_minutes(Namespace(time_budget=600.0), 40.0) == 10.0
-    assert budget_minutes(Namespace(time_budget=0.0), 40.0) == float("inf")
+    assert budget_minutes(TrainOptions(), 40.0) == 40.0
+    assert budget_minutes(TrainOptions(time_budget=None), 40.0) == 40.0
+    assert budget_minutes(TrainOptions(time_budget=600.0), 40.0) == 10.0
+    assert budget_minutes(TrainOptions(time_budget=0.0), 40.0) == float("inf")
     with pytest.raises(ConfigError, match="time_budget=-1"):
-        budget_minutes(Namespace(time_budget=-1.0), 40.0)
+        TrainOptions(time_budget=-1.0)
 
 
 def test_training_data_is_the_rendered_set_or_toy_never_half_a_set(tmp_path: Path) -> None:
@@ -85,7 +84,7 @@ def test_only_the_student_takes_a_teacher_file(tmp_path: Path, capsys: pytest.Ca
     from stemstream.bridge.cli.main import main
 
     assert main(["train", "--config", "diffusion-tiny", "--teacher", "x.safetensors", "--out", str(tmp_path / "a")]) == 2
-    assert "only diffusion-student has a teacher" in capsys.readouterr().err
+    assert "--teacher is not used by the diffusion-teacher configs" in capsys.readouterr().err
     missing = tmp_path / "missing.safetensors"
     assert main(["train", "--config", "diffusion-student", "--teacher", str(missing), "--out", str(tmp_path / "b"),
                  "--quiet"]) == 2
@@ -93,7 +92,7 @@ def test_only_the_student_takes_a_teacher_file(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_only_the_shipped_teacher_config_ships(tmp_path: Path) -> None:
-    args = argparse.Namespace(out=str(tmp_path), quiet=True, ship=True)
+    args = TrainOptions(out=str(tmp_path), quiet=True, ship=True)
     for name in ("diffusion-tiny", "diffusion-teacher-frames"):
         with pytest.raises(ConfigError, match="ship=True"):
             run_training(name, args)
@@ -155,7 +154,7 @@ def test_student_continues_from_a_student_file(tmp_path: Path) -> None:
     other = replace(DistillConfig(batch=2, steps=0), context_fraction=0.25)  # another overlap: another student shape
     with pytest.raises(WeightFileError, match="init_from="):
         distill(teacher, other, tmp_path / "c", None, resume=False, steps=0, teacher_path="tiny", init_from=start)
-    args = argparse.Namespace(out=str(tmp_path / "d"), quiet=True, init_from=str(tmp_path / "missing.safetensors"),
+    args = TrainOptions(out=str(tmp_path / "d"), quiet=True, init_from=str(tmp_path / "missing.safetensors"),
                               teacher=str(tmp_path / "teacher" / "teacher.safetensors"), data=None)
     with pytest.raises(ConfigError, match="init_from="):
         run_training("diffusion-student", args)

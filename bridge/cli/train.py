@@ -1,24 +1,23 @@
-"""`stemstream train --config NAME`: train a shipped model on the synthetic data.
+"""`stemstream train --config NAME`: train a model; the flags become one typed
+``stemstream.export.train.options.TrainOptions``, checked against what the config's family uses.
 
 Configs: ``live``, ``quality`` (starts from ``live``), ``live-pruned`` (prunes ``live`` then
-fine-tunes), ``tiny`` (smoke test); ``diffusion*`` go to ``stemstream.export.train.diffusion``.
+fine-tunes), ``dj-live`` / ``dj-quality`` / ``dj-live-pruned`` (the DJ stem set, real and
+synthetic data), ``tiny`` (smoke test); ``diffusion*`` go to ``stemstream.export.train.diffusion``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-
-from stemstream.realtime.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model (live, quality, live-pruned, diffusion*)",
+        help="train a model (dj-live, dj-quality, dj-live-pruned, live, quality, live-pruned, diffusion*)",
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
-    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | tiny | diffusion*")
+    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-quality | dj-live-pruned | tiny | diffusion*")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
@@ -57,40 +56,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--real-data", default=None, metavar="DIR",
                         help="real training recordings for the DJ configs (mir1k/, musicdelta/; "
                              "default ../shared/realdata-train)")
+    parser.add_argument("--limit-songs", type=int, default=None, metavar="N",
+                        help="read at most N songs of each split (smoke runs)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if str(args.config).startswith("diffusion"):
-        if getattr(args, "distill", None) is not None:
-            raise ConfigError(f"distill={args.distill!r}: the diffusion configs distil with stemstream.export.distill; "
-                              "expected no --distill")
-        if getattr(args, "teacher", None) and args.config != "diffusion-student":
-            raise ConfigError(f"teacher={args.teacher!r}: of the diffusion configs only diffusion-student has a "
-                              "teacher (a .safetensors file); expected no --teacher")
-        if getattr(args, "lr", None) is not None:
-            raise ConfigError(f"lr={args.lr!r}: the diffusion configs set their own learning rate; expected no --lr")
-        if getattr(args, "seed", None) is not None:
-            raise ConfigError(f"seed={args.seed!r}: the diffusion configs set their own seed; expected no --seed")
-        if getattr(args, "ema", None) is not None:
-            raise ConfigError(f"ema={args.ema!r}: the diffusion configs keep their own weight average; expected no --ema")
-        for flag, value in (("batch", getattr(args, "batch", None)),
-                            ("excerpt_seconds", getattr(args, "excerpt_seconds", None))):
-            if value is not None:
-                raise ConfigError(f"{flag}={value!r}: the diffusion configs set their own batches; expected no "
-                                  f"--{flag.replace('_', '-')}")
-        if getattr(args, "real_data", None) is not None:
-            raise ConfigError(f"real_data={args.real_data!r}: the diffusion configs train on synthetic songs; "
-                              "expected no --real-data")
-        if getattr(args, "device", None) is not None:
-            raise ConfigError(f"device={args.device!r}: the diffusion configs train on the CPU; expected no --device")
-        if getattr(args, "init_from", None) and args.config != "diffusion-student":
-            raise ConfigError(f"init_from={args.init_from!r}: the diffusion teacher configs start from their own runs; "
-                              "expected no --init-from (diffusion-student takes a student file)")
-        diffusion = importlib.import_module("stemstream.export.train.diffusion")
-        return int(diffusion.run_training(args.config, args) or 0)
+    from dataclasses import fields
+
+    from stemstream.export.train.options import TrainOptions, check_options, family
+
+    options = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    check_options(args.config, options)
+    if family(args.config) != "hybrid":
+        from stemstream.export.train.diffusion import run_training as run_diffusion
+
+        return int(run_diffusion(args.config, options) or 0)
     from stemstream.export.train.run import run_training
 
-    return run_training(args.config, args, log=lambda s: print(s, flush=True))
+    return run_training(args.config, options, log=lambda s: print(s, flush=True))

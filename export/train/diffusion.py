@@ -12,7 +12,6 @@ and ``record.json``. ``--ship`` stores the weights in ``realtime/weights/`` as f
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -26,6 +25,7 @@ from stemstream.export.train.diffusion_data import batches, excerpt_stream, trai
 from stemstream.export.train.diffusion_fit import (
     Fit, budget_minutes, default_teacher, ema_update, mean_sisdri, run_record, run_steps, ship_half,
 )
+from stemstream.export.train.options import TrainOptions
 from stemstream.realtime.diffusion.samplers import SAMPLERS, Conditioning, karras_sigmas
 from stemstream.realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, count_parameters, load_teacher
 from stemstream.realtime.errors import bad_value
@@ -254,27 +254,27 @@ def _write_weights(path: Path, ema: ScoreUNet, cfg: TeacherTrainConfig, step: in
     return record
 
 
-def run_training(config_name: str, args: argparse.Namespace) -> int:
+def run_training(config_name: str, options: TrainOptions) -> int:
     """Entry point of ``stemstream train --config diffusion-*``; returns an exit code."""
-    out = Path(getattr(args, "out", None) or Path(getattr(args, "runs", "runs")) / config_name)
-    _setup_log(out, bool(getattr(args, "quiet", False)))
+    out = Path(options.out or Path(options.runs) / config_name)
+    _setup_log(out, bool(options.quiet))
     if config_name == "diffusion-student":
         from stemstream.export.distill import run_distillation
 
-        return run_distillation(args, out)
+        return run_distillation(options, out)
     if config_name not in CONFIGS:
         raise bad_value("config", config_name, f"one of {sorted(CONFIGS) + ['diffusion-student']}")
     cfg = CONFIGS[config_name]
-    if getattr(args, "ship", False) and config_name not in SHIPPABLE:
+    if options.ship and config_name not in SHIPPABLE:
         raise bad_value("ship", True, f"only with --config {' or '.join(SHIPPABLE)} (the shipped teacher's "
                         f"recipes); {config_name} writes {out}/teacher.safetensors")
-    if getattr(args, "threads", None):
-        cfg = replace(cfg, threads=int(args.threads))
-    cfg = replace(cfg, max_minutes=budget_minutes(args, cfg.max_minutes))
-    record = train_teacher(cfg, out, getattr(args, "data", "data/synth"), bool(getattr(args, "resume", False)),
-                           getattr(args, "steps", None), getattr(args, "runs", "runs"))
+    if options.threads:
+        cfg = replace(cfg, threads=int(options.threads))
+    cfg = replace(cfg, max_minutes=budget_minutes(options, cfg.max_minutes))
+    record = train_teacher(cfg, out, options.data, bool(options.resume),
+                           options.steps, options.runs)
     LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])
-    if getattr(args, "ship", False):
+    if options.ship:
         dest = Path(__file__).resolve().parents[2] / "realtime" / "weights" / "diffusion-teacher.safetensors"
         ship_half(out / "teacher.safetensors", dest)
         LOG.info("shipped %s", dest)

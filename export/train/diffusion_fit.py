@@ -17,12 +17,15 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from stemstream.export.evaluation.metrics import si_sdr_improvement_stems
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stemstream.export.train.options import TrainOptions
 
 LOG = logging.getLogger("stemstream.diffusion")
 
@@ -127,10 +130,10 @@ def run_steps(
             validate()
 
 
-def budget_minutes(args: Any, default: float) -> float:
+def budget_minutes(options: "TrainOptions", default: float) -> float:
     """The wall-clock budget of a run in minutes: ``--time-budget`` seconds (training in all,
     resumed runs included; 0: steps only, no time limit) when given, else ``default``."""
-    budget = getattr(args, "time_budget", None)
+    budget = options.time_budget
     if budget is None:
         return default
     if budget < 0:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import replace
@@ -22,6 +21,7 @@ import torch
 
 from stemstream.export.train.configs import TrainConfig, get_config
 from stemstream.export.train.loop import load_data, train
+from stemstream.export.train.options import TrainOptions
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import HybridConfig, HybridSeparator
 from stemstream.realtime.models.registry import WEIGHTS_DIR
@@ -148,80 +148,54 @@ def check_device(name: str) -> str:
     return str(device)
 
 
-def run_training(config_name: str, args: Any, log: Callable[[str], None] = print) -> int:
-    """Entry point of ``stemstream train`` for the non-diffusion configs; returns an exit code."""
-    cfg = get_config(config_name)
-    budget = getattr(args, "time_budget", None)
-    if budget is not None:
-        if budget < 0:
-            raise ConfigError(f"time_budget={budget!r}: expected seconds >= 0 (0: steps only)")
-        cfg = replace(cfg, time_budget_s=float(budget))
-    lr = getattr(args, "lr", None)
-    if lr is not None:
-        if not (math.isfinite(lr) and 0.0 < lr <= 1.0):
-            raise ConfigError(f"lr={lr!r}: expected a learning rate in (0, 1]")
-        cfg = replace(cfg, lr=float(lr))
-    seed = getattr(args, "seed", None)
-    if seed is not None:
-        if not 0 <= seed < 2**63:
-            raise ConfigError(f"seed={seed!r}: expected an integer in [0, 2**63)")
-        cfg = replace(cfg, seed=int(seed))
-    ema = getattr(args, "ema", None)
-    if ema is not None:
-        if not (math.isfinite(ema) and 0.0 <= ema < 1.0):
-            raise ConfigError(f"ema={ema!r}: expected a decay in [0, 1) (0: no weight average)")
-        cfg = replace(cfg, ema=float(ema))
-    batch = getattr(args, "batch", None)
-    if batch is not None:
-        if not 1 <= batch <= 512:
-            raise ConfigError(f"batch={batch!r}: expected 1 to 512 excerpts per step")
-        cfg = replace(cfg, batch=int(batch))
-    excerpt_s = getattr(args, "excerpt_seconds", None)
-    if excerpt_s is not None:
-        if not (math.isfinite(excerpt_s) and 0.05 <= excerpt_s <= 60.0):
-            raise ConfigError(f"excerpt_seconds={excerpt_s!r}: expected 0.05 to 60 seconds (and shorter than the songs)")
-        cfg = replace(cfg, excerpt_seconds=float(excerpt_s))
-    device = getattr(args, "device", None)
-    if device is not None:
-        cfg = replace(cfg, device=check_device(device))
-    real_data = getattr(args, "real_data", None)
-    if real_data:
+def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
+    """``cfg`` with what ``options`` sets (ranges were checked when ``options`` was built)."""
+    changes: dict[str, Any] = {}
+    if options.time_budget is not None:
+        changes["time_budget_s"] = float(options.time_budget)
+    elif options.steps is not None:
+        changes["time_budget_s"] = 0.0  # --steps alone: a pure step schedule
+    for name in ("lr", "seed", "ema", "batch", "excerpt_seconds", "threads"):
+        if getattr(options, name) is not None:
+            changes[name] = getattr(options, name)
+    if options.device is not None:
+        changes["device"] = check_device(options.device)
+    if options.real_data:
         if cfg.data != "dj":
-            raise ConfigError(f"real_data={real_data!r}: only the DJ configs train on real recordings; "
-                              f"{config_name} trains on synthetic songs")
-        if not Path(real_data).is_dir():
-            raise ConfigError(f"real_data={real_data!r}: expected a folder with mir1k/ and musicdelta/")
-        cfg = replace(cfg, real_data=str(real_data))
-    init_from = getattr(args, "init_from", None)
-    if init_from:
-        cfg = replace(cfg, init_from=str(init_from))
-    teacher_name = getattr(args, "teacher", None)
-    if teacher_name:
-        if not getattr(args, "distill", None):
-            raise ConfigError(f"teacher={teacher_name!r}: a teacher is used only with --distill W > 0; expected --distill")
-        cfg = replace(cfg, teacher=str(teacher_name))
-    distill = getattr(args, "distill", None)
-    if distill is not None:
-        if not 0.0 <= distill <= 1.0:
-            raise ConfigError(f"distill={distill!r}: expected a weight in [0, 1]")
-        if distill > 0 and cfg.init_from is None and cfg.teacher is None:
-            raise ConfigError(f"distill={distill!r}: {config_name} starts from scratch, so there is no teacher; "
+            raise ConfigError(f"real_data={options.real_data!r}: only the DJ configs train on real recordings; "
+                              f"{cfg.name} trains on synthetic songs")
+        if not Path(options.real_data).is_dir():
+            raise ConfigError(f"real_data={options.real_data!r}: expected a folder with mir1k/ and musicdelta/")
+        changes["real_data"] = str(options.real_data)
+    if options.init_from:
+        changes["init_from"] = str(options.init_from)
+    cfg = replace(cfg, **changes)
+    if options.teacher:
+        if not options.distill:
+            raise ConfigError(f"teacher={options.teacher!r}: a teacher is used only with --distill W > 0; "
+                              "expected --distill")
+        cfg = replace(cfg, teacher=str(options.teacher))
+    if options.distill is not None:
+        if options.distill > 0 and cfg.init_from is None and cfg.teacher is None:
+            raise ConfigError(f"distill={options.distill!r}: {cfg.name} starts from scratch, so there is no teacher; "
                               "expected --teacher, --init-from or a config that starts from another model")
-        cfg = replace(cfg, distill=float(distill))
-    data_root = Path(getattr(args, "data", None) or "data/synth")
-    runs_dir = Path(getattr(args, "runs", None) or "runs")
-    out_dir = Path(getattr(args, "out", None) or runs_dir / config_name)
-    steps = getattr(args, "steps", None)
-    if steps is not None and steps < 1:
-        raise ConfigError(f"steps={steps!r}: expected a positive integer")
-    if steps is not None and budget is None:
-        cfg = replace(cfg, time_budget_s=0.0)  # --steps alone: a pure step schedule
-    torch.set_num_threads(getattr(args, "threads", None) or cfg.threads)
+        cfg = replace(cfg, distill=float(options.distill))
+    return cfg
+
+
+def run_training(config_name: str, options: TrainOptions, log: Callable[[str], None] = print) -> int:
+    """Entry point of ``stemstream train`` for the hybrid configs; returns an exit code."""
+    cfg = apply_options(get_config(config_name), options)
+    data_root = Path(options.data)
+    runs_dir = Path(options.runs)
+    out_dir = Path(options.out or runs_dir / config_name)
+    steps = options.steps
+    torch.set_num_threads(options.threads or cfg.threads)
     if not (data_root / "train").is_dir():
         raise ConfigError(f"data={str(data_root)!r}: expected a folder with train/ and valid/ (stemstream data synth)")
     t0 = time.time()
     ckpt = out_dir / "checkpoint.pt"
-    if getattr(args, "resume", False) and ckpt.exists():
+    if options.resume and ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         model = HybridSeparator(HybridConfig.from_dict(json.loads(saved["config"])))
         log(f"resuming {config_name} from {ckpt}")
@@ -233,18 +207,18 @@ def run_training(config_name: str, args: Any, log: Callable[[str], None] = print
         teacher_path = find_weights(cfg.teacher_source, runs_dir)
         teacher = load_separator(teacher_path)
         log(f"distilling from {teacher_path} (weight {cfg.distill})")
-    train_songs, valid_songs = load_data(data_root, limit=getattr(args, "limit_songs", None))
+    train_songs, valid_songs = load_data(data_root, limit=options.limit_songs)
     log(
         f"{config_name}: {len(train_songs.names)} train songs ({train_songs.seconds / 60:.1f} min), "
         f"{len(valid_songs.names)} valid songs; out={out_dir}"
     )
     record = train(
         cfg, model, train_songs, valid_songs, out_dir, steps=steps,
-        resume=getattr(args, "resume", False), progress=not getattr(args, "quiet", False), log=log,
+        resume=options.resume, progress=not options.quiet, log=log,
         teacher=teacher,
     )
     log(f"done in {time.time() - t0:.0f} s: final valid {json.dumps(record['final_valid'])}")
-    if getattr(args, "ship", False):
+    if options.ship:
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copy(out_dir / f"{config_name}.safetensors", WEIGHTS_DIR / f"{config_name}.safetensors")
         shutil.copy(out_dir / "run_record.json", WEIGHTS_DIR / f"{config_name}.run_record.json")
