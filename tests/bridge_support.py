@@ -16,7 +16,7 @@ from stemstream.realtime.protocol import ModelInfo, State
 from stemstream.realtime.stems import STEMS
 
 __all__ = [
-    "IdentityStems", "JackRecorder", "StandInSession", "TinyHopModel", "level_db", "music_like", "sines",
+    "IdentityStems", "pump_sessions", "JackRecorder", "TinyHopModel", "engine_session", "level_db", "music_like", "sines",
     "stand_in_factory", "stream_blocks", "wait_for_osc",
 ]
 
@@ -99,30 +99,24 @@ class TinyHopModel:
         return out, {"history": joined[:, n:].copy()}
 
 
-class StandInSession:
-    """Synchronous stand-in for ``RealtimeSession`` (inference inside the callback)."""
+def engine_session(model: TinyHopModel, block_size: int, sample_rate: int = 44100, started: bool = True):
+    """An engine ``RealtimeSession`` of ``model`` (one block of worker queue): what every live host
+    runs, through the one live path (``stemstream.bridge.live.table``). ``started=False``: no worker
+    thread; the test runs the worker's job with ``pump()`` after each block (deterministic)."""
+    from stemstream.realtime.engine.session import RealtimeSession
+    from stemstream.realtime.engine.streamer import StreamingSeparator
 
-    def __init__(self, model: TinyHopModel, block_size: int) -> None:
-        assert block_size % model.hop_samples == 0
-        self.model = model
-        self.state = model.init_state()
-        self.latency_samples = model.latency
-        self.deadline_misses = 0
-        self.nonfinite_samples = 0
-        self.closed = False
-
-    def callback(self, indata: np.ndarray, out_stems: np.ndarray) -> None:
-        out, self.state = self.model.process_hops(np.ascontiguousarray(indata.T), self.state)
-        out_stems[:] = out
-
-    def close(self) -> None:
-        self.closed = True
+    session = RealtimeSession(StreamingSeparator(model, sample_rate, 2), block_size, queue_blocks=1)
+    if started:
+        session.start()
+    return session
 
 
-def stand_in_factory(block_size: int, **kwargs: Any):
-    def make(name: str) -> StandInSession:
+def stand_in_factory(block_size: int, started: bool = True, **kwargs: Any):
+    """A session factory for ``LiveProcessor``: ``tiny`` models (``tiny-loud``: twice as loud)."""
+    def make(name: str):
         scale = 2.0 if name == "tiny-loud" else 1.0
-        return StandInSession(TinyHopModel(name=name, scale=scale, **kwargs), block_size)
+        return engine_session(TinyHopModel(name=name, scale=scale, **kwargs), block_size, started=started)
 
     return make
 
@@ -155,3 +149,10 @@ class JackRecorder:
             for k, port in enumerate(self.ports):
                 self.audio[k, at : at + n] = port.get_array()[:n]
             self.filled = at + n
+
+
+def pump_sessions(processor: Any) -> None:
+    """Run the worker's job of every session of ``processor`` (built with ``started=False``)."""
+    for session in (processor.switcher.active, processor.switcher.incoming):
+        if session is not None:
+            session.pump()

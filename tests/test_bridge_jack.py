@@ -221,7 +221,7 @@ def test_xruns_are_counted(jack_server):
             time.sleep(0.1)  # ~4 periods
 
     proc.process = late  # type: ignore[method-assign]
-    client = JackStemClient(proc, "stemstream", server.name).start()
+    client = JackStemClient(proc, "stemstream", server.name, native=False).start()  # the Python callback
     try:
         deadline = time.monotonic() + 3.0
         while proc.xruns == 0 and time.monotonic() < deadline:
@@ -282,12 +282,12 @@ def test_latency_is_published_to_the_graph(jack_server):
     inputs at downstream + engine latency; a model switch re-publishes the new figure."""
     from stemstream.bridge.hosts.jack_client import JackStemClient
     from stemstream.bridge.hosts.jack_latency import CAPTURE, PLAYBACK, LatencyPublisher, port_latency
-    from tests.bridge_support import StandInSession
+    from tests.bridge_support import engine_session
 
     server, jack = jack_server
 
     def factory(name: str):  # "tiny-slow" has 128 more samples of latency than "tiny"
-        return StandInSession(TinyHopModel(name=name, latency=192 if name == "tiny-slow" else 64), PERIOD)
+        return engine_session(TinyHopModel(name=name, latency=192 if name == "tiny-slow" else 64), PERIOD, SR)
 
     player = JackPlayer(music_like(0.5, SR, seed=3), "player", server.name, loop=True)
     upstream = LatencyPublisher(player.client, [], player.ports, lambda: 300)
@@ -298,21 +298,23 @@ def test_latency_is_published_to_the_graph(jack_server):
                             connect_outputs={"mix_L": ["system:playback_1"], "mix_R": ["system:playback_2"]}).start()
     probe = jack.Client("probe", servername=server.name, no_start_server=True)
     try:
-        assert proc.latency_samples == 64
+        lat = proc.latency_samples  # the model's 64 samples plus the engine's worker queue
+        assert lat >= 64
         playback = port_latency(probe, "system:playback_1", PLAYBACK)
         assert playback[1] > 0  # the dummy driver's output buffering
-        _settle(lambda: port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + 64, playback[1] + 64))
-        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + 64, 300 + 64)
-        assert port_latency(probe, "stemstream:mix_R", CAPTURE) == (364, 364)
-        assert port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + 64, playback[1] + 64)
-        assert port_latency(probe, "player:out_L", PLAYBACK)[1] == playback[1] + 64  # JACK propagated it upstream
+        _settle(lambda: port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + lat, playback[1] + lat))
+        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + lat, 300 + lat)
+        assert port_latency(probe, "stemstream:mix_R", CAPTURE) == (300 + lat, 300 + lat)
+        assert port_latency(probe, "stemstream:in_L", PLAYBACK) == (playback[0] + lat, playback[1] + lat)
+        assert port_latency(probe, "player:out_L", PLAYBACK)[1] == playback[1] + lat  # JACK propagated it upstream
         lsp = _jack_lsp_latency(server.name, "stemstream:drums_R")
-        assert lsp["capture"] == (364, 364), lsp
+        assert lsp["capture"] == (300 + lat, 300 + lat), lsp
         proc.request_model("tiny-slow")
-        assert proc.switcher.wait(10.0) and proc.latency_samples == 192
-        _settle(lambda: port_latency(probe, "stemstream:bass_L", CAPTURE)[1] == 492)
-        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + 192, 300 + 192)
-        assert _jack_lsp_latency(server.name, "stemstream:in_R")["playback"] == (playback[0] + 192, playback[1] + 192)
+        assert proc.switcher.wait(10.0) and proc.latency_samples == lat + 128
+        slow = lat + 128
+        _settle(lambda: port_latency(probe, "stemstream:bass_L", CAPTURE)[1] == 300 + slow)
+        assert port_latency(probe, "stemstream:bass_L", CAPTURE) == (300 + slow, 300 + slow)
+        assert _jack_lsp_latency(server.name, "stemstream:in_R")["playback"] == (playback[0] + slow, playback[1] + slow)
         assert client.latency.errors == 0 and client.latency.callbacks > 0 and upstream.errors == 0
     finally:
         probe.close()

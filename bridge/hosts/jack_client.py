@@ -175,8 +175,6 @@ class JackStemClient:
         try:
             self.client.deactivate()
         finally:
-            if self.native is not None:
-                self.native.detach()
             self.client.close()
 
     def __enter__(self) -> "JackStemClient":

@@ -3,13 +3,13 @@
 The period function is a numba ``cfunc`` registered with ``jack_set_process_callback``
 (through ctypes, on the client JACK-Client opened). For stemstream's own client
 (:class:`NativeProcess`) it copies the input ports into the live table's scratch buffers, runs
-:func:`stemstream.bridge.live.native.live_piece` (the live path: session, switch crossfade, dry delay,
+:func:`stemstream.bridge.live.table.live_piece` (the live path: session, switch crossfade, dry delay,
 mixer) and copies the outputs to the ports; JACK's buffers come from ``jack_port_get_buffer``,
 called from compiled code (libjack is loaded globally so the compiled code, cached on disk by
 numba, links to it). The same module gives the test/benchmark player a native period
 (:func:`play_period`), so a player in stemstream's process behaves like one in another process.
 
-Table entries after :data:`stemstream.bridge.live.native.LIVE_TABLE_SIZE`: ``HAS_MIX``, ``HAS_STEMS``,
+Table entries after :data:`stemstream.bridge.live.table.LIVE_TABLE_SIZE`: ``HAS_MIX``, ``HAS_STEMS``,
 ``N_OUT``, ``IN_PORTS`` (int64 (channels,) of ``jack_port_t *``), ``OUT_PORTS`` (mix ports first,
 then stems x channels), ``FIRST_FRAME`` (int64 (1,): JACK frame time of the first period, -1
 before), ``CLIENT`` (``jack_client_t *``).
@@ -30,9 +30,9 @@ from numba.extending import intrinsic
 
 from stemstream.bridge.hosts.jack_latency import libjack, raw_pointer
 from stemstream.bridge.live.kernels import count_callback
-from stemstream.bridge.live.native import (
+from stemstream.bridge.live.table import (
     BLOCK, CHANNELS, COUNTERS, LIVE_TABLE_SIZE, MIX_OUT, SAMPLE_RATE, SCRATCH_IN, SCRATCH_T, STEM_OUT, STEMS,
-    NativeLive, f32_entry, f64_entry, i64_entry, live_piece, native_supported,
+    HostTable, f32_entry, f64_entry, i64_entry, live_piece, native_supported,
 )
 from stemstream.realtime.engine.native import void_pointer
 from stemstream.realtime.errors import StemstreamError
@@ -192,12 +192,12 @@ def set_process(client: Any, table: np.ndarray, player: bool = False) -> None:
         raise StemstreamError(f"jack_set_process_callback failed (code {rc}); call it before activate()")
 
 
-class NativeProcess(NativeLive):
+class NativeProcess(HostTable):
     """Registers :func:`run_period` as ``client``'s process callback for ``processor``.
 
     Args:
         processor: a :class:`stemstream.bridge.live.processor.LiveProcessor` whose sessions are engine
-            ``RealtimeSession`` objects (:func:`stemstream.bridge.live.native.native_supported`).
+            ``RealtimeSession`` objects (:func:`stemstream.bridge.live.table.native_supported`).
         client: the JACK-Client ``Client`` (not yet activated).
         inports / outports: its ports, outputs in table order (mix, then stems x channels).
         has_mix / has_stems: which outputs exist (the routing).

@@ -106,5 +106,3 @@ class PortAudioHost:
     def stop(self) -> None:
         self.stream.stop()
         self.stream.close()
-        if self.native is not None:
-            self.native.detach()

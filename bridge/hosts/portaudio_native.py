@@ -5,13 +5,13 @@ instead of a Python callback it is given a C function pointer: a numba ``cfunc``
 PortAudio's ``PaStreamCallback`` signature, and the live table as ``userData``
 (``sounddevice._StreamBase`` documents this use: ``callback`` may be a CFFI function pointer
 when ``wrap_callback`` is None). Each call copies the interleaved input into the table's scratch
-buffers, runs :func:`stemstream.bridge.live.native.live_piece` and writes the interleaved output in the
+buffers, runs :func:`stemstream.bridge.live.table.live_piece` and writes the interleaved output in the
 routing's layout (mix channels first, then each stem's channels; ``stemstream.bridge.live.processor``). PortAudio's
 status flags are counted (input overflow / output underflow as xruns) in the processor's host
 counters. Only where ``unsigned long`` is 64-bit (Linux, macOS on x86-64); elsewhere the Python
 callback runs.
 
-Table entries after :data:`stemstream.bridge.live.native.LIVE_TABLE_SIZE`: ``OUT_CHANNELS``, ``HAS_MIX``,
+Table entries after :data:`stemstream.bridge.live.table.LIVE_TABLE_SIZE`: ``OUT_CHANNELS``, ``HAS_MIX``,
 ``HAS_STEMS``, ``STREAM`` (``PaStream *``, for ``Pa_GetStreamTime``).
 """
 
@@ -29,9 +29,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from stemstream.bridge.live.kernels import count_callback
-from stemstream.bridge.live.native import (
+from stemstream.bridge.live.table import (
     BLOCK, CHANNELS, COUNTERS, HOST_COUNTERS, HOST_XRUNS, LIVE_TABLE_SIZE, MIX_OUT, SAMPLE_RATE, SCRATCH_IN,
-    SCRATCH_T, STATUS_FLAGS, STEM_OUT, STEMS, NativeLive, f32_entry, f64_entry, i64_entry, live_piece,
+    SCRATCH_T, STATUS_FLAGS, STEM_OUT, STEMS, HostTable, f32_entry, f64_entry, i64_entry, live_piece,
     native_supported,
 )
 from stemstream.realtime.engine.native import void_pointer
@@ -139,7 +139,7 @@ def portaudio_native_supported(processor: Any) -> str:
 CALLBACK_ADDRESS = _callback.address
 
 
-class NativeCallback(NativeLive):
+class NativeCallback(HostTable):
     """The table :func:`pa_period` needs for ``processor`` with ``output_channels`` outputs
     (no stream: ``STREAM`` is 0, so no CPU load is measured until a stream sets it)."""
 

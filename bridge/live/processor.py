@@ -34,6 +34,7 @@ from stemstream.bridge.effects.rack import EffectsRack, EffectsSeparator
 from stemstream.bridge.live.kernels import CALLBACKS, CPU_LOAD, CPU_LOAD_MAX, FRAMES, count_callback
 from stemstream.bridge.live.mixer import MixerConfig, StemMixer
 from stemstream.bridge.live.switcher import SessionFactory, SessionSwitcher
+from stemstream.bridge.live.table import LiveTable, live_piece
 from stemstream.realtime.errors import bad_value
 
 #: Output routing modes.
@@ -190,20 +191,19 @@ class LiveProcessor:
             MixerConfig(self._stems, c, config.sample_rate, max_block=m, ramp_ms=config.ramp_ms), self.controls
         )
         self.dry = DelayLine(c, self.switcher.latency_samples)
-        self._in = np.zeros((c, m), dtype=np.float32)
-        self._dry_out = np.zeros((c, m), dtype=np.float32)
-        self._stem_buf = np.zeros((s, c, m), dtype=np.float32)
         self._stem_out = np.zeros((s, c, m), dtype=np.float32)
         self._mix_out = np.zeros((c, m), dtype=np.float32)
         #: callbacks, frames, smoothed CPU load, its maximum (written by whichever audio path runs)
         self.counters = np.zeros(4, dtype=np.float64)
-        #: status flags and xruns counted by a native host callback (``stemstream.bridge.live.native``)
+        #: status flags and xruns counted by a native host callback (``stemstream.bridge.live.table``)
         self.host_counters = np.zeros(2, dtype=np.int64)
         self.xruns = 0
         self.status_flags = 0
         self.osc_counters: Any = None
         self._latency_listeners: list[Callable[[], None]] = []
         self.last_listener_error = ""
+        #: the arrays of the live path, for :func:`stemstream.bridge.live.table.live_piece`
+        self.live = LiveTable(self)
 
     # ---- audio side -------------------------------------------------------------------
     def process(
@@ -232,12 +232,16 @@ class LiveProcessor:
             )
 
     def _process_piece(self, indata: np.ndarray, stem_out: np.ndarray | None, mix_out: np.ndarray | None) -> None:
+        """One piece through the live path every host runs (``stemstream.bridge.live.table.live_piece``)."""
         n = indata.shape[0]
-        stems = self._stem_buf[:, :, :n]
-        self.switcher.process(indata, stems)
-        np.copyto(self._in[:, :n], indata.T)
-        self.dry.process(self._in[:, :n], self._dry_out[:, :n])
-        self.mixer.process(stems, self._dry_out[:, :n], stem_out, mix_out)
+        live = self.live
+        live.scratch_in[:n] = indata
+        live.scratch_t[:, :n] = indata.T
+        live_piece(live.table, n)
+        if stem_out is not None:
+            stem_out[...] = live.stem_out[:, :, :n]
+        if mix_out is not None:
+            mix_out[...] = live.mix_out[:, :n]
 
     def process_interleaved(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """For PortAudio: ``indata`` ``(frames, channels)``, ``outdata`` ``(frames,

@@ -2,11 +2,13 @@
 crossfade hands over, all inside the audio callback's copy-only work.
 
 Loading a model (reading weights, building the session and its worker) happens on a loader
-thread. The audio side only sees a finished session appear in :attr:`SessionSwitcher.incoming`
-(one reference store, atomic under the GIL), feeds it the same input for ``warmup`` samples
-(its state and buffers fill; its output is not heard yet), then crossfades linearly over
-``fade`` samples and makes it the active session. The old session is closed by the loader
-thread, never by the audio thread. While both run, CPU use roughly doubles (a few hundred ms).
+thread. It describes the finished session into the live table's second slot (an incoming hook,
+``stemstream.bridge.live.table.LiveTable.publish``) and then flags the switch (``state[PHASE]``);
+the audio side (``live_piece``, in every host) feeds the new session the same input for
+``warmup`` samples (its state and buffers fill; its output is not heard yet), crossfades
+linearly over ``fade`` samples, moves to the new slot and marks the switch done; the loader
+thread then makes it the active session here and closes the old one, never the audio thread.
+While both run, CPU use roughly doubles (a few hundred ms).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stemstream.bridge.live.kernels import DONE, FADE_POS, FADE_SAMPLES, FADING, IDLE, PHASE, WARMUP_LEFT, crossfade_kernel
+from stemstream.bridge.live.kernels import DONE, FADE_POS, FADE_SAMPLES, FADING, IDLE, PHASE, WARMUP_LEFT
 from stemstream.realtime.errors import StemstreamError, bad_value
 
 SessionFactory = Callable[[str], Any]
@@ -78,11 +80,7 @@ class SessionSwitcher:
         #: switch state shared with the audio side (``stemstream.bridge.live.kernels``: PHASE, WARMUP_LEFT, ...)
         self.state = np.zeros(4, dtype=np.int64)
         self.state[FADE_SAMPLES] = self.fade_samples
-        self._buf = np.zeros((stems, channels, max_block), dtype=np.float32)
         self._retired: Any = None
-        #: True when a native audio path (``stemstream.bridge.hosts.jack_native``) runs the crossfade: the loader
-        #: thread then completes the switch once the audio side has marked it DONE
-        self.native = False
         #: called with a new session (loader thread) before it starts warming up
         self.incoming_hooks: list[Callable[[Any], None]] = []
         self._lock = threading.Lock()
@@ -124,11 +122,11 @@ class SessionSwitcher:
         self.state[WARMUP_LEFT] = self.warmup_base + int(session.latency_samples)
         self.state[FADE_POS] = 0
         self.incoming_name = name
-        for hook in list(self.incoming_hooks):  # e.g. the native JACK path publishes the new slot
+        for hook in list(self.incoming_hooks):  # the live table publishes the new session's slot
             hook(session)
-        self.incoming = session  # the Python audio path picks it up from here,
-        self.state[PHASE] = FADING  # the native one from here (after the slot is written)
-        while self.native and self._retired is None and not self._done.is_set():  # native: marks DONE only
+        self.incoming = session
+        self.state[PHASE] = FADING  # the audio side crossfades from here (after the slot is written)
+        while self._retired is None and not self._done.is_set():  # it marks DONE; the loader finishes
             if self.state[PHASE] == DONE:
                 self.finish_switch()
             else:
@@ -148,19 +146,6 @@ class SessionSwitcher:
                 return True
             time.sleep(0.01)
         return False
-
-    def process(self, indata: np.ndarray, out_stems: np.ndarray) -> None:
-        """Audio side: run the session(s) on ``indata`` ``(frames, channels)`` into
-        ``out_stems`` ``(stems, channels, frames)``."""
-        self.active.callback(indata, out_stems)
-        incoming = self.incoming
-        if incoming is None:
-            return
-        n = indata.shape[0]
-        buf = self._buf[:, :, :n]
-        incoming.callback(indata, buf)
-        if crossfade_kernel(out_stems, buf, self.state):
-            self.finish_switch()
 
     def finish_switch(self) -> None:
         """Make the incoming session the active one (the fade has completed: ``state[PHASE]``

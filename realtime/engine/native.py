@@ -1,20 +1,10 @@
-"""Running the session's audio-callback kernel without Python: for hosts whose audio thread is
-native code (a numba ``cfunc`` registered with JACK, ``stemstream.bridge.hosts.jack_native``).
+"""Running a real-time session's audio-callback kernel without Python: for audio threads that
+are native code (a numba ``cfunc`` registered with JACK or PortAudio) and for the one live path
+(``stemstream.bridge.live.table``) that both they and the Python callbacks run.
 
-A :class:`~stemstream.realtime.engine.session.RealtimeSession`'s callback is one numba kernel over a few
-preallocated arrays. :func:`session_slot` writes where those arrays live (addresses and
-sizes) into a small int64 array, the *slot*; :func:`run_slot` rebuilds array views from a slot
-inside numba code and runs the same kernel, so a native audio thread can run the session
-without the GIL, a Python object or an allocation. Whoever holds a slot must keep the
-session alive while the audio thread may still read it.
-
-Slot layout (int64 entries, :data:`SLOT_SIZE` of them)::
-
-    IN_RING, IN_CHANNELS, IN_CAPACITY      input ring (channels, capacity) float32
-    OUT_RING, OUT_STEMS, OUT_CAPACITY      output ring (stems, channels, capacity) float32
-    POSITIONS                              the session's int64 position/counter array (8)
-    MIX_GAIN                               fallback gain per stem, float32 (stems)
-    DELAY, FADE, WAKE_FD                   latency, fade length (samples), eventfd (-1: none)
+:func:`run_slot` rebuilds the session's arrays from its slot (``stemstream.realtime.engine.slot``,
+written by ``RealtimeSession.describe_slot``) inside numba code and runs the same kernel as
+``RealtimeSession.callback``.
 """
 
 from __future__ import annotations
@@ -28,11 +18,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from stemstream.realtime.engine.session import _callback_kernel
-
-(IN_RING, IN_CHANNELS, IN_CAPACITY, OUT_RING, OUT_STEMS, OUT_CAPACITY,
- POSITIONS, MIX_GAIN, DELAY, FADE, WAKE_FD) = range(11)
-SLOT_SIZE = 11
-
+from stemstream.realtime.engine.slot import (
+    DELAY, FADE, IN_CAPACITY, IN_CHANNELS, IN_RING, MIX_GAIN, OUT_CAPACITY, OUT_RING, OUT_STEMS, POSITIONS,
+    SLOT_SIZE, WAKE_FD,
+)
 
 @intrinsic
 def void_pointer(typingctx: Any, address: Any) -> Any:
@@ -47,23 +36,8 @@ def void_pointer(typingctx: Any, address: Any) -> Any:
 
 
 def session_slot(session: Any, slot: np.ndarray | None = None) -> np.ndarray:
-    """Describe ``session``'s callback arrays in ``slot`` (new int64 array if None).
-
-    The kernel arrays are the session's own; nothing is copied. Returns the slot.
-    """
-    if slot is None:
-        slot = np.zeros(SLOT_SIZE, np.int64)
-    in_ring, out_ring = session._in_ring.data, session._out_ring.data
-    slot[IN_RING] = in_ring.ctypes.data
-    slot[IN_CHANNELS], slot[IN_CAPACITY] = in_ring.shape
-    slot[OUT_RING] = out_ring.ctypes.data
-    slot[OUT_STEMS], _, slot[OUT_CAPACITY] = out_ring.shape
-    slot[POSITIONS] = session._idx.ctypes.data
-    slot[MIX_GAIN] = session._mix_gain.ctypes.data
-    slot[DELAY] = session.latency_samples
-    slot[FADE] = session.fade_samples
-    slot[WAKE_FD] = session._wakeup.fd
-    return slot
+    """``session.describe_slot(slot)``: where its callback arrays live (a new slot if None)."""
+    return session.describe_slot(slot)
 
 
 @numba.njit(cache=True)

@@ -56,6 +56,7 @@ from stemstream.realtime.engine.ringbuffer import SampleRing, copy_in
 from stemstream.realtime.engine.thread_clock import ThreadClock
 from stemstream.realtime.engine.wakeup import Wakeup, signal_eventfd
 from stemstream.realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.engine import slot as slots
 
 # Slots of the shared int64 position/counter array (_WAKE holds the constant 1 the callback
 # writes to the worker's eventfd).
@@ -321,6 +322,25 @@ class RealtimeSession:
     def worker_wakeup(self) -> str:
         """How the worker learns of a new block: ``"eventfd"`` or ``"polling every X ms"``."""
         return "eventfd" if self._wakeup.fd >= 0 else f"polling every {1000.0 * self.poll_s:.2f} ms"
+
+    def describe_slot(self, slot: np.ndarray | None = None) -> np.ndarray:
+        """Write where this session's callback arrays live into ``slot`` (a new int64 array of
+        ``stemstream.realtime.engine.slot.SLOT_SIZE`` if None) and return it: what a native audio
+        thread needs to run :meth:`callback`'s kernel (``stemstream.realtime.engine.native.run_slot``).
+        Nothing is copied: keep the session alive while the slot is in use."""
+        if slot is None:
+            slot = np.zeros(slots.SLOT_SIZE, np.int64)
+        in_ring, out_ring = self._in_ring.data, self._out_ring.data
+        slot[slots.IN_RING] = in_ring.ctypes.data
+        slot[slots.IN_CHANNELS], slot[slots.IN_CAPACITY] = in_ring.shape
+        slot[slots.OUT_RING] = out_ring.ctypes.data
+        slot[slots.OUT_STEMS], _, slot[slots.OUT_CAPACITY] = out_ring.shape
+        slot[slots.POSITIONS] = self._idx.ctypes.data
+        slot[slots.MIX_GAIN] = self._mix_gain.ctypes.data
+        slot[slots.DELAY] = self.latency_samples
+        slot[slots.FADE] = self.fade_samples
+        slot[slots.WAKE_FD] = self._wakeup.fd
+        return slot
 
     # -- audio side ------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, out_stems: np.ndarray) -> None:

@@ -1,25 +1,30 @@
-"""The live path of :class:`stemstream.bridge.live.processor.LiveProcessor` as native code, for audio callbacks
-that run no Python and need no GIL (``stemstream.bridge.hosts.jack_native``, ``stemstream.bridge.hosts.portaudio_native``).
+"""The one live path: a table of the live arrays and :func:`live_piece`, which every audio callback
+runs, Python (``LiveProcessor.process``) and native alike (``stemstream.bridge.hosts.jack_native``,
+``stemstream.bridge.hosts.portaudio_native``).
 
-Why: with a Python audio callback the audio thread must take the GIL each period, so any other
-thread holding it (the inference worker between ONNX Runtime calls, OSC, telemetry, the
+Why native code: with a Python audio callback the audio thread must take the GIL each period, so
+any other thread holding it (the inference worker between ONNX Runtime calls, OSC, telemetry, the
 garbage collector) can hold the audio up; a 10-minute JACK soak showed bursts of xruns where the
-callback waited up to 16 ms while inference itself was fast.
+callback waited up to 16 ms while inference itself was fast. Why one function for every host: a
+change to the live path is made once, and the Python and native callbacks cannot drift apart.
 
-How: a :class:`NativeLive` writes the address and size of every array the live path uses into
-a *table* (an int64 array, layout below); :func:`live_piece` (numba, no Python objects, no
-allocation, no lock) rebuilds views from the table and runs the same kernels as the Python path
-(the session's copy-only callback through ``stemstream.realtime.engine.native.run_slot``, the
-model-switch crossfade, the dry delay and the mixer from ``stemstream.bridge.live.kernels``). Python keeps
-the control side: OSC and the CLI write mixer targets into the controls' arrays, a model switch
-publishes the new session's slot (:meth:`NativeLive.publish`) before flagging the fade, and
-counters and meters are arrays Python reads. Each host front-end appends its own entries (ports,
-clients) after :data:`LIVE_TABLE_SIZE`.
+How: a :class:`LiveTable` (built by the ``LiveProcessor``) writes the address and size of every
+array the live path uses into a *table* (an int64 array, layout below), each array obtained from
+its owner's public API (the session's ``describe_slot``, the delay line's ``ring`` and
+``position``, the mixer's ``gain_arrays``, the controls' arrays, the switcher's ``state``);
+:func:`live_piece` (numba, no Python objects, no allocation, no lock) rebuilds views from the
+table and runs the kernels: the session's copy-only callback (``stemstream.realtime.engine.native.run_slot``),
+the model-switch crossfade, the dry delay and the mixer (``stemstream.bridge.live.kernels``).
+Python keeps the control side: OSC and the CLI write mixer targets into the controls' arrays, a
+model switch publishes the new session's slot (:meth:`LiveTable.publish`) before flagging the
+fade, and counters and meters are arrays Python reads. A host front-end with entries of its own
+(ports, clients) copies the table into a longer one (:class:`HostTable`).
 
-Keep-alive: the :class:`NativeLive` owns the table and every array it points to for as long as
-the audio stream lives; sessions are kept alive by the switcher until the audio side has moved
-off them. Stores are published in program order (x86-64 keeps them in order; on weakly ordered
-CPUs a flag could be seen before the data it guards, so :func:`native_supported` refuses them).
+Keep-alive: the :class:`LiveTable` owns the table and every array it points to for as long as the
+processor lives; sessions are kept alive by the switcher until the audio side has moved off them.
+Stores are published in program order (x86-64 keeps them in order, and a Python callback runs
+under the GIL; a native callback on a weakly ordered CPU could see a flag before the data it
+guards, so :func:`native_supported` refuses them there).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import numba
 import numpy as np
 
 from stemstream.bridge.live.kernels import FADING, PHASE, crossfade_kernel, delay_kernel, mix_kernel
-from stemstream.realtime.engine.native import SLOT_SIZE, run_slot, session_slot, void_pointer
+from stemstream.realtime.engine.native import run_slot, void_pointer
+from stemstream.realtime.engine.slot import SLOT_SIZE
 from stemstream.realtime.errors import StemstreamError
 
 # Table entries (int64): sizes, then addresses of arrays (shapes in the comments).
@@ -78,8 +84,7 @@ def i64_entry(table: np.ndarray, entry: int, n: int) -> np.ndarray:
 def live_piece(table: np.ndarray, n: int) -> None:
     """One piece of ``n <= table[BLOCK]`` samples: the input is in ``SCRATCH_IN[:n]`` and
     ``SCRATCH_T[:, :n]`` (filled by the host front-end); the stems land in
-    ``STEM_OUT[:, :, :n]`` and the mix in ``MIX_OUT[:, :n]`` (exactly
-    ``LiveProcessor._process_piece``)."""
+    ``STEM_OUT[:, :, :n]`` and the mix in ``MIX_OUT[:, :n]``."""
     m, n_stems, channels = table[BLOCK], table[STEMS], table[CHANNELS]
     x = f32_entry(table, SCRATCH_IN, (m, channels))[:n]
     planar = f32_entry(table, SCRATCH_T, (channels, m))[:, :n]
@@ -105,45 +110,43 @@ def live_piece(table: np.ndarray, n: int) -> None:
 
 
 def native_supported(processor: Any) -> str:
-    """Why ``processor`` cannot run natively ("" when it can)."""
+    """Why a native audio callback cannot run ``processor``'s live path here ("" when it can)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"the native audio callback relies on x86-64 store ordering (this is {platform.machine()})"
-    from stemstream.realtime.engine.session import RealtimeSession
-
-    session = processor.switcher.active
-    if not isinstance(session, RealtimeSession):  # session_slot describes exactly this type
-        return f"the active session ({type(session).__name__}) is not an engine RealtimeSession"
     return ""
 
 
-class NativeLive:
-    """The table for ``processor`` (``extra`` host entries after :data:`LIVE_TABLE_SIZE`).
+class LiveTable:
+    """The table of ``processor``'s live arrays (see the module docstring).
 
     Args:
-        processor: a :class:`stemstream.bridge.live.processor.LiveProcessor` whose sessions are engine
-            ``RealtimeSession`` objects (:func:`native_supported`).
-        extra: number of host-specific entries.
+        processor: a :class:`stemstream.bridge.live.processor.LiveProcessor` whose sessions describe
+            their callback arrays (``describe_slot``, as ``RealtimeSession`` does).
 
     Attributes:
-        table: the int64 table to hand to the native callback (``table.ctypes.data``).
+        table: the int64 table :func:`live_piece` runs on.
+        scratch_in / scratch_t / stem_out / mix_out: the piece's input (interleaved and planar)
+            and outputs, for a Python callback to fill and read.
     """
 
-    def __init__(self, processor: Any, extra: int = 0) -> None:
-        reason = native_supported(processor)
-        if reason:
-            raise StemstreamError(reason)
+    def __init__(self, processor: Any) -> None:
         cfg = processor.config
         switcher, mixer, dry, controls = processor.switcher, processor.mixer, processor.dry, processor.controls
+        if not callable(getattr(switcher.active, "describe_slot", None)):
+            raise StemstreamError(f"the live path runs engine sessions; {type(switcher.active).__name__} does not "
+                                  "describe its callback arrays (describe_slot)")
         s, c, m = len(processor.stems), cfg.channels, cfg.block_size
-        self.processor = processor
         self.keep: list[np.ndarray] = []
-        self.table = np.zeros(LIVE_TABLE_SIZE + extra, np.int64)
+        self.table = np.zeros(LIVE_TABLE_SIZE, np.int64)
         t = self.table
         t[BLOCK], t[STEMS], t[CHANNELS], t[SAMPLE_RATE] = m, s, c, cfg.sample_rate
-        for entry, shape in ((SCRATCH_IN, (m, c)), (SCRATCH_T, (c, m)), (STEM_BUF, (s, c, m)),
-                             (INCOMING_BUF, (s, c, m)), (DRY_OUT, (c, m)), (STEM_OUT, (s, c, m)),
-                             (MIX_OUT, (c, m))):
-            self.put(entry, np.zeros(shape, np.float32))
+        self.scratch_in = self.put(SCRATCH_IN, np.zeros((m, c), np.float32))
+        self.scratch_t = self.put(SCRATCH_T, np.zeros((c, m), np.float32))
+        self.put(STEM_BUF, np.zeros((s, c, m), np.float32))
+        self.put(INCOMING_BUF, np.zeros((s, c, m), np.float32))
+        self.put(DRY_OUT, np.zeros((c, m), np.float32))
+        self.stem_out = self.put(STEM_OUT, np.zeros((s, c, m), np.float32))
+        self.mix_out = self.put(MIX_OUT, np.zeros((c, m), np.float32))
         self.put(DELAY_RING, dry.ring)
         t[DELAY_COLUMNS], t[DELAY] = dry.ring.shape[1], dry.delay_samples
         self.put(DELAY_POS, dry.position)
@@ -158,35 +161,53 @@ class NativeLive:
         self.put(RMS, mixer.rms)
         self.put(PEAK, mixer.peak_hold)
         self.put(SWITCH_STATE, switcher.state)
-        self.slot_a = session_slot(switcher.active)
-        self.slot_b = np.zeros(SLOT_SIZE, np.int64)
-        self.put(SLOT_A, self.slot_a)
-        self.put(SLOT_B, self.slot_b)
+        self.slot_a = self.put(SLOT_A, switcher.active.describe_slot())
+        self.slot_b = self.put(SLOT_B, np.zeros(SLOT_SIZE, np.int64))
         self.put(COUNTERS, processor.counters)
         self.put(HOST_COUNTERS, processor.host_counters)
         switcher.incoming_hooks.append(self.publish)
-        switcher.native = True
 
-    def put(self, entry: int, array: np.ndarray) -> None:
-        """Point ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table)."""
+    def put(self, entry: int, array: np.ndarray) -> np.ndarray:
+        """Point ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table); returns it."""
         if not array.flags.c_contiguous:
-            raise StemstreamError(f"native table entry {entry}: array is not C-contiguous")
+            raise StemstreamError(f"live table entry {entry}: array is not C-contiguous")
         self.keep.append(array)
         self.table[entry] = array.ctypes.data
+        return array
 
     def publish(self, session: Any) -> None:
         """Loader thread: describe the incoming session in slot B (before the fade is flagged)."""
-        session_slot(session, self.slot_b)
+        session.describe_slot(self.slot_b)
 
-    def detach(self) -> None:
-        """Stop publishing switches (after the audio stream has stopped)."""
-        switcher = self.processor.switcher
-        if self.publish in switcher.incoming_hooks:
-            switcher.incoming_hooks.remove(self.publish)
-        switcher.native = False
+
+class HostTable:
+    """A host front-end's table: the processor's :class:`LiveTable` entries, then ``extra`` of its own.
+
+    Args:
+        processor: the :class:`stemstream.bridge.live.processor.LiveProcessor` to run
+            (:func:`native_supported`).
+        extra: number of host-specific entries after :data:`LIVE_TABLE_SIZE`.
+    """
+
+    def __init__(self, processor: Any, extra: int = 0) -> None:
+        reason = native_supported(processor)
+        if reason:
+            raise StemstreamError(reason)
+        self.processor = processor
+        self.keep: list[np.ndarray] = []
+        self.table = np.zeros(LIVE_TABLE_SIZE + extra, np.int64)
+        self.table[:LIVE_TABLE_SIZE] = processor.live.table  # the same arrays, kept by the processor
+
+    def put(self, entry: int, array: np.ndarray) -> np.ndarray:
+        """Point host entry ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table)."""
+        if not array.flags.c_contiguous:
+            raise StemstreamError(f"host table entry {entry}: array is not C-contiguous")
+        self.keep.append(array)
+        self.table[entry] = array.ctypes.data
+        return array
 
 
 __all__ = [
-    "HOST_XRUNS", "LIVE_TABLE_SIZE", "NativeLive", "STATUS_FLAGS", "f32_entry", "f64_entry", "i64_entry",
-    "live_piece", "native_supported",
+    "HOST_XRUNS", "HostTable", "LIVE_TABLE_SIZE", "LiveTable", "STATUS_FLAGS", "f32_entry", "f64_entry",
+    "i64_entry", "live_piece", "native_supported",
 ]
