@@ -28,7 +28,13 @@ def _trained_on(record: dict) -> str:
         return steps
     if not data:
         return "-"
-    seen = f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
+    dj = data.get("dj_sources")
+    if dj:  # the DJ models: real recordings (licences in the run record and the model card) + synthetic
+        seen = (f"real: MIR-1K {dj.get('mir1k_clips', '?')} clips, MedleyDB {len(dj.get('musicdelta_songs', []))} "
+                f"songs (non-commercial licences); {dj.get('synth_songs', '?')} synth songs; "
+                f"{train.get('audio_seen_hours', '?')} h seen")
+    else:
+        seen = f"{data.get('train_songs', '?')} synth songs, {train.get('audio_seen_hours', '?')} h seen"
     if train.get("init_from"):  # a continuation: the record covers its own run, not the runs before
         seen += f" in its last run (from {Path(str(train['init_from'])).stem})"
     return seen
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 "params": c.params, "macs_per_second": c.macs_per_second, "path": c.path,
                 "architecture": c.architecture,
                 "final_scores": c.run_record.get("final_scores", c.run_record.get("final_valid", {})),
+                "real_training_data": c.run_record.get("real_training_data"),
             }
             for c in cards
         ]
