@@ -32,7 +32,7 @@ def _run(mixer: StemMixer, stems: np.ndarray, dry: np.ndarray, block: int = BLOC
 
 
 def test_gain_step_is_a_bounded_ramp():
-    cfg = MixerConfig(STEMS, 2, SR, max_block=BLOCK, ramp_ms=10.0)
+    cfg = MixerConfig(STEMS, 2, SR, block_size=BLOCK, ramp_ms=10.0)
     mixer = StemMixer(cfg)
     mixer.controls.set_gain("bass", 0.0)
     mixer.reset()
@@ -53,7 +53,7 @@ def test_gain_step_is_a_bounded_ramp():
 
 
 def test_mute_solo_bypass_targets_and_mix_sums():
-    mixer = StemMixer(MixerConfig(STEMS, 2, SR, max_block=BLOCK, ramp_ms=1.0))
+    mixer = StemMixer(MixerConfig(STEMS, 2, SR, block_size=BLOCK, ramp_ms=1.0))
     rng = np.random.default_rng(0)
     n = SR // 4
     stems = rng.standard_normal((4, 2, n)).astype(np.float32)
@@ -76,7 +76,7 @@ def test_mute_solo_bypass_targets_and_mix_sums():
 
 
 def test_meters_and_validation():
-    mixer = StemMixer(MixerConfig(STEMS, 2, SR, max_block=BLOCK))
+    mixer = StemMixer(MixerConfig(STEMS, 2, SR, block_size=BLOCK))
     n = BLOCK
     t = np.arange(n) / SR
     stems = np.zeros((4, 2, n), np.float32)
@@ -98,7 +98,7 @@ def test_meters_and_validation():
 
 
 def test_process_does_not_allocate_per_block():
-    mixer = StemMixer(MixerConfig(STEMS, 2, SR, max_block=BLOCK))
+    mixer = StemMixer(MixerConfig(STEMS, 2, SR, block_size=BLOCK))
     stems = np.ones((4, 2, BLOCK), np.float32)
     dry = np.ones((2, BLOCK), np.float32)
     so, mo = np.zeros_like(stems), np.zeros((2, BLOCK), np.float32)

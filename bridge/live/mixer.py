@@ -7,7 +7,7 @@ those buffers: no allocation per block, safe to call from an audio callback.
 
 Smoothing: each gain moves toward its target with a one-pole filter of time constant
 ``ramp_ms``. Within a block the target is constant, so the filter has the closed form
-``g[n] = target + (g0 - target) * a**(n + 1)``; the powers ``a**1 .. a**max_block`` are
+``g[n] = target + (g0 - target) * a**(n + 1)``; the powers ``a**1 .. a**block_size`` are
 precomputed, which makes the per-sample ramp a single vectorised multiply-add. The largest
 step of a gain between two samples is ``(1 - a) * |g0 - target|``, so a full-scale change
 (0 -> 1) moves at most ``1 - a`` (about 1/480 at 48 kHz, 10 ms) per sample.
@@ -38,14 +38,14 @@ class MixerConfig:
         stems: stem names in the engine's output order.
         channels: audio channels per stem (2: stereo).
         sample_rate: host sample rate in Hz (sets the ramp length in samples).
-        max_block: largest block processed in one piece (larger blocks are split), samples.
+        block_size: largest block processed in one piece (larger blocks are split), samples.
         ramp_ms: time constant of the gain smoothing, ms.
     """
 
     stems: tuple[str, ...]
     channels: int = 2
     sample_rate: int = 48000
-    max_block: int = 4096
+    block_size: int = 4096
     ramp_ms: float = 10.0
 
     def __post_init__(self) -> None:
@@ -55,8 +55,8 @@ class MixerConfig:
             raise bad_value("channels", self.channels, "an int >= 1")
         if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 384000:
             raise bad_value("sample_rate", self.sample_rate, "an int in [8000, 384000] Hz")
-        if not isinstance(self.max_block, int) or not 1 <= self.max_block <= 1 << 16:
-            raise bad_value("max_block", self.max_block, "an int in [1, 65536] samples")
+        if not isinstance(self.block_size, int) or not 1 <= self.block_size <= 1 << 16:
+            raise bad_value("block_size", self.block_size, "an int in [1, 65536] samples")
         if not isinstance(self.ramp_ms, (int, float)) or not 0.0 < self.ramp_ms <= 1000.0:
             raise bad_value("ramp_ms", self.ramp_ms, "a number in (0, 1000] ms")
 
@@ -78,7 +78,7 @@ class StemMixer:
         self.controls = controls if controls is not None else StemControls(config.stems)
         if self.controls.stems != config.stems:
             raise bad_value("controls.stems", self.controls.stems, f"{config.stems!r} (the mixer's stems)")
-        s, c, m = len(config.stems), config.channels, config.max_block
+        s, c, m = len(config.stems), config.channels, config.block_size
         a = config.ramp_coefficient
         self._powers = a ** np.arange(1, m + 1, dtype=np.float64)
         # Gains: stems 0..S-1, then the dry (bypass) gain at index S.
@@ -129,7 +129,7 @@ class StemMixer:
         n = stems.shape[-1]
         start = 0
         while start < n:
-            stop = min(n, start + self.config.max_block)
+            stop = min(n, start + self.config.block_size)
             self._process_piece(
                 stems[..., start:stop],
                 dry[..., start:stop],

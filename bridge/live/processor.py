@@ -184,11 +184,11 @@ class LiveProcessor:
         s, c, m = len(stems), config.channels, config.block_size
         self._stems = tuple(stems)
         self.switcher = SessionSwitcher(
-            factory, config.model, s, c, m, config.sample_rate, fade_ms=config.fade_ms, validate=validate_model
+            factory, config.model, config.sample_rate, fade_ms=config.fade_ms, validate=validate_model
         )
         self.controls = StemControls(self._stems)
         self.mixer = StemMixer(
-            MixerConfig(self._stems, c, config.sample_rate, max_block=m, ramp_ms=config.ramp_ms), self.controls
+            MixerConfig(self._stems, c, config.sample_rate, block_size=m, ramp_ms=config.ramp_ms), self.controls
         )
         self.dry = DelayLine(c, self.switcher.latency_samples)
         self._stem_out = np.zeros((s, c, m), dtype=np.float32)

@@ -40,9 +40,6 @@ class SessionSwitcher:
     Args:
         factory: builds a started session for a model name (slow; runs on the loader thread).
         model_name: the first model (built here, synchronously).
-        stems: stem count of every model (a switch to other stems is refused).
-        channels: audio channels.
-        max_block: largest block, samples.
         sample_rate: host rate, Hz.
         fade_ms: crossfade length, ms.
         warmup_ms: how long the new session runs unheard before the fade (plus its latency), ms.
@@ -53,9 +50,6 @@ class SessionSwitcher:
         self,
         factory: SessionFactory,
         model_name: str,
-        stems: int,
-        channels: int,
-        max_block: int,
         sample_rate: int,
         fade_ms: float = 50.0,
         warmup_ms: float = 200.0,
