@@ -155,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stemstream.benchmarks.report import write_report, wrote
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator, scorable_stems
+    from stemstream.export.evaluation.protocol import evaluate_tracks, scorable_stems
+    from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
     from stemstream.export.evaluation.reference import LowDelayOracleMaskSeparator, MixtureSeparator
     from stemstream.export.data.loaders import load_tracks
 

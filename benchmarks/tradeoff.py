@@ -62,7 +62,7 @@ def _score(separator: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Score every model (and the oracle); returns the result record."""
-    from stemstream.export.evaluation.protocol import model_separator
+    from stemstream.export.evaluation.separators import model_separator
     from stemstream.realtime.models.registry import model_card
 
     rows = []

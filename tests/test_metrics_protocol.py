@@ -196,7 +196,7 @@ def test_json_and_table(tmp_path) -> None:
 
 
 def test_model_separator_runs_a_weight_file_through_the_engine(tiny_live_weights, tiny_live_config) -> None:
-    from stemstream.export.evaluation.protocol import model_separator
+    from stemstream.export.evaluation.separators import model_separator
 
     config = tiny_live_config
     sep = model_separator(str(tiny_live_weights))
@@ -245,7 +245,7 @@ def test_live_window_oracle_is_aligned_sums_to_the_mixture_and_ignores_block_siz
 
 def test_model_separator_of_a_module_equals_its_weight_file(tiny_live_model, tiny_live_weights,
                                                             tiny_live_config) -> None:
-    from stemstream.export.evaluation.protocol import SubsetSeparator, model_separator
+    from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
 
     config = tiny_live_config
     module, path = tiny_live_model(), tiny_live_weights  # the same seed: the same weights

@@ -15,7 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+from stemstream.export.evaluation.protocol import evaluate_tracks
+
+from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
 from stemstream.export.data.loaders import load_tracks
 from stemstream.export.train.ship import ship, summarise
 

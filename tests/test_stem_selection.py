@@ -99,7 +99,8 @@ def test_transfer_seeds_new_stems_from_the_instrument_heads() -> None:
 
 
 def test_eval_scores_the_instrumental_group(tmp_path: Path, dj_weights: Path) -> None:
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+    from stemstream.export.evaluation.protocol import evaluate_tracks
+    from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
     from stemstream.export.data.tracks import Track
 
     rng = np.random.default_rng(3)

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("--block-size", args.block_size, "an integer in 1..65536")
     if not 2.0 <= args.seconds <= 600.0:
         raise bad_value("--seconds", args.seconds, "a length in 2..600 seconds")
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, format_table
+    from stemstream.export.evaluation.protocol import evaluate_tracks, format_table
+    from stemstream.export.evaluation.separators import SubsetSeparator
     from stemstream.bridge.audio_files import write_audio_atomic
     from stemstream.export.data.demo_song import DEMO_SEED, render_demo_song
     from stemstream.realtime.engine.offline import separate_array

@@ -72,7 +72,7 @@ def _build_separator(args: argparse.Namespace, stems: tuple[str, ...] | None) ->
 
         return reference_separator(args.model, stems or STEMS, stft_size=args.stft_size,
                                    mask_power=args.mask_power, windows=args.oracle_windows)
-    from stemstream.export.evaluation.protocol import SubsetSeparator, model_separator
+    from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
 
     separator = model_separator(args.model, backend=args.backend)
     if not stems:

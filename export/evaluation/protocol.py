@@ -35,7 +35,7 @@ import numpy as np
 from stemstream.export.evaluation.confidence import BOOTSTRAP_METRICS, MIN_SONGS, stem_mean_interval
 from stemstream.export.evaluation.metrics import SDR_FILTER_LENGTH, SI_SDR_EPS, sdr, si_sdr_stems
 from stemstream.realtime.errors import ConfigError, StemstreamError, bad_value
-from stemstream.realtime.stems import GROUP_STEMS, group_matrix
+from stemstream.realtime.stems import GROUP_STEMS
 
 #: ``separator(track) -> (len(stems), channels, samples)`` float array.
 Separator = Callable[[Any], np.ndarray]
@@ -346,67 +346,3 @@ def format_markdown(report: dict[str, Any], title: str | None = None) -> str:
               f"of {c['tracks']} tracks; chunks with < {p['min_active_sources']} sources above "
               f"{p['silence_db']:g} dBFS skipped ({c['chunks_skipped_few_sources']}), silent stems skipped."]
     return "\n".join(lines) + "\n"
-
-
-class ModelSeparator:
-    """A ``StreamModel`` run through the streaming engine as an evaluation separator.
-
-    ``ModelSeparator(model)(track) -> (len(stems), C, T)`` with ``stems`` the model's output
-    stems (``model.info.stems``). Uses ``stemstream.realtime.engine.offline.separate_array`` (blocks of
-    ``block_size`` samples, latency trimmed, same length as the input): the code path of
-    ``stemstream separate`` and of live use.
-    """
-
-    def __init__(self, model: Any, block_size: int = 4096) -> None:
-        from stemstream.realtime.engine.offline import separate_array
-
-        self.model = model
-        self.stems: tuple[str, ...] = tuple(model.info.stems)
-        self.block_size = int(block_size)
-        self._separate = separate_array
-
-    def __call__(self, track: Any) -> np.ndarray:
-        mixture = np.asarray(track.mixture, dtype=np.float32)
-        out = self._separate(self.model, mixture, int(track.sample_rate), block_size=self.block_size)
-        return np.asarray(out, dtype=np.float32)
-
-
-def model_separator(model: Any, backend: str = "torch", name: str | None = None,
-                    block_size: int = 4096) -> ModelSeparator:
-    """A separator from a model through the streaming engine (see :class:`ModelSeparator`;
-    its ``stems`` attribute gives the output stem order).
-
-    Args:
-        model: a registry model name or ``.safetensors`` path (loaded with
-            ``stemstream.realtime.models.registry.load_model``), or an in-memory torch hop module
-            (e.g. a ``HybridSeparator`` being shipped; opened with
-            ``stemstream.realtime.backends.open_backend``, so it runs exactly as its weight file would).
-        backend: inference backend (``torch``, ``onnx``, ...).
-        name: model name for an in-memory module (backends that cache exports use it);
-            default: the module's class name.
-        block_size: engine block in samples.
-    """
-    if isinstance(model, (str, Path)):
-        from stemstream.realtime.models.registry import load_model
-
-        return ModelSeparator(load_model(str(model), backend=backend), block_size=block_size)
-    from stemstream.realtime.backends import open_backend
-
-    return ModelSeparator(open_backend(backend, model, name or type(model).__name__), block_size=block_size)
-
-
-class SubsetSeparator:
-    """Picks ``stems`` (in that order) out of ``separator``'s outputs, a group summing its
-    members (``stemstream.realtime.stems.group_matrix``): ``(len(stems), C, T)``."""
-
-    def __init__(self, separator: Any, stems: Sequence[str]) -> None:
-        stems = tuple(stems)
-        if not stems:
-            raise bad_value("stems", "", f"stems the model outputs: {','.join(separator.stems)}")
-        self.separator = separator
-        self.rows = group_matrix(separator.stems, stems)
-        self.stems = stems
-
-    def __call__(self, track: Any) -> np.ndarray:
-        out = np.asarray(self.separator(track))
-        return np.einsum("ks,sct->kct", self.rows, out).astype(out.dtype, copy=False)

@@ -11,7 +11,7 @@ metadata) and ``<name>.run_record.json`` beside it.
 
 Scoring is ``stemstream eval``'s, nothing else: ``stemstream.export.evaluation.protocol.evaluate_tracks`` on
 ``stemstream.export.data.loaders.load_tracks``, the model run through the streaming engine
-(``stemstream.export.evaluation.protocol.model_separator``) exactly as its shipped weight file would run. The
+(``stemstream.export.evaluation.separators.model_separator``) exactly as its shipped weight file would run. The
 full reports go to ``runs/<name>/final_eval/<set>.json``; ``final_scores[<set>]`` keeps the
 per-stem mean SI-SDRi, ``mean`` (the mean of the per-stem means), ``chunks`` per stem and
 ``songs``.
@@ -56,7 +56,8 @@ def evaluate_model(model: HybridSeparator, data: str | Path, stems: tuple[str, .
                    with_sdr: bool = False) -> dict[str, Any]:
     """``evaluate_tracks`` report of the in-memory ``model`` on every track under ``data``,
     scoring ``stems`` (default: all the model's outputs)."""
-    from stemstream.export.evaluation.protocol import SubsetSeparator, evaluate_tracks, model_separator
+    from stemstream.export.evaluation.protocol import evaluate_tracks
+    from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
     from stemstream.export.data.loaders import load_tracks
 
     separator: Any = model_separator(model, name="ship")

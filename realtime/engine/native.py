@@ -17,7 +17,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from stemstream.realtime.engine.session import _callback_kernel
+from stemstream.realtime.engine.callback_kernel import _callback_kernel
 from stemstream.realtime.engine.slot import (
     DELAY, FADE, IN_CAPACITY, IN_CHANNELS, IN_RING, MIX_GAIN, OUT_CAPACITY, OUT_RING, OUT_STEMS, POSITIONS,
     SLOT_SIZE, WAKE_FD,

@@ -49,18 +49,17 @@ import threading
 import time
 from typing import Any
 
-import numba
 import numpy as np
 
-from stemstream.realtime.engine.ringbuffer import SampleRing, copy_in
-from stemstream.realtime.engine.thread_clock import ThreadClock
-from stemstream.realtime.engine.wakeup import Wakeup, signal_eventfd
-from stemstream.realtime.errors import StemstreamError, bad_value
 from stemstream.realtime.engine import slot as slots
+from stemstream.realtime.engine.callback_kernel import (
+    _BLOCKS, _FRAMES, _MISSES, _MODE, _NONFINITE, _OUT_END, _OUT_START, _WAKE, _callback_kernel,
+)
+from stemstream.realtime.engine.ringbuffer import SampleRing
+from stemstream.realtime.engine.thread_clock import ThreadClock
+from stemstream.realtime.engine.wakeup import Wakeup
+from stemstream.realtime.errors import StemstreamError, bad_value
 
-# Slots of the shared int64 position/counter array (_WAKE holds the constant 1 the callback
-# writes to the worker's eventfd).
-_FRAMES, _OUT_START, _OUT_END, _MODE, _MISSES, _NONFINITE, _BLOCKS, _WAKE = range(8)
 
 #: Longest wait of a worker woken by an eventfd before it looks at the rings anyway, seconds.
 EVENT_WAIT_S = 0.05
@@ -86,74 +85,6 @@ def set_thread_realtime(priority: int | None) -> str:
         return f"fifo:{priority}"
     except (OSError, ValueError) as exc:  # no CAP_SYS_NICE / rtprio limit, or bad priority
         return f"default ({exc.__class__.__name__}: {exc})"
-
-
-@numba.njit(cache=True)
-def _callback_kernel(
-    indata: np.ndarray,
-    out: np.ndarray,
-    in_ring: np.ndarray,
-    out_ring: np.ndarray,
-    idx: np.ndarray,
-    mix_gain: np.ndarray,
-    delay: int,
-    fade: int,
-    wake_fd: int,
-) -> None:
-    frames = indata.shape[0]
-    pos = idx[_FRAMES]
-    idx[_NONFINITE] += copy_in(indata, in_ring, pos)
-    idx[_FRAMES] = pos + frames
-    end = pos + frames
-    avail_end = idx[_OUT_END]  # read the end first: the worker moves the start first
-    avail_start = idx[_OUT_START]
-    ready = avail_start <= pos and avail_end >= end + fade
-    mode = idx[_MODE]
-    # weight of the separated signal: 1 before `cut`, ramp down over [cut - fade, cut), 0 after;
-    # or ramp up over [0, fade) when fading in.
-    fade_in = False
-    cut = frames + fade  # no fade-out inside this block
-    if mode == 1:
-        if not ready:
-            cut = min(avail_end, end) - pos  # >= fade: the previous block checked it
-            if cut < fade:
-                cut = fade
-            idx[_MODE] = 0
-            idx[_MISSES] += 1
-    else:
-        if ready:
-            fade_in = True
-            idx[_MODE] = 1
-        else:
-            cut = 0
-            idx[_MISSES] += 1
-    imask = in_ring.shape[1] - 1
-    omask = out_ring.shape[2] - 1
-    stems = out.shape[0]
-    channels = out.shape[1]
-    for t in range(frames):
-        if fade_in:
-            w = (t + 1.0) / (fade + 1.0) if t < fade else 1.0
-        elif t >= cut:
-            w = 0.0
-        elif t >= cut - fade:
-            w = (cut - t) / (fade + 1.0)
-        else:
-            w = 1.0
-        islot = (pos + t - delay) & imask
-        oslot = (pos + t) & omask
-        for c in range(channels):
-            mix = in_ring[c, islot] if pos + t >= delay else 0.0
-            for s in range(stems):
-                if w == 1.0:
-                    out[s, c, t] = out_ring[s, c, oslot]
-                elif w == 0.0:
-                    out[s, c, t] = mix_gain[s] * mix
-                else:
-                    out[s, c, t] = w * out_ring[s, c, oslot] + (1.0 - w) * mix_gain[s] * mix
-    idx[_BLOCKS] += 1
-    if wake_fd >= 0:  # wake the worker: one write(2), no Python object, the GIL stays held
-        signal_eventfd(wake_fd, idx[_WAKE:].ctypes.data)
 
 
 #: Width of a bin of :attr:`RealtimeSession.compute_histogram`, seconds (10 us).
