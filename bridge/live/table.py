@@ -116,6 +116,15 @@ def native_supported(processor: Any) -> str:
     return ""
 
 
+def _put(table: np.ndarray, keep: list[np.ndarray], entry: int, array: np.ndarray) -> np.ndarray:
+    """``table[entry]`` = the address of ``array``, kept alive in ``keep``; returns ``array``."""
+    if not array.flags.c_contiguous:
+        raise StemstreamError(f"table entry {entry}: array is not C-contiguous")
+    keep.append(array)
+    table[entry] = array.ctypes.data
+    return array
+
+
 class LiveTable:
     """The table of ``processor``'s live arrays (see the module docstring).
 
@@ -169,11 +178,7 @@ class LiveTable:
 
     def put(self, entry: int, array: np.ndarray) -> np.ndarray:
         """Point ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table); returns it."""
-        if not array.flags.c_contiguous:
-            raise StemstreamError(f"live table entry {entry}: array is not C-contiguous")
-        self.keep.append(array)
-        self.table[entry] = array.ctypes.data
-        return array
+        return _put(self.table, self.keep, entry, array)
 
     def publish(self, session: Any) -> None:
         """Loader thread: describe the incoming session in slot B (before the fade is flagged)."""
@@ -200,11 +205,7 @@ class HostTable:
 
     def put(self, entry: int, array: np.ndarray) -> np.ndarray:
         """Point host entry ``table[entry]`` at ``array`` (C-contiguous; kept alive with the table)."""
-        if not array.flags.c_contiguous:
-            raise StemstreamError(f"host table entry {entry}: array is not C-contiguous")
-        self.keep.append(array)
-        self.table[entry] = array.ctypes.data
-        return array
+        return _put(self.table, self.keep, entry, array)
 
 
 __all__ = [
