@@ -45,7 +45,7 @@ def export_tensorrt(
         raise bad_value("precision", precision, f"one of {PRECISIONS}")
     _tensorrt()
     _cuda_torch()
-    from stemstream.realtime.backends.onnx_backend import default_cache_dir
+    from stemstream.realtime.backends.onnx_cache import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "tensorrt"
     out = Path(out)

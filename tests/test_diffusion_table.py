@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemstream.benchmarks.diffusion_table import GROUPS, _groups, _merge, excerpt_pair, live_row
+from stemstream.benchmarks.diffusion_rows import GROUPS, _groups, _merge, excerpt_pair, live_row
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.protocol import ModelInfo
 from stemstream.realtime.stems import STEMS

@@ -18,23 +18,20 @@ caller expects, and a mismatch is an error showing both values.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from stemstream.realtime.backends.onnx_cache import cached_graph_path, default_cache_dir
 from stemstream.realtime.backends.onnx_graph import (
     AUDIO_INPUT,
-    DEFAULT_OPSET,
     NEXT_STATE_PREFIX,
     STATE_PREFIX,
     STEMS_OUTPUT,
     export_hop_module,
     graph_metadata,
-    module_fingerprint,
     parse_metadata,
 )
 from stemstream.realtime.errors import AudioInputError, ConfigError, MissingDependencyError, bad_value
@@ -62,15 +59,6 @@ CHECKED_KEYS: tuple[str, ...] = (
 )
 
 _OPT_LEVELS = ("disabled", "basic", "extended", "all")
-
-
-def default_cache_dir() -> Path:
-    """Where exported graphs and engines are cached: ``$STEMSTREAM_CACHE`` or
-    ``$XDG_CACHE_HOME/stemstream`` (``~/.cache/stemstream``)."""
-    root = os.environ.get("STEMSTREAM_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stemstream"
 
 
 @dataclass(frozen=True)
@@ -327,25 +315,6 @@ class OnnxHopModel:
 #: all its convolutions rewritten (``OnnxRuntimeOptions.conv_as_matmul``) always runs all hops in
 #: one call (``batch_all_hops``): ``live``, 2 hops: 0.65 ms in one call against 1.23 ms as two.
 MIN_BATCHED_HOPS = 4
-
-
-def _safe_name(model_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
-
-
-def cached_graph_path(
-    module: TorchHopModule,
-    model_name: str,
-    *,
-    dynamic_hops: bool,
-    cache_dir: str | Path | None = None,
-    opset: int = DEFAULT_OPSET,
-) -> Path:
-    """Cache path of ``module``'s graph: ``<cache>/onnx/<name>-<hash16>[-1hop].onnx``."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
-    digest = module_fingerprint(module, dynamic_hops=dynamic_hops, opset=opset)[:16]  # type: ignore[arg-type]
-    suffix = "" if dynamic_hops else "-1hop"
-    return root / f"{_safe_name(model_name)}-{digest}{suffix}.onnx"
 
 
 def open_onnx(

@@ -263,7 +263,7 @@ def open_tensorrt(
     ``precision``: ``fp32`` (any TensorRT), or ``fp16`` via TensorRT 10's builder flag; for
     fp16 on TensorRT 11 and int8, export with ``stemstream export --format tensorrt``.
     """
-    from stemstream.realtime.backends.onnx_backend import cached_graph_path, default_cache_dir
+    from stemstream.realtime.backends.onnx_cache import cached_graph_path, default_cache_dir
 
     _tensorrt()
     _cuda_torch()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from stemstream.realtime.backends.onnx_backend import default_cache_dir
+from stemstream.realtime.backends.onnx_cache import default_cache_dir
 from stemstream.realtime.backends.onnx_graph import module_fingerprint
 from stemstream.realtime.diffusion.student import StudentStep
 
