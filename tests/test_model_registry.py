@@ -14,6 +14,8 @@ from stemstream.realtime.models import registry
 from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator
 from stemstream.realtime.models.weights import WeightFileError, read_weights, save_weights
 
+from stemstream.realtime.stems import DJ_STEMS, INSTRUMENT_STEMS
+
 torch.set_num_threads(1)
 
 TINY = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthesis_samples=128, hop=32, encoder_kernel=64)
@@ -22,7 +24,8 @@ TINY = HybridConfig(width=32, encoder_channels=16, analysis_samples=256, synthes
 @pytest.mark.parametrize("name", [n for n in registry.available_models() if n in registry.SHIPPED])
 def test_every_shipped_model_loads_and_runs(name: str) -> None:
     card = registry.model_card(name)
-    assert card.stems == ("bass", "drums", "guitar", "piano") and card.sample_rate == 44100
+    expected = DJ_STEMS if name.startswith("dj-") else INSTRUMENT_STEMS  # the two families
+    assert card.stems == expected and card.sample_rate == 44100
     assert card.params > 0 and card.macs_per_second > 0
     model = registry.load_model(name)
     hop = model.hop_samples
@@ -31,10 +34,11 @@ def test_every_shipped_model_loads_and_runs(name: str) -> None:
     assert y.shape == (4, 2, 4 * hop) and np.isfinite(y).all()
 
 
-def test_shipped_live_latency_within_budget() -> None:
-    if "live" not in registry.available_models():
-        pytest.skip("live weights not shipped")
-    card = registry.model_card("live")
+@pytest.mark.parametrize("name", ["live", "dj-live"])
+def test_shipped_live_latency_within_budget(name: str) -> None:
+    if name not in registry.available_models():
+        pytest.skip(f"{name} weights not shipped")
+    card = registry.model_card(name)
     assert card.latency_samples + card.hop_samples <= 0.012 * 44100
 
 
