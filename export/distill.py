@@ -54,7 +54,7 @@ from stemstream.realtime.diffusion.student import (
     sample_student,
     student_cond_channels,
 )
-from stemstream.realtime.diffusion.unet import ARCHITECTURE, ScoreUNet, UNetConfig, load_teacher
+from stemstream.realtime.diffusion.unet import ScoreUNet, load_teacher
 from stemstream.realtime.errors import bad_value
 
 LOG = logging.getLogger("stemstream.diffusion")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stemstream.realtime.backends import BACKEND_HELP
-from stemstream.realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.errors import bad_value
 
 DEMO_SECONDS = 20.0
 DEMO_STEM_SETS = ("dj", "instruments")  # as stemstream.export.data.demo_song (imported only when the demo runs)
