@@ -41,6 +41,11 @@ def test_options_reach_the_config() -> None:
         apply_options(get_config("live"), TrainOptions(real_data="/tmp"))
     with pytest.raises(ConfigError, match="distill"):
         apply_options(get_config("live"), TrainOptions(distill=0.5))  # from scratch: no teacher
+    with pytest.raises(ConfigError, match="does not distil"):
+        apply_options(get_config("live-pruned"), TrainOptions(teacher="live"))
+    # a config that distils by itself takes a teacher without --distill
+    pruned = apply_options(get_config("dj-live-pruned"), TrainOptions(teacher="x.safetensors"))
+    assert (pruned.teacher, pruned.distill) == ("x.safetensors", 0.5)
 
 
 def test_cli_refuses_flags_of_another_family(capsys) -> None:

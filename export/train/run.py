@@ -171,9 +171,10 @@ def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
         changes["init_from"] = str(options.init_from)
     cfg = replace(cfg, **changes)
     if options.teacher:
-        if not options.distill:
-            raise ConfigError(f"teacher={options.teacher!r}: a teacher is used only with --distill W > 0; "
-                              "expected --distill")
+        distill = options.distill if options.distill is not None else cfg.distill
+        if not distill:
+            raise ConfigError(f"teacher={options.teacher!r}: a teacher is used only with --distill W > 0 "
+                              f"({cfg.name} does not distil); expected --distill")
         cfg = replace(cfg, teacher=str(options.teacher))
     if options.distill is not None:
         if options.distill > 0 and cfg.init_from is None and cfg.teacher is None:
