@@ -7,9 +7,9 @@
 * ``offline.separate_array`` - whole arrays through the streamer, latency trimmed.
 * ``session.RealtimeSession`` - copy-only audio callback, inference on a worker thread,
   deadline fallback to the time-aligned mix with short fades.
-* ``ringbuffer`` / ``resample`` - the preallocated rings and the soxr stream resampler.
+* ``ringbuffer`` / ``resample`` - the preallocated rings and the low-delay stream resampler.
 * ``wakeup`` - the eventfd through which the callback's numba kernel wakes the worker.
 
 Submodules are imported explicitly (``from stemstream.realtime.engine.streamer import ...``) so that
-importing one does not pull in numba or soxr for the others.
+importing one does not pull in numba for the others.
 """

@@ -3,16 +3,18 @@
 Pipeline (host rate ``h``, model rate ``r``)::
 
     block (host_channels, n) -> NaN/Inf -> 0 -> mono to model channels
-        -> [resample h -> r, then `padding` zeros in front once] -> runner (hops or segments)
+        -> [resample h -> r] -> runner (hops or segments)
         -> [stereo -> mono] -> [resample r -> h] -> stems (stems, host_channels, m)
 
 Timing contract (the denoiser ``DemucsStreamer`` / pedalboard ``StreamResampler`` style):
 
 * Output sample ``t`` (counted from the start of the stream, over all ``process`` calls) is the
   separation of input sample ``t - latency_samples``; before that it is the separation of
-  silence. ``latency_samples`` is computed from the model (its algorithmic latency), the
-  resamplers (whose filter delay soxr compensates) and the padding that makes a resampled
-  latency a whole number of host samples; it is exact.
+  silence. ``latency_samples`` is computed from the model (its algorithmic latency) and the
+  low-delay resamplers (whose filter delay is compensated; the model -> host converter's grid
+  is shifted by under one host sample so that a resampled latency is a whole number of host
+  samples); it is exact.  The resamplers' look-ahead (``realtime.engine.resample``, 0.36 ms
+  per conversion) shows up in ``pending_samples``, not in ``latency_samples``.
 * ``process(block)`` returns the output that is final so far: ``m`` may differ from ``n``
   (0 until a hop or segment completes). ``pending_samples`` = input samples in minus output
   samples out (>= 0): what a real-time user must buffer on top of ``latency_samples``;
@@ -33,7 +35,7 @@ import math
 import numpy as np
 
 from stemstream.realtime.engine.overlap_add import HopRunner, SegmentRunner
-from stemstream.realtime.engine.resample import StreamResampler, alignment_padding, host_latency, rate_periods
+from stemstream.realtime.engine.resample import StreamResampler, host_latency, output_offset, rate_periods
 from stemstream.realtime.errors import AudioInputError, bad_value
 from stemstream.realtime.protocol import StreamModel
 
@@ -49,7 +51,8 @@ class StreamingSeparator:
         host_sample_rate: sample rate of the blocks given to :meth:`process`, in Hz.
         channels: host channels, 1 (mono) or 2 (stereo).
         overlap_samples: segment models only: overlap between segments (model samples).
-        resample_quality: soxr quality when ``host_sample_rate`` differs from the model's.
+        resample_quality: resampler kernel (``LD``, low delay, or ``HQ``) when
+            ``host_sample_rate`` differs from the model's.
 
     Attributes:
         latency_samples: output ``t`` = separation of input ``t - latency_samples`` (host samples).
@@ -64,7 +67,7 @@ class StreamingSeparator:
         host_sample_rate: int,
         channels: int = 2,
         overlap_samples: int | None = None,
-        resample_quality: str = "HQ",
+        resample_quality: str = "LD",
     ) -> None:
         kind = getattr(model, "kind", None)
         if kind == "hop":
@@ -91,21 +94,20 @@ class StreamingSeparator:
         self.resampling = host_sample_rate != self.model_sample_rate
         core_latency = self._runner.latency_samples
         if self.resampling:
-            self.padding = alignment_padding(core_latency, host_sample_rate, self.model_sample_rate)
-            self.latency_samples = host_latency(core_latency, self.padding, host_sample_rate, self.model_sample_rate)
+            self.latency_samples = host_latency(core_latency, host_sample_rate, self.model_sample_rate)
+            self._out_offset = output_offset(core_latency, host_sample_rate, self.model_sample_rate)
             self._in_rs = StreamResampler(host_sample_rate, self.model_sample_rate, model_channels, resample_quality)
             self._out_rs = StreamResampler(
-                self.model_sample_rate, host_sample_rate, len(self.stems) * channels, resample_quality
+                self.model_sample_rate, host_sample_rate, len(self.stems) * channels, resample_quality,
+                offset=self._out_offset,
             )
         else:
-            self.padding = 0
             self.latency_samples = core_latency
         self.resample_quality = resample_quality
         self.nonfinite_samples = 0
         self.nonfinite_output_samples = 0
         self.samples_in = 0
         self.samples_out = 0
-        self._padded = False
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -146,10 +148,6 @@ class StreamingSeparator:
             x = np.repeat(x, self.model_channels, axis=0)
         if self.resampling:
             x = self._in_rs.process(x)
-            if not self._padded:
-                self._padded = True
-                if self.padding:
-                    x = np.concatenate([np.zeros((x.shape[0], self.padding), np.float32), x], axis=1)
         y = self._runner.process(x)
         if self.channels != self.model_channels:
             y = y.mean(axis=1, keepdims=True, dtype=np.float32)
@@ -190,7 +188,6 @@ class StreamingSeparator:
         if self.resampling:
             self._in_rs.reset()
             self._out_rs.reset()
-        self._padded = False
         self.samples_in = 0
         self.samples_out = 0
 
@@ -217,9 +214,10 @@ class StreamingSeparator:
         count = blocks or max(64, min(4000, 4 * (span + 1024) // block_size + rate_periods(
             self.host_sample_rate, self.model_sample_rate)[0]))
         rs_in = StreamResampler(self.host_sample_rate, self.model_sample_rate, 1, self.resample_quality)
-        rs_out = StreamResampler(self.model_sample_rate, self.host_sample_rate, 1, self.resample_quality)
+        rs_out = StreamResampler(self.model_sample_rate, self.host_sample_rate, 1, self.resample_quality,
+                                 offset=self._out_offset)
         zeros = np.zeros((1, block_size), np.float32)
-        model_in, model_out, host_out, worst = self.padding, 0, 0, 0
+        model_in, model_out, host_out, worst = 0, 0, 0, 0
         for k in range(1, count + 1):
             model_in += rs_in.process(zeros).shape[1]
             now = runner.output_count(model_in)
