@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "peers": ("stemstream.benchmarks.peers", "our models beside Spleeter, the mixture and the oracle mask on real songs"),
     "mixstats": ("stemstream.benchmarks.mix_stats", "level, crest factor and width of released music vs our training mixes"),
     "stalls": ("stemstream.benchmarks.stall_probe", "is this machine fit for live audio: how late a real-time thread wakes up"),
+    "hostrates": ("stemstream.benchmarks.host_rates", "latency and quality at host rates other than the model's (the low-delay resampler)"),
 }
 
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls, hostrates)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))

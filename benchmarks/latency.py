@@ -1,6 +1,7 @@
 """`stemstream bench latency`: latency and real-time behaviour per block size and backend.
 
-For each backend and block size (64..1024 samples at 44.1 kHz) a ``RealtimeSession`` runs
+For each backend, host rate (``--sample-rates``, default 44.1 kHz: the models' own; other rates
+go through the engine's low-delay resampler) and block size (64..1024 samples) a ``RealtimeSession`` runs
 ``--callbacks`` callbacks driven like a sound card: a driver thread sleeps to each block's
 deadline and calls ``session.callback``; the session's worker thread runs the model. Reported:
 
@@ -59,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "with seeded random weights, same cost), tiny. Default: live if shipped, else untrained-live",
     )
     parser.add_argument("--backends", default="all", help="comma-separated backends, or 'all' available (default)")
+    parser.add_argument("--sample-rates", default=str(SAMPLE_RATE),
+                        help="comma-separated host rates in Hz (default 44100, the models' rate); e.g. 44100,48000,96000")
     parser.add_argument("--block-sizes", default=",".join(map(str, DEFAULT_BLOCKS)), help="comma-separated block sizes")
     parser.add_argument("--callbacks", type=int, default=10_000, help="paced callbacks per configuration (default 10000)")
     parser.add_argument("--queue-blocks", type=int, default=None,
@@ -102,18 +105,21 @@ def _percentiles(values: list[float], scale: float) -> dict[str, float]:
             "mean": float(a.mean())}
 
 
-def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime: bool = True) -> dict[str, Any]:
+def measure(
+    model: Any, block: int, callbacks: int, queue_blocks: int, realtime: bool = True, sample_rate: int = SAMPLE_RATE
+) -> dict[str, Any]:
     """One configuration: a paced run of ``callbacks`` callbacks through a ``RealtimeSession``
-    (``realtime``: SCHED_FIFO driver and worker threads where allowed; module docstring)."""
+    at host rate ``sample_rate`` (``realtime``: SCHED_FIFO driver and worker threads where
+    allowed; module docstring)."""
     from stemstream.realtime.engine.session import RealtimeSession, set_thread_realtime
     from stemstream.realtime.engine.streamer import StreamingSeparator
 
-    separator = StreamingSeparator(model, SAMPLE_RATE, 2)
+    separator = StreamingSeparator(model, sample_rate, 2)
     session = RealtimeSession(
         separator, block, queue_blocks=queue_blocks, warmup_blocks=16, worker_priority=1 if realtime else None
     )
-    period = block / SAMPLE_RATE
-    loop = music_like(min(20.0, max(2.0, 2 * callbacks * period)), SAMPLE_RATE)
+    period = block / sample_rate
+    loop = music_like(min(20.0, max(2.0, 2 * callbacks * period)), sample_rate)
     frames = loop.shape[1] // block
     indata = np.ascontiguousarray(loop[:, : frames * block].T)
     views = [indata[k * block : (k + 1) * block] for k in range(frames)]
@@ -152,10 +158,11 @@ def measure(model: Any, block: int, callbacks: int, queue_blocks: int, realtime:
     stats = _percentiles(compute, 1000.0)
     return {
         "block_size": block,
+        "sample_rate": sample_rate,
         "queue_blocks": queue_blocks,
         "block_ms": 1000.0 * period,
-        "model_latency_ms": 1000.0 * separator.latency_samples / SAMPLE_RATE,
-        "algorithmic_latency_ms": 1000.0 * (separator.latency_samples + pending) / SAMPLE_RATE,
+        "model_latency_ms": 1000.0 * separator.latency_samples / sample_rate,
+        "algorithmic_latency_ms": 1000.0 * (separator.latency_samples + pending) / sample_rate,
         "session_latency_ms": session.latency_ms,
         "compute_ms": stats,
         "rtf": stats["mean"] / (1000.0 * period),
@@ -177,17 +184,17 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Latency benchmark: {report['model']}",
         "",
         f"{report['machine']}; {report['callbacks']} paced callbacks per row, worker queue {report['queue_blocks']} (column `queue`, blocks), "
-        f"{report['sample_rate']} Hz, torch threads {report['threads']}; 1-min load average "
+        f"host rates {', '.join(str(r) for r in report['sample_rates'])} Hz, torch threads {report['threads']}; 1-min load average "
         f"{report['load_average']['before'][0]:.1f} before, {report['load_average']['after'][0]:.1f} after.",
         "",
-        "| backend | block | queue | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
+        "| backend | rate Hz | block | queue | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
         "| callback p99 us | lateness p99 ms | misses | p99 < T/2 |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|:-:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|:-:|",
     ]
     for r in report["results"]:
         c = r["compute_ms"]
         lines.append(
-            f"| {r['backend']} | {r['block_size']} | {r['queue_blocks']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
+            f"| {r['backend']} | {r.get('sample_rate', SAMPLE_RATE)} | {r['block_size']} | {r['queue_blocks']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
             f"{r['algorithmic_latency_ms']:.2f} | {r['session_latency_ms']:.2f} | "
             f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
             f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
@@ -207,14 +214,15 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    backends = sorted({r["backend"] for r in report["results"]})
-    for b in backends:
-        rows = [r for r in report["results"] if r["backend"] == b]
+    series = sorted({(r["backend"], r["sample_rate"]) for r in report["results"]})
+    for b, rate in series:
+        rows = [r for r in report["results"] if (r["backend"], r["sample_rate"]) == (b, rate)]
         blocks = [r["block_size"] for r in rows]
-        ax1.plot(blocks, [r["compute_ms"]["p99"] for r in rows], "o-", label=f"{b} p99")
-        ax1.plot(blocks, [r["compute_ms"]["p50"] for r in rows], "x--", label=f"{b} p50")
-        ax2.plot(blocks, [r["session_latency_ms"] for r in rows], "o-", label=f"{b} session")
-    rows = [r for r in report["results"] if r["backend"] == backends[0]] if backends else []
+        tag = b if len(report["sample_rates"]) == 1 else f"{b} {rate / 1000:g} kHz"
+        ax1.plot(blocks, [r["compute_ms"]["p99"] for r in rows], "o-", label=f"{tag} p99")
+        ax1.plot(blocks, [r["compute_ms"]["p50"] for r in rows], "x--", label=f"{tag} p50")
+        ax2.plot(blocks, [r["session_latency_ms"] for r in rows], "o-", label=f"{tag} session")
+    rows = [r for r in report["results"] if (r["backend"], r["sample_rate"]) == series[0]] if series else []
     if rows:
         blocks = [r["block_size"] for r in rows]
         ax1.plot(blocks, [r["block_ms"] for r in rows], "k-", lw=1, label="block period")
@@ -251,6 +259,12 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("--block-sizes", args.block_sizes, "comma-separated integers") from None
     if not blocks or any(not 16 <= b <= 8192 for b in blocks):
         raise bad_value("--block-sizes", args.block_sizes, "block sizes in [16, 8192]")
+    try:
+        rates = [int(r) for r in args.sample_rates.split(",") if r.strip()]
+    except ValueError:
+        raise bad_value("--sample-rates", args.sample_rates, "comma-separated integers in Hz") from None
+    if not rates or any(not 8000 <= r <= 192000 for r in rates):
+        raise bad_value("--sample-rates", args.sample_rates, "host rates in [8000, 192000] Hz")
     torch.set_num_threads(args.threads)
     name = args.model or _default_model()
     module, label = _module(name)
@@ -265,23 +279,24 @@ def run(args: argparse.Namespace) -> int:
         except StemstreamError as exc:
             skipped[backend] = str(exc).split(";")[0]
             continue
-        for block in blocks:
-            queue = args.queue_blocks or auto_queue_blocks(block, SAMPLE_RATE)
-            row = measure(model, block, args.callbacks, queue, realtime=not args.no_realtime)
-            row["backend"] = backend
-            results.append(row)
-            c = row["compute_ms"]
-            print(
-                f"{backend:>9} block {block:5d}: session latency {row['session_latency_ms']:6.2f} ms, compute p50 "
-                f"{c['p50']:.3f} p99 {c['p99']:.3f} max {c['max']:.2f} ms, RTF {row['rtf']:.3f}, "
-                f"misses {row['deadline_misses']}/{args.callbacks}",
-                flush=True,
-            )
+        for rate in rates:
+            for block in blocks:
+                queue = args.queue_blocks or auto_queue_blocks(block, rate)
+                row = measure(model, block, args.callbacks, queue, realtime=not args.no_realtime, sample_rate=rate)
+                row["backend"] = backend
+                results.append(row)
+                c = row["compute_ms"]
+                print(
+                    f"{backend:>9} {rate:6d} Hz block {block:5d}: session latency {row['session_latency_ms']:6.2f} ms, compute p50 "
+                    f"{c['p50']:.3f} p99 {c['p99']:.3f} max {c['max']:.2f} ms, RTF {row['rtf']:.3f}, "
+                    f"misses {row['deadline_misses']}/{args.callbacks}",
+                    flush=True,
+                )
     report = {
         "benchmark": "latency",
         "model": label,
         "model_name": name,
-        "sample_rate": SAMPLE_RATE,
+        "sample_rates": rates,
         "callbacks": args.callbacks,
         "queue_blocks": args.queue_blocks or "auto",
         "threads": args.threads,
