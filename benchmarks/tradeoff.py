@@ -1,7 +1,7 @@
 """`stemstream bench tradeoff`: the latency / quality trade-off of the shipped separators.
 
 For each model (registry name or ``.safetensors`` path): its algorithmic latency (the model's
-``latency_samples``, and with one hop of input buffering) and its SI-SDRi per stem on a dataset,
+``latency_samples``, and with its input buffering: a hop, or a diffusion segment) and its SI-SDRi per stem on a dataset,
 with the one evaluation protocol (``stemstream.export.evaluation.protocol.evaluate_tracks``, streaming engine);
 beside them the oracle ratio mask through the live model's own windows (the ceiling of a
 mask-based model at that latency). Writes ``tradeoff.json``, ``tradeoff.md`` and
@@ -74,7 +74,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({
             "model": label, "path": str(card.path),
             "latency_ms": 1000.0 * card.latency_samples / sr,
-            "latency_with_hop_ms": 1000.0 * (card.latency_samples + card.hop_samples) / sr,
+            "algorithmic_latency_ms": card.total_latency_ms,
             "params": card.params, "macs_per_second": card.macs_per_second,
             "train_steps": (card.run_record or {}).get("train", {}).get("steps"),
             "init_from": (card.run_record or {}).get("train", {}).get("init_from"),
@@ -92,12 +92,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def _markdown(r: dict[str, Any]) -> str:
     stems = list(r["rows"][0]["si_sdri"]) if r["rows"] else []
-    head = "| model | latency (model / with hop) | params | MACs/s | " + " | ".join(stems) + " | mean |"
+    head = "| model | latency (model / with buffering) | params | MACs/s | " + " | ".join(stems) + " | mean |"
     lines = [f"# Latency / quality trade-off on {r['dataset']} (SI-SDRi, dB)", "", head,
              "|" + " --- |" * (5 + len(stems))]
     for row in r["rows"]:
         cells = " | ".join(f"{row['si_sdri'][s]:.2f}" for s in stems)
-        lines.append(f"| {row['model']} | {row['latency_ms']:.1f} / {row['latency_with_hop_ms']:.1f} ms | "
+        lines.append(f"| {row['model']} | {row['latency_ms']:.1f} / {row['algorithmic_latency_ms']:.1f} ms | "
                      f"{row['params'] / 1e6:.2f} M | {row['macs_per_second'] / 1e9:.2f} G | {cells} | "
                      f"**{row['mean']:.2f}** |")
     if r["oracle_live_windows"]:
@@ -116,15 +116,15 @@ def _plot(r: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in r["rows"]:
-        ax.scatter(row["latency_with_hop_ms"], row["mean"])
-        ax.annotate(row["model"], (row["latency_with_hop_ms"], row["mean"]), textcoords="offset points",
+        ax.scatter(row["algorithmic_latency_ms"], row["mean"])
+        ax.annotate(row["model"], (row["algorithmic_latency_ms"], row["mean"]), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
     if r["oracle_live_windows"]:
         ax.axhline(r["oracle_live_windows"]["mean"], linestyle="--", color="gray",
                    label="oracle mask, live windows")
         ax.legend(fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("algorithmic latency incl. one hop (ms)")
+    ax.set_xlabel("algorithmic latency incl. input buffering (ms)")
     ax.set_ylabel("mean SI-SDRi (dB)")
     ax.set_title(f"latency / quality on {Path(r['dataset']).name}")
     fig.tight_layout()

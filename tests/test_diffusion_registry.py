@@ -36,7 +36,10 @@ def test_student_names_cards_and_loading(weights_dir: Path) -> None:
     assert registry.available_models() == ["diffusion-1step", "diffusion-2step"]
     one, two = (registry.model_card(n) for n in registry.available_models())
     assert one.architecture == STUDENT_ARCHITECTURE and one.sample_rate == 8000
-    assert (one.hop_samples, one.latency_samples) == (192, 256)  # tiny: W - O, one window
+    # tiny: W - O new samples per window; no delay inside a window, one window of buffering
+    assert (one.hop_samples, one.latency_samples, one.buffer_samples) == (192, 0, 256)
+    assert one.latency_samples == registry.load_model("diffusion-1step").info.latency_samples
+    assert one.total_latency_ms == pytest.approx(1000 * 256 / 8000)
     assert two.macs_per_second == pytest.approx(2 * one.macs_per_second, rel=1e-6)
     model = registry.load_model("diffusion-2step")
     assert model.kind == "segment" and model.info.name == "diffusion-2step" and model.steps == 2

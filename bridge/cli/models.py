@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             {
                 "name": c.name, "stems": list(c.stems), "sample_rate": c.sample_rate,
-                "hop_samples": c.hop_samples, "latency_samples": c.latency_samples,
+                "hop_samples": c.hop_samples, "latency_samples": c.latency_samples, "buffer_samples": c.buffer_samples,
                 "latency_ms": round(c.latency_ms, 2), "total_latency_ms": round(c.total_latency_ms, 2),
                 "params": c.params, "macs_per_second": c.macs_per_second, "path": c.path,
                 "architecture": c.architecture,
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(rows, indent=1))
         return 0
-    header = ("name", "stems", "rate", "latency ms (+hop)", "params", "GMAC/s", "trained on")
+    header = ("name", "stems", "rate", "latency ms (+buffer)", "params", "GMAC/s", "trained on")
     rows = [
         (
             c.name, ",".join(c.stems), f"{c.sample_rate}", f"{c.latency_ms:.1f} ({c.total_latency_ms:.1f})",

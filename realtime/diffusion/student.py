@@ -277,9 +277,9 @@ def macs_per_evaluation(step: StudentStep) -> int:
 def describe_student(path: str | Path, steps: int = 1) -> dict[str, object]:
     """Fields for a registry model card of a student weight file.
 
-    ``hop_samples`` is the new audio per segment (``W - O``); ``latency_samples`` the
-    buffering a streaming engine needs before the first output (one whole window, at the
-    model rate), the model itself adding no delay inside a window.
+    ``hop_samples`` is the new audio per segment (``W - O``); ``latency_samples`` is 0, as in
+    the model's ``ModelInfo`` (it separates a window in place, adding no delay); ``buffer_samples``
+    is the whole window a streaming engine gathers before the window's output is final.
     """
     step, meta = load_student_step(path)
     cfg = step.config
@@ -289,7 +289,8 @@ def describe_student(path: str | Path, steps: int = 1) -> dict[str, object]:
         "sample_rate": cfg.net.sample_rate,
         "channels": 2,
         "hop_samples": hop,
-        "latency_samples": cfg.net.segment_samples,
+        "latency_samples": 0,
+        "buffer_samples": cfg.net.segment_samples,
         "params": int(sum(p.numel() for n, p in step.net.named_parameters() if not n.endswith("freqs"))),
         "macs_per_second": int(round(steps * macs_per_evaluation(step) * cfg.net.sample_rate / hop)),
         "architecture": meta["architecture"],

@@ -63,8 +63,12 @@ class ModelCard:
         stems: stem names in output order.
         sample_rate: model rate in Hz.
         channels: audio channels.
-        hop_samples: samples per hop (smallest block the model can take).
-        latency_samples: algorithmic latency (output ``t`` = separation of input ``t - latency``).
+        hop_samples: new audio per model call (a hop; for a segment model the segment's stride).
+        latency_samples: the model's delay, the same number as its ``ModelInfo.latency_samples``
+            (output ``t`` = separation of input ``t - latency``; 0 for a segment model, which
+            separates a whole window in place).
+        buffer_samples: input a stream must gather before an output sample can be final, on top
+            of ``latency_samples``: one hop for a hop model, one whole window for a segment model.
         params: number of parameters.
         macs_per_second: multiply-accumulates per second of audio.
         architecture: architecture identifier.
@@ -78,6 +82,7 @@ class ModelCard:
     channels: int
     hop_samples: int
     latency_samples: int
+    buffer_samples: int
     params: int
     macs_per_second: int
     architecture: str
@@ -86,13 +91,14 @@ class ModelCard:
 
     @property
     def latency_ms(self) -> float:
-        """Algorithmic latency in ms (excluding the host's block buffering)."""
+        """The model's delay in ms (``latency_samples``; excluding any input buffering)."""
         return 1000.0 * self.latency_samples / self.sample_rate
 
     @property
     def total_latency_ms(self) -> float:
-        """Latency in ms including one hop of input buffering (the lowest possible in use)."""
-        return 1000.0 * (self.latency_samples + self.hop_samples) / self.sample_rate
+        """Algorithmic latency in ms: the delay plus ``buffer_samples`` of input buffering (the
+        lowest any streaming use can have, before the host's own blocks)."""
+        return 1000.0 * (self.latency_samples + self.buffer_samples) / self.sample_rate
 
 
 def _weights_path(name: str) -> Path:
@@ -165,6 +171,7 @@ def model_card(name: str) -> ModelCard:
         channels=cfg.channels,
         hop_samples=cfg.hop_samples,
         latency_samples=cfg.latency_samples,
+        buffer_samples=cfg.hop_samples,
         params=params,
         macs_per_second=int(round(macs_per_hop(cfg) * cfg.sample_rate / cfg.hop_samples)),
         architecture=meta["architecture"],
