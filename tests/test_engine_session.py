@@ -268,3 +268,68 @@ def test_a_call_too_late_for_the_next_callback_is_recorded_with_negative_spare()
     session = _one_slow_call(64, queue_blocks=1, callbacks=16)
     late = [c for c in session.slow_calls if c[5] < 0]
     assert session.deadline_misses >= 1 and any(c[1] >= 0.03 for c in late)
+
+
+def test_denormal_input_is_zeroed_and_never_reaches_the_output() -> None:
+    """A host feeding 1e-40 (denormal) and 1e-31 (tiny): the worker zeroes them before separating
+    and the callback's fallback mix flushes them; no denormal, NaN or Inf comes out. A session
+    told to keep denormals passes them through (what the test would see without the change)."""
+    from stemstream.realtime.engine.denormals import TINY
+
+    smallest_normal = np.finfo(np.float32).tiny
+    x = np.full((2, 40 * 64), 1e-40, np.float32)
+    x[:, ::5] = -1e-31
+    x[:, 3::11] = -3e-39
+
+    def denormal(out: np.ndarray) -> int:
+        return int(np.count_nonzero((out != 0) & (np.abs(out) < smallest_normal)))
+
+    kept = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64, flush_denormals=False)
+    assert denormal(_run(kept, x)) > 0 and kept.tiny_samples == 0
+    for pump in (lambda k: True, lambda k: k % 7 != 3):  # on time; and with misses (fallback mix)
+        session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64)
+        out = _run(session, x, pump_unless=pump)
+        assert np.isfinite(out).all() and denormal(out) == 0
+        assert np.abs(out).max() < TINY
+        assert session.tiny_samples > 0.9 * x.size  # every sample the worker read was tiny
+
+
+def test_worker_flushes_denormals_and_the_callback_restores_the_callers_mode() -> None:
+    """The worker thread computes with flush-to-zero (numpy multiplies 1e-40 to 0 there); the
+    callback kernel flushes while it runs and gives the calling thread its own mode back."""
+    import threading
+
+    from stemstream.realtime.engine.denormals import SUPPORTED, denormals_flushed, flush_denormals
+
+    if not SUPPORTED:
+        pytest.skip("the flush mode is set on x86-64 only")
+    session = RealtimeSession(StreamingSeparator(SlowHopModel(hop=64), SR, 2), 64)
+    assert session.worker_denormals == "not started"
+    with session:
+        deadline = time.monotonic() + 5.0
+        while session.worker_denormals == "not started" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert session.worker_denormals == "flush-to-zero"
+        mode = denormals_flushed()
+        session.callback(np.zeros((64, 2), np.float32), np.zeros((4, 2, 64), np.float32))
+        assert denormals_flushed() == mode  # the host thread's mode, unchanged
+    seen: dict[str, float] = {}
+
+    def product(key: str, flush: bool) -> None:
+        flush_denormals(flush)
+        seen[key] = float((np.full(4, 1e-40, np.float32) * np.float32(1.0))[0])
+
+    for key, flush in (("on", True), ("off", False)):
+        thread = threading.Thread(target=product, args=(key, flush))
+        thread.start()
+        thread.join()
+    assert seen == {"on": 0.0, "off": pytest.approx(1e-40, rel=1e-2)}
+
+
+def test_onnx_runtime_sessions_flush_denormals() -> None:
+    """ONNX Runtime's own threads flush denormals (its session.set_denormal_as_zero option)."""
+    from stemstream.realtime.backends.onnx_backend import DENORMAL_AS_ZERO_KEY, OnnxRuntimeOptions, session_options
+
+    assert session_options(OnnxRuntimeOptions()).get_session_config_entry(DENORMAL_AS_ZERO_KEY) == "1"
+    with pytest.raises(RuntimeError):  # onnxruntime: no such entry, the default (denormals kept)
+        session_options(OnnxRuntimeOptions(flush_denormals=False)).get_session_config_entry(DENORMAL_AS_ZERO_KEY)

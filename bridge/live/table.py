@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from stemstream.bridge.live.kernels import FADING, PHASE, crossfade_kernel, delay_kernel, mix_kernel
+from stemstream.realtime.engine.denormals import restore_flush, scoped_flush
 from stemstream.realtime.engine.native import run_slot, void_pointer
 from stemstream.realtime.engine.slot import SLOT_SIZE
 from stemstream.realtime.errors import StemstreamError
@@ -84,7 +85,10 @@ def i64_entry(table: np.ndarray, entry: int, n: int) -> np.ndarray:
 def live_piece(table: np.ndarray, n: int) -> None:
     """One piece of ``n <= table[BLOCK]`` samples: the input is in ``SCRATCH_IN[:n]`` and
     ``SCRATCH_T[:, :n]`` (filled by the host front-end); the stems land in
-    ``STEM_OUT[:, :, :n]`` and the mix in ``MIX_OUT[:, :n]``."""
+    ``STEM_OUT[:, :, :n]`` and the mix in ``MIX_OUT[:, :n]``. Denormals are flushed to zero while
+    it runs (the host thread's mode is restored at the end: ``stemstream.realtime.engine.denormals``),
+    so a decaying gain ramp or a host's 1e-40 input never reaches slow arithmetic on the audio thread."""
+    fp_mode = scoped_flush()
     m, n_stems, channels = table[BLOCK], table[STEMS], table[CHANNELS]
     x = f32_entry(table, SCRATCH_IN, (m, channels))[:n]
     planar = f32_entry(table, SCRATCH_T, (channels, m))[:, :n]
@@ -107,6 +111,7 @@ def live_piece(table: np.ndarray, n: int) -> None:
                f64_entry(table, BYPASS, 1), f64_entry(table, CURRENT, n_stems + 1),
                f64_entry(table, TARGET, n_stems + 1), f64_entry(table, POWERS, table[N_POWERS]),
                f32_entry(table, RMS, (n_stems,)), f32_entry(table, PEAK, (n_stems,)))
+    restore_flush(fp_mode)
 
 
 def native_supported(processor: Any) -> str:

@@ -79,6 +79,9 @@ class OnnxRuntimeOptions:
             convolutions rewritten as MatMuls (``stemstream.realtime.backends.onnx_conv_rewrite``; in
             memory, needs the ``onnx`` package, skipped without it): same results up to float32
             rounding, and multi-hop calls cost little more than one hop.
+        flush_denormals: ONNX Runtime's ``session.set_denormal_as_zero``: its intra-op threads
+            (and the thread that builds the process' first session) flush denormals to zero
+            (``stemstream.realtime.engine.denormals``); the thread that calls ``run`` keeps its own mode.
     """
 
     providers: tuple[str, ...] = ("cpu",)
@@ -88,6 +91,7 @@ class OnnxRuntimeOptions:
     engine_cache_dir: str | None = None
     trt_fp16: bool = False
     conv_as_matmul: bool = True
+    flush_denormals: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.providers, str) or not self.providers:
@@ -116,6 +120,30 @@ def available_providers() -> tuple[str, ...]:
     """Short names of the execution providers this onnxruntime build offers."""
     have = set(_ort().get_available_providers())
     return tuple(short for short, full in PROVIDERS.items() if full in have)
+
+
+#: ONNX Runtime's session config key that makes its threads flush denormals to zero.
+DENORMAL_AS_ZERO_KEY = "session.set_denormal_as_zero"
+
+
+def session_options(options: OnnxRuntimeOptions) -> Any:
+    """The ``onnxruntime.SessionOptions`` for ``options`` (threads, sequential execution,
+    optimisation level, quiet logging, denormals flushed where asked)."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = options.inter_op_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[options.graph_optimization]
+    so.log_severity_level = 3
+    if options.flush_denormals:
+        so.add_session_config_entry(DENORMAL_AS_ZERO_KEY, "1")
+    return so
 
 
 def _provider_list(options: OnnxRuntimeOptions) -> list[tuple[str, dict[str, str]]]:
@@ -210,17 +238,7 @@ class OnnxHopModel:
         if not self.path.is_file():
             raise bad_value("path", str(path), "an existing .onnx file")
         self.options = options or OnnxRuntimeOptions()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.options.intra_op_threads
-        so.inter_op_num_threads = self.options.inter_op_threads
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = {
-            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.options.graph_optimization]
-        so.log_severity_level = 3
+        so = session_options(self.options)
         providers = _provider_list(self.options)
         #: Convolutions rewritten as MatMuls at load (0: the graph runs as exported).
         self.rewritten_convs = 0
@@ -389,4 +407,5 @@ __all__ = [
     "default_cache_dir",
     "open_onnx",
     "open_onnx_file",
+    "session_options",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from stemstream.realtime.engine.denormals import restore_flush, scoped_flush
 from stemstream.realtime.engine.ringbuffer import copy_in
 from stemstream.realtime.engine.wakeup import signal_eventfd
 
@@ -31,6 +32,7 @@ def _callback_kernel(
     fade: int,
     wake_fd: int,
 ) -> None:
+    fp_mode = scoped_flush()
     frames = indata.shape[0]
     pos = idx[_FRAMES]
     idx[_NONFINITE] += copy_in(indata, in_ring, pos)
@@ -83,5 +85,6 @@ def _callback_kernel(
                 else:
                     out[s, c, t] = w * out_ring[s, c, oslot] + (1.0 - w) * mix_gain[s] * mix
     idx[_BLOCKS] += 1
+    restore_flush(fp_mode)
     if wake_fd >= 0:  # wake the worker: one write(2), no Python object, the GIL stays held
         signal_eventfd(wake_fd, idx[_WAKE:].ctypes.data)

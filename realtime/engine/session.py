@@ -40,6 +40,11 @@ training, that cut the ``live`` model's p99 compute per 256-sample block from 5.
 and deadline misses from 89 to 3 in 2000 callbacks. Otherwise it keeps the default
 scheduling (``worker_scheduling`` says which). A worker that overruns (cannot keep up)
 returns to the default scheduling, so a too-slow model never monopolises a core.
+
+Denormals (``stemstream.realtime.engine.denormals``): with ``flush_denormals`` (the default) the
+worker thread computes with flush-to-zero and denormals-are-zero on, and zeroes input samples
+below 1e-30 in magnitude (-600 dBFS: exact for audio) before separating them, so a host feeding
+1e-40, or a tail decaying into denormals, costs what silence costs.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ from stemstream.realtime.engine import slot as slots
 from stemstream.realtime.engine.callback_kernel import (
     _BLOCKS, _FRAMES, _MISSES, _MODE, _NONFINITE, _OUT_END, _OUT_START, _WAKE, _callback_kernel,
 )
+from stemstream.realtime.engine.denormals import flush_denormals as set_denormal_flush
+from stemstream.realtime.engine.denormals import zero_tiny
 from stemstream.realtime.engine.ringbuffer import SampleRing
 from stemstream.realtime.engine.thread_clock import ThreadClock
 from stemstream.realtime.engine.wakeup import Wakeup
@@ -120,6 +127,8 @@ class RealtimeSession:
             (no ``eventfd``; default: an eighth of a block period, within 0.2..2 ms).
         worker_priority: ``SCHED_FIFO`` priority of the worker thread (1..99) where the
             system allows it; None: default scheduling (module docstring).
+        flush_denormals: flush denormals on the worker thread and zero tiny input samples
+            (module docstring); False only to measure what that saves.
 
     Attributes:
         latency_samples: input-to-output delay of every stem sample, host samples.
@@ -141,6 +150,9 @@ class RealtimeSession:
             than a block: the worker started late) - why a block was late.
         worker_scheduling: how the worker thread is scheduled (``"fifo:1"``, ``"default"``
             with the reason a request was refused; ``"not started"`` before :meth:`start`).
+        worker_denormals: the worker's denormal mode (``"flush-to-zero"``, ``"off"``,
+            ``"unsupported on ..."``; ``"not started"`` before :meth:`start`).
+        tiny_samples: input samples with ``0 < |x| < 1e-30`` zeroed before separation.
     """
 
     def __init__(
@@ -153,6 +165,7 @@ class RealtimeSession:
         warmup_blocks: int = 4,
         poll_s: float | None = None,
         worker_priority: int | None = 1,
+        flush_denormals: bool = True,
     ) -> None:
         if not isinstance(block_size, int) or not 1 <= block_size <= 65536:
             raise bad_value("block_size", block_size, "an integer in [1, 65536] frames")
@@ -173,6 +186,9 @@ class RealtimeSession:
         self.warmup_blocks = warmup_blocks
         self.worker_priority = worker_priority
         self.worker_scheduling = "not started"
+        self.flush_denormals = bool(flush_denormals)
+        self.worker_denormals = "not started"
+        self.tiny_samples = 0
         self.stems = stems
         self.channels = int(separator.channels)
         sample_rate = int(getattr(separator, "host_sample_rate", 44100))
@@ -323,6 +339,7 @@ class RealtimeSession:
             self.worker_error = exc
 
     def _work(self) -> None:
+        self.worker_denormals = set_denormal_flush(self.flush_denormals)
         realtime = self.worker_priority is not None
         if realtime:
             self.worker_scheduling = set_thread_realtime(self.worker_priority)
@@ -370,6 +387,8 @@ class RealtimeSession:
             return False
         n = min(written - self._read, max(self.block_size, 8192))
         block = self._in_ring.read(self._read, n)
+        if self.flush_denormals:
+            self.tiny_samples += zero_tiny(block)
         self._read += n
         clock = self._clock
         before = clock.mark() if clock is not None else None
