@@ -87,7 +87,7 @@ def test_models_and_separate_commands(weights_dir: Path, tmp_path: Path, capsys:
     assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(out), "--model", "diffusion-1step", "--quiet"]) == 0
     assert "a segment model also buffers up to" in capsys.readouterr().out
     for stem in ("bass", "drums", "guitar", "piano"):
-        audio, rate = sf.read(out / f"{stem}.wav")
+        audio, rate = sf.read(out / "mix" / f"{stem}.wav")
         assert rate == 44100 and audio.shape == (22050, 2) and np.isfinite(audio).all()
 
 

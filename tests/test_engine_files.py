@@ -94,11 +94,11 @@ def test_separate_command(tmp_path: Path, tiny_live_weights: Path, capsys, rate:
     report = capsys.readouterr().out
     assert "latency:" in report and "real-time factor:" in report
     stems = []
-    for name in STEMS:
-        y, r = read_audio(out / f"{name}.wav")
+    for name in STEMS:  # OUT/<song>/<stem>.wav, as for a crate
+        y, r = read_audio(out / "song" / f"{name}.wav")
         assert r == rate and y.shape == x.shape
         stems.append(y)
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.wav" for s in STEMS)
+    assert sorted(p.name for p in (out / "song").iterdir()) == sorted(f"{s}.wav" for s in STEMS)
     if rate == 44100:  # mixture consistency: the stems add up to the (latency-trimmed) input
         np.testing.assert_allclose(np.sum(stems, axis=0), x, atol=1e-4)
 

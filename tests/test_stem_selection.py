@@ -69,8 +69,8 @@ def test_separate_writes_the_chosen_stems(tmp_path: Path, dj_weights: Path, spec
     out = tmp_path / "out"
     assert main(["separate", str(tmp_path / "in.wav"), "-o", str(out), "--model", str(dj_weights),
                  "--stems", spec, "--quiet"]) == 0
-    assert sorted(p.stem for p in out.glob("*.wav")) == sorted(names)
-    stems = {n: sf.read(out / f"{n}.wav", dtype="float32")[0] for n in names}
+    assert sorted(p.stem for p in (out / "in").glob("*.wav")) == sorted(names)
+    stems = {n: sf.read(out / "in" / f"{n}.wav", dtype="float32")[0] for n in names}
     if spec in ("vocals", "dj"):  # a whole set sums to the input
         np.testing.assert_allclose(sum(stems.values()), song, atol=2e-5)
 

@@ -8,13 +8,20 @@ from stemstream.realtime.errors import StemstreamError, bad_value
 from stemstream.realtime.stems import GROUP_STEMS, parse_stems
 
 HELP = ("what to output (default: the model's stems; dj-live's are vocals, drums, bass, other): dj (vocals, "
-        "drums, bass, other), vocals (vocals + instrumental), instruments (bass, drums, guitar, piano) or "
-        "stem names, e.g. 'vocals' or 'drums,bass'; the stems of a whole set sum to the input")
+        "drums, bass, other), vocals (vocals + instrumental), acapella (the vocals alone), instruments (bass, "
+        "drums, guitar, piano) or stem names, e.g. 'drums', 'instrumental' or 'drums,bass'; only these are "
+        "written; the stems of a whole set sum to the input")
+
+#: Selections that are one stem under another name: ``vocals`` names the pair (vocals and
+#: instrumental), so the vocals alone are ``acapella`` (or ``vocals,``).
+ALIASES: dict[str, tuple[str, ...]] = {"acapella": ("vocals",), "a-cappella": ("vocals",)}
 
 
 def asked_stems(spec: str | None) -> tuple[str, ...] | None:
     """The stems a ``--stems`` value asks for (None: the model's own)."""
-    return parse_stems(spec) if spec is not None else None
+    if spec is None:
+        return None
+    return ALIASES.get(spec.strip().lower()) or parse_stems(spec)
 
 
 def with_stems(model: Any, spec: str | None) -> Any:
