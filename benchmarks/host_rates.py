@@ -110,7 +110,7 @@ def measure(args: argparse.Namespace, rates: list[int]) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def _markdown(r: dict[str, Any]) -> str:
+def format_markdown(r: dict[str, Any]) -> str:
     stems = list(r["rows"][0]["si_sdri"]) if r["rows"] else []
     lines = [f"# Host rates: {r['model']} on {r['dataset']} (SI-SDRi dB; latency at {r['block']}-sample blocks)", "",
              "| host rate | latency ms | algorithmic ms | of which resamplers ms | vs model rate ms | "
@@ -145,5 +145,5 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tracks is not None and args.max_tracks < 1:
         raise bad_value("--max-tracks", args.max_tracks, "an integer >= 1")
     result = measure(args, rates)
-    print(wrote(write_report(args.out, "hostrates", result, _markdown(result))))
+    print(wrote(write_report(args.out, "hostrates", result, format_markdown(result))))
     return 0

@@ -179,12 +179,12 @@ def measure(
     }
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def format_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Latency benchmark: {report['model']}",
         "",
-        f"{report['machine']}; {report['callbacks']} paced callbacks per row, worker queue {report['queue_blocks']} (column `queue`, blocks), "
-        f"host rates {', '.join(str(r) for r in report['sample_rates'])} Hz, torch threads {report['threads']}; 1-min load average "
+        f"{report.get('date', 'date not recorded')}, {report['machine']}; {report['callbacks']} paced callbacks per row, worker queue {report['queue_blocks']} (column `queue`, blocks), "
+        f"host rates {', '.join(str(r) for r in report.get('sample_rates', [SAMPLE_RATE]))} Hz, torch threads {report['threads']}; 1-min load average "
         f"{report['load_average']['before'][0]:.1f} before, {report['load_average']['after'][0]:.1f} after.",
         "",
         "| backend | rate Hz | block | queue | block ms | model ms | algorithmic ms | session ms | compute p50 / p99 / max ms | RTF "
@@ -214,15 +214,15 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    series = sorted({(r["backend"], r["sample_rate"]) for r in report["results"]})
+    series = sorted({(r["backend"], r.get("sample_rate", SAMPLE_RATE)) for r in report["results"]})
     for b, rate in series:
-        rows = [r for r in report["results"] if (r["backend"], r["sample_rate"]) == (b, rate)]
+        rows = [r for r in report["results"] if (r["backend"], r.get("sample_rate", SAMPLE_RATE)) == (b, rate)]
         blocks = [r["block_size"] for r in rows]
-        tag = b if len(report["sample_rates"]) == 1 else f"{b} {rate / 1000:g} kHz"
+        tag = b if len(series) == len({s[0] for s in series}) else f"{b} {rate / 1000:g} kHz"
         ax1.plot(blocks, [r["compute_ms"]["p99"] for r in rows], "o-", label=f"{tag} p99")
         ax1.plot(blocks, [r["compute_ms"]["p50"] for r in rows], "x--", label=f"{tag} p50")
         ax2.plot(blocks, [r["session_latency_ms"] for r in rows], "o-", label=f"{tag} session")
-    rows = [r for r in report["results"] if (r["backend"], r["sample_rate"]) == series[0]] if series else []
+    rows = [r for r in report["results"] if (r["backend"], r.get("sample_rate", SAMPLE_RATE)) == series[0]] if series else []
     if rows:
         blocks = [r["block_size"] for r in rows]
         ax1.plot(blocks, [r["block_ms"] for r in rows], "k-", lw=1, label="block period")
@@ -304,11 +304,12 @@ def run(args: argparse.Namespace) -> int:
                    f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
                    f"torch {torch.__version__}",
         "load_average": {"before": load_before, "after": os.getloadavg()},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "skipped": skipped,
         "results": results,
     }
     from stemstream.benchmarks.report import write_report, wrote
 
-    paths = write_report(args.out, "latency", report, _markdown(report), (lambda p: _plot(report, p)) if results else None)
+    paths = write_report(args.out, "latency", report, format_markdown(report), (lambda p: _plot(report, p)) if results else None)
     print(wrote(paths))
     return 0

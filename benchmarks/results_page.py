@@ -27,6 +27,10 @@ from pathlib import Path
 BLOCKS: dict[str, tuple[str, str]] = {
     "peers": ("stemstream.benchmarks.peers", "peers/peers.json"),
     "mixstats": ("stemstream.benchmarks.mix_stats", "mixstats/mixstats.json"),
+    "latency": ("stemstream.benchmarks.latency", "latency/latency.json"),
+    "hostrates": ("stemstream.benchmarks.host_rates", "hostrates/hostrates.json"),
+    "tradeoff": ("stemstream.benchmarks.tradeoff", "tradeoff/tradeoff.json"),
+    "backends": ("stemstream.benchmarks.backends", "backends/backends.json"),
 }
 
 

@@ -87,10 +87,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         oracle = _score(reference_separator("oracle-mask", STEMS, windows="live"), args)
     return {"dataset": args.dataset, "backend": args.backend, "rows": rows, "oracle_live_windows": oracle,
-            "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}"}
+            "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def _markdown(r: dict[str, Any]) -> str:
+def format_markdown(r: dict[str, Any]) -> str:
     stems = list(r["rows"][0]["si_sdri"]) if r["rows"] else []
     head = "| model | latency (model / with buffering) | params | MACs/s | " + " | ".join(stems) + " | mean |"
     lines = [f"# Latency / quality trade-off on {r['dataset']} (SI-SDRi, dB)", "", head,
@@ -104,7 +105,7 @@ def _markdown(r: dict[str, Any]) -> str:
         o = r["oracle_live_windows"]
         cells = " | ".join(f"{o['si_sdri'][s]:.2f}" for s in stems)
         lines.append(f"| oracle mask, live windows | - | - | - | {cells} | {o['mean']:.2f} |")
-    lines += ["", f"backend {r['backend']}; machine: {r['machine']}"]
+    lines += ["", f"backend {r['backend']}; machine: {r['machine']}; {r.get('date', 'date not recorded')}"]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     result = measure(args)
     from stemstream.benchmarks.report import write_report, wrote
 
-    text = _markdown(result)
+    text = format_markdown(result)
     plot = (lambda p: _plot(result, p)) if result["rows"] else None
     paths = write_report(args.out, "tradeoff", result, text, plot)
     print(text)
