@@ -23,11 +23,13 @@ from typing import Any
 
 from stemstream.bridge.live.controls import MAX_GAIN, MIN_GAIN_DB
 from stemstream.bridge.live.processor import LiveConfig
-from stemstream.bridge.osc.routes import PREFIX, OscRoutes
+from stemstream.bridge.osc.routes import ERROR_ADDRESS, PREFIX, REFUSALS, OscRoutes
 from stemstream.bridge.osc.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_TELEMETRY_HZ,
+    ERROR_REPLIES_PER_S,
+    LEASE_S,
     MAX_SUBSCRIBERS,
     telemetry_messages,
 )
@@ -62,6 +64,20 @@ TELEMETRY: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 _OSC_TYPE = {int: "i", float: "f", str: "s"}
+
+#: What each refusal reason (``stemstream.bridge.osc.routes.REFUSALS``) means, for the errors table.
+REASONS: dict[str, str] = {
+    "malformed": "the datagram is not an OSC 1.0 packet (the address is then empty)",
+    "unknown_address": "no such address (an unknown stem, e.g. `/stemstream/stem/vocals/gain` for the "
+    "instrument models, is an unknown address)",
+    "wrong_type": "wrong number or types of arguments",
+    "out_of_range": "a value outside its range (a gain of 9, a flag of 3, a privileged port)",
+    "unknown_model": "`/stemstream/model`: no such model here, or one that cannot give this session's stems",
+    "no_effects": "effect chains or parameters asked of a session started without `--effects`",
+    "busy": "`/stemstream/model` while the previous switch is still loading or fading",
+    "subscribers_full": f"`/stemstream/subscribe` while all {MAX_SUBSCRIBERS} subscriber slots are leased",
+    "handler_errors": "a fault of stemstream's while applying a valid message (please report it)",
+}
 
 
 class _Placeholder:
@@ -183,8 +199,11 @@ def _notes_section(addresses: set[str], ramp_ms: float, fade_ms: float, warmup_m
         f"{PREFIX}/get/latency": "engine latency (model, queue, fades, effects); host buffers are not "
         "included.",
         f"{PREFIX}/get/stats": "deadline misses, xruns, callback CPU load (fraction of the block time), "
-        "OSC messages rejected.",
-        f"{PREFIX}/subscribe": f"telemetry always goes to the sender's own host; at most {MAX_SUBSCRIBERS} "
+        "OSC messages and datagrams refused, then each refusal reason with its count, in the order of "
+        "[the table below](#errors), e.g. `..., \"malformed\", 0, \"unknown_address\", 2, ...`.",
+        f"{PREFIX}/subscribe": f"a lease of {LEASE_S:g} s: send it again (same port) before the lease ends to "
+        f"renew it, e.g. every {LEASE_S / 3:g} s; a controller that stops renewing stops receiving telemetry "
+        f"and frees its slot. Telemetry always goes to the sender's own host; at most {MAX_SUBSCRIBERS} "
         "subscribers.",
     }
     _check_named(addresses, list(notes))
@@ -203,8 +222,9 @@ def _telemetry_section() -> list[str]:
     lines = [
         f"## Telemetry (to subscribers, one OSC bundle per frame, {DEFAULT_TELEMETRY_HZ:g} Hz)",
         "",
-        f"Send `{PREFIX}/subscribe` (with a port, or none for the sender's own port) to receive it;",
-        f"`{PREFIX}/unsubscribe` with the same port stops it.",
+        f"Send `{PREFIX}/subscribe` (with a port, or none for the sender's own port) to receive it for",
+        f"{LEASE_S:g} s (the reply, on `{PREFIX}/subscribe`, says the port and the lease in seconds); send it",
+        f"again within the lease to renew it. `{PREFIX}/unsubscribe` with the same port stops it at once.",
         "",
         "| address | arguments | meaning |",
         "| --- | --- | --- |",
@@ -236,11 +256,34 @@ def _footer(addresses: set[str]) -> list[str]:
         "## Bad input",
         "",
         "Every datagram is decoded, type-checked and range-checked on the OSC thread before anything",
-        "changes. Malformed datagrams, unknown addresses, wrong types and out-of-range values are refused",
-        f"and counted (`{PREFIX}/get/stats`, the session summary); the server never stops for bad input.",
-        "How accepted values reach the audio callback: [live.md](live.md#safety).",
+        "changes. Malformed datagrams, unknown addresses, wrong types and out-of-range values are refused,",
+        f"answered and counted by reason (`{PREFIX}/get/stats`, the session summary); nothing is logged per",
+        "datagram, and the server never stops for bad input. How accepted values reach the audio callback:",
+        "[live.md](live.md#safety).",
         "",
     ]
+
+
+def _errors_section() -> list[str]:
+    if tuple(REASONS) != REFUSALS:
+        raise StemstreamError(f"refusal reasons {list(REFUSALS)!r} differ from those described in "
+                              f"stemstream.benchmarks.osc_reference.REASONS {list(REASONS)!r}")
+    lines = [
+        "## Errors",
+        "",
+        f"Every refused message is answered, to the sender's address and port, on `{ERROR_ADDRESS}` with",
+        "three strings: the address refused (empty for a malformed datagram), the reason (below) and a",
+        f"one-line message naming the value and what was expected, e.g. `{ERROR_ADDRESS}",
+        f"\"{PREFIX}/stem/drums/gain\" \"out_of_range\" \"gain=9.0: expected a finite number in [0, 4.0]\"`.",
+        f"At most {ERROR_REPLIES_PER_S:g} error replies go out a second; refusals beyond that are counted but",
+        "not answered. `/stemstream/get/stats` counts every refusal by reason.",
+        "",
+        "| reason | refused because |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `{reason}` | {text} |" for reason, text in REASONS.items()]
+    lines.append("")
+    return lines
 
 
 def render_markdown() -> str:
@@ -251,7 +294,7 @@ def render_markdown() -> str:
     rows = _rows()
     addresses = {address for address, _, _ in rows}
     lines = (_header(ramp_ms) + _routes_section(rows) + _notes_section(addresses, ramp_ms, fade_ms, warmup_ms)
-             + _telemetry_section() + _footer(addresses))
+             + _telemetry_section() + _errors_section() + _footer(addresses))
     return "\n".join(lines)
 
 

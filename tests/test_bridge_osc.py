@@ -10,6 +10,7 @@ import pytest
 
 from stemstream.bridge.live.processor import LiveConfig, LiveProcessor
 from stemstream.bridge.osc.codec import decode, encode_message
+from stemstream.bridge.osc.routes import REFUSALS
 from stemstream.bridge.osc.server import OscServer
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.stems import STEMS
@@ -24,10 +25,11 @@ def _validate(name: str) -> None:
 
 
 @pytest.fixture()
-def rig():
+def rig(request):
     cfg = LiveConfig(model="tiny", sample_rate=44100, block_size=BLOCK, routing="both")
     proc = LiveProcessor(cfg, stand_in_factory(BLOCK, started=False), STEMS, validate_model=_validate)
-    server = OscServer(proc, port=0, meters=proc.read_meters, telemetry_hz=30.0)
+    lease_s = getattr(request, "param", 60.0)
+    server = OscServer(proc, port=0, meters=proc.read_meters, telemetry_hz=30.0, lease_s=lease_s)
     proc.osc_counters = server.counters
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
@@ -73,40 +75,80 @@ def test_valid_controls_change_state(rig):
     assert server.counters.rejected == 0
 
 
-def test_rejections_are_counted_and_never_reach_the_controls(rig):
+def _replies(client, count: int) -> list[tuple[str, tuple]]:
+    """The next ``count`` messages the server sent ``client``."""
+    return [decode(client.recvfrom(65536)[0])[0] for _ in range(count)]
+
+
+BAD = [  # (address, args, reason)
+    ("/stemstream/stem/drums/gain", ("loud",), "wrong_type"),
+    ("/stemstream/stem/drums/mute", (0.5,), "wrong_type"),  # float for a flag
+    ("/stemstream/stem/drums/gain", (), "wrong_type"),  # missing argument
+    ("/stemstream/stem/drums/gain", (9.0,), "out_of_range"),
+    ("/stemstream/stem/drums/gain", (float("inf"),), "wrong_type"),  # not finite
+    ("/stemstream/stem/drums/mute", (3,), "out_of_range"),
+    ("/stemstream/stem/vocals/gain", (1.0,), "unknown_address"),  # unknown stem
+    ("/nothing/here", (1,), "unknown_address"),
+    ("/stemstream/model", ("no-such-model",), "unknown_model"),
+    ("/stemstream/subscribe", (80,), "out_of_range"),  # privileged port
+    ("/stemstream/stem/drums/fx", ("[]",), "no_effects"),  # a session started without --effects
+    ("/stemstream/stem/drums/fx/0/cutoff_frequency_hz", (400.0,), "no_effects"),
+    ("/stemstream/stem/vocals/fx/0/cutoff_frequency_hz", (400.0,), "unknown_address"),
+]
+GARBAGE = [b"\x00\x01\x02", b"", b"/stemstream/bypass\x00\x00,i\x00\x00", b"#bundle\x00" + b"\xff" * 12,
+           bytes(np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8)),
+           b"/stemstream/bypass\x00\x00,x\x00\x00",  # an unknown type tag (python-osc logged and skipped it)
+           b"#bundle\x00" + bytes(8) + b"\x00\x00\x00\x04" + b"abc\x00"]  # an element neither message nor bundle
+
+
+def test_every_refusal_is_answered_with_its_reason_and_counted(rig, caplog):
+    """Each refused message gets an /stemstream/error reply (its address, the reason, a message
+    naming the value) on the sender's socket, and get/stats counts refusals by reason; malformed
+    datagrams too (address ""), and nothing is logged for them. Nothing refused reaches the controls."""
     proc, server, client = rig
     ctl = proc.controls
     before = (ctl.gain.copy(), ctl.mute.copy(), ctl.bypass.copy())
-    bad = [
-        ("/stemstream/stem/drums/gain", ("loud",)),  # wrong type
-        ("/stemstream/stem/drums/mute", (0.5,)),  # float for a flag
-        ("/stemstream/stem/drums/gain", ()),  # missing argument
-        ("/stemstream/stem/drums/gain", (9.0,)),  # out of range
-        ("/stemstream/stem/drums/gain", (float("inf"),)),  # not finite
-        ("/stemstream/stem/drums/mute", (3,)),  # out of range flag
-        ("/stemstream/stem/vocals/gain", (1.0,)),  # unknown stem = unknown address
-        ("/nothing/here", (1,)),
-        ("/stemstream/model", ("no-such-model",)),
-        ("/stemstream/subscribe", (80,)),  # privileged port
-    ]
-    for address, args in bad:
-        _send(client, server, address, *args)
-    garbage = [b"\x00\x01\x02", b"", b"/stemstream/bypass\x00\x00,i\x00\x00", b"#bundle\x00" + b"\xff" * 12,
-               bytes(np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8))]
-    for raw in garbage:
-        _send(client, server, "", raw=raw)
+    with caplog.at_level("DEBUG"):
+        for address, args, _ in BAD:
+            _send(client, server, address, *args)
+        errors = _replies(client, len(BAD))
+        for raw in GARBAGE:
+            _send(client, server, "", raw=raw)
+        errors += _replies(client, len(GARBAGE))
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert [e[0] for e in errors] == ["/stemstream/error"] * len(errors)
+    got = [(args[0], args[1]) for _, args in errors]
+    assert got == [(a, reason) for a, _, reason in BAD] + [("", "malformed")] * len(GARBAGE)
+    assert "no-such-model" in errors[8][1][2] and "--effects" in errors[10][1][2] and "9.0" in errors[3][1][2]
     c = server.counters
-    assert _wait(lambda: c.rejected == len(bad) + len(garbage)), vars(c)
-    assert c.wrong_type == 4 and c.out_of_range == 4 and c.unknown_address == 2 and c.malformed == 5
-    assert c.accepted == 0
+    assert c.rejected == len(BAD) + len(GARBAGE) and c.accepted == 0 and c.unanswered == 0
+    expected = {reason: 0 for reason in c.by_reason()}
+    for _, _, reason in BAD:
+        expected[reason] += 1
+    expected["malformed"] = len(GARBAGE)
+    assert c.by_reason() == expected
     np.testing.assert_array_equal(ctl.gain, before[0])
     np.testing.assert_array_equal(ctl.mute, before[1])
     np.testing.assert_array_equal(ctl.bypass, before[2])
-    # still alive and answering
-    _send(client, server, "/stemstream/get/model")
-    address, args = decode(client.recvfrom(65536)[0])[0]
-    assert address == "/stemstream/get/model" and args == ("tiny",)
+    # still alive and answering; the stats reply names each reason with its count
+    _send(client, server, "/stemstream/get/stats")
+    address, args = _replies(client, 1)[0]
+    assert address == "/stemstream/get/stats" and args[3] == c.rejected
+    assert dict(zip(args[4::2], args[5::2])) == expected
     assert proc.stats()["osc_rejected"] == c.rejected
+
+
+def test_error_replies_are_rate_limited_but_every_refusal_is_counted():
+    cfg = LiveConfig(model="tiny", sample_rate=44100, block_size=BLOCK, routing="both")
+    proc = LiveProcessor(cfg, stand_in_factory(BLOCK, started=False), STEMS, validate_model=_validate)
+    server = OscServer(proc, port=0, error_replies_per_s=5.0)
+    try:
+        replies = [server.handle_datagram(b"junk", ("127.0.0.1", 9)) for _ in range(50)]
+    finally:
+        server.stop()
+        proc.close()
+    assert sum(len(r) for r in replies) == 5 and server.counters.unanswered == 45
+    assert server.counters.malformed == 50
 
 
 def test_queries_reply_to_the_sender(rig):
@@ -120,7 +162,7 @@ def test_queries_reply_to_the_sender(rig):
     assert decode(client.recvfrom(65536)[0])[0][1] == STEMS
     _send(client, server, "/stemstream/get/stats")
     address, args = decode(client.recvfrom(65536)[0])[0]
-    assert address == "/stemstream/get/stats" and len(args) == 4
+    assert address == "/stemstream/get/stats" and len(args) == 4 + 2 * len(REFUSALS)
     _send(client, server, "/stemstream/get/fx", "drums")
     assert decode(client.recvfrom(65536)[0])[0][1] == ("drums", "[]")
 
@@ -138,6 +180,7 @@ def test_telemetry_subscription_at_steady_rate(rig):
         proc.process(block, None, mix)
         pump_sessions(proc)
     _send(client, server, "/stemstream/subscribe", port)
+    assert _replies(client, 1) == [("/stemstream/subscribe", (port, 60.0))]  # the lease, in seconds
     frames = []
     t0 = time.monotonic()
     while len(frames) < 10:
@@ -185,3 +228,42 @@ def test_bundles_apply_every_message(rig):
     _send(client, server, "", raw=dgram)
     assert _wait(lambda: server.counters.accepted == 2 and server.counters.unknown_address == 1)
     assert proc.controls.gain[0] == 0.5 and proc.controls.solo[3] == 1.0
+
+
+@pytest.mark.parametrize("rig", [0.5], indirect=True)
+def test_subscriptions_are_leases_that_end_unless_renewed(rig):
+    """Eight subscribers that never renew fill every slot, and a ninth is refused
+    (subscribers_full); once their leases end it gets in. A renewed lease keeps telemetry coming,
+    one left alone stops."""
+    from stemstream.bridge.osc.server import MAX_SUBSCRIBERS
+
+    proc, server, client = rig
+    dead = [50000 + k for k in range(MAX_SUBSCRIBERS)]  # nobody listens there
+    for port in dead:
+        _send(client, server, "/stemstream/subscribe", port)
+    assert [args[0] for _, args in _replies(client, MAX_SUBSCRIBERS)] == dead
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.3)
+    port = listener.getsockname()[1]
+    _send(client, server, "/stemstream/subscribe", port)
+    assert _replies(client, 1)[0][1][:2] == ("/stemstream/subscribe", "subscribers_full")
+    assert _wait(lambda: not server.subscribers, timeout=3.0)  # the dead ones' leases ended
+    _send(client, server, "/stemstream/subscribe", port)
+    assert _replies(client, 1) == [("/stemstream/subscribe", (port, 0.5))]
+    end = time.monotonic() + 1.5  # three lease lengths, renewed every 0.2 s: telemetry all along
+    last = time.monotonic()
+    while time.monotonic() < end:
+        listener.recvfrom(65536)
+        if time.monotonic() - last > 0.2:
+            _send(client, server, "/stemstream/subscribe", port)
+            last = time.monotonic()
+    assert server.subscribers == [("127.0.0.1", port)]
+    time.sleep(0.8)  # no renewal: the lease ends and telemetry stops
+    while True:
+        try:
+            listener.recvfrom(65536)  # drain what was in flight
+        except socket.timeout:
+            break
+    assert server.subscribers == [] and server.counters.subscribers_full == 1
+    listener.close()

@@ -46,6 +46,7 @@ def switched(write_tiny_live_weights, tmp_path_factory: pytest.TempPathFactory) 
             time.sleep(0.5)
             address = (run.osc.host, run.osc.port)
             client.sendto(encode_message("/stemstream/model", ("no-such-model",)), address)
+            refused = decode(client.recvfrom(4096)[0])[0]  # answered: the reason, to the sender
             client.sendto(encode_message("/stemstream/model", (second,)), address)
             deadline = time.monotonic() + 30.0
             while run.processor.switcher.switches == 0 and time.monotonic() < deadline:
@@ -60,12 +61,15 @@ def switched(write_tiny_live_weights, tmp_path_factory: pytest.TempPathFactory) 
             client.close()
             run.close()
             player.close()
-    return {"reply": reply, "summary": summary, "rms": rms, "second": second}
+    return {"reply": reply, "summary": summary, "rms": rms, "second": second, "refused": refused}
 
 
 def test_osc_model_switch_on_the_live_engine_path(switched) -> None:
     summary = switched["summary"]
     assert switched["reply"] == ("/stemstream/get/model", (switched["second"],))
+    address, (what, reason, message) = switched["refused"]
+    assert (address, what, reason) == ("/stemstream/error", "/stemstream/model", "unknown_model")
+    assert "no-such-model" in message
     assert summary["model_switches"] == 1 and summary["model_switch_errors"] == 0
     assert summary["osc_rejected"] == 1 and summary["callback_errors"] == 0  # the unknown model
     assert type(summary["deadline_misses"]) is int, summary  # zero on a quiet machine: the timing test

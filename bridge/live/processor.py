@@ -35,7 +35,7 @@ from stemstream.bridge.live.kernels import CALLBACKS, CPU_LOAD, CPU_LOAD_MAX, FR
 from stemstream.bridge.live.mixer import MixerConfig, StemMixer
 from stemstream.bridge.live.switcher import SessionFactory, SessionSwitcher
 from stemstream.bridge.live.table import LiveTable, live_piece
-from stemstream.realtime.errors import bad_value
+from stemstream.realtime.errors import ConfigError, bad_value
 
 #: Output routing modes.
 ROUTINGS: tuple[str, ...] = ("stems", "mix", "both")
@@ -47,6 +47,10 @@ AUTO_QUEUE_MS: float = 10.0
 
 #: GIL switch interval used while live audio runs, seconds (Python's default is 0.005).
 LIVE_SWITCH_INTERVAL_S: float = 0.0005
+
+
+class EffectsOff(ConfigError):
+    """Effects were asked of a session started without an effects rack (``--effects``)."""
 
 
 def tune_interpreter() -> None:
@@ -336,13 +340,13 @@ class LiveProcessor:
 
     def set_effects(self, stem: str, spec_json: str) -> None:
         if self.rack is None:
-            raise bad_value("effects", spec_json, "a session started with an effects rack (--effects)")
+            raise EffectsOff(f"effects={spec_json!r}: expected a session started with an effects rack (--effects)")
         self.rack.set_chain(stem, spec_json)
         self._latency_changed()
 
     def set_effect_param(self, stem: str, index: int, param: str, value: float) -> None:
         if self.rack is None:
-            raise bad_value("effects", param, "a session started with an effects rack (--effects)")
+            raise EffectsOff(f"effects={param!r}: expected a session started with an effects rack (--effects)")
         self.rack.set_param(stem, index, param, value)
 
     def effects_json(self, stem: str) -> str:

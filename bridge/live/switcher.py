@@ -20,9 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from stemstream.bridge.live.kernels import DONE, FADE_POS, FADE_SAMPLES, FADING, IDLE, PHASE, WARMUP_LEFT
-from stemstream.realtime.errors import StemstreamError, bad_value
+from stemstream.realtime.errors import ConfigError, StemstreamError, bad_value
 
 SessionFactory = Callable[[str], Any]
+
+
+class SwitchInProgress(ConfigError):
+    """A model switch was requested while another one is still loading, warming up or fading."""
 
 
 def close_session(session: Any) -> None:
@@ -99,7 +103,8 @@ class SessionSwitcher:
             self.validate(name)
         with self._lock:
             if self.switching:
-                raise bad_value("model", name, "no switch already in progress (wait for it to finish)")
+                raise SwitchInProgress(f"model={name!r}: expected no switch already in progress (wait for it "
+                                       "to finish)")
             if name == self.active_name:
                 return
             self._done.clear()

@@ -3,7 +3,9 @@
 Every route names its argument kinds; :meth:`OscRoutes.dispatch` checks count and types
 before any handler runs, handlers validate ranges (raising ``ConfigError``), and only then
 does a value reach :class:`~stemstream.bridge.live.controls.StemControls` (and from there the audio side).
-Every outcome is counted in :attr:`OscRoutes.counters`.
+Every outcome is counted in :attr:`OscRoutes.counters`; a refused message gives a :class:`Refusal`
+(its address, one of the :data:`REFUSALS` reasons and a one-line message) that the server sends
+back to the sender on :data:`ERROR_ADDRESS`.
 
 Argument kinds:
     ``float``: an OSC ``f``/``d``/``i``/``h`` (int is a valid number; ``T``/``F`` are not), finite.
@@ -24,10 +26,28 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from stemstream.bridge.live.controls import StemControls
+from stemstream.bridge.live.processor import EffectsOff
+from stemstream.bridge.live.switcher import SwitchInProgress
 from stemstream.realtime.errors import ConfigError, StemstreamError
 
 #: Prefix of every stemstream address.
 PREFIX = "/stemstream"
+
+#: Where refusals are answered: ``address s, reason s, message s`` (to the sender).
+ERROR_ADDRESS = f"{PREFIX}/error"
+
+#: Why a datagram or message is refused, in the order ``/stemstream/get/stats`` lists the counts.
+REFUSALS: tuple[str, ...] = (
+    "malformed",          # not an OSC 1.0 packet (the address is then "")
+    "unknown_address",    # no such route (an unknown stem is an unknown address)
+    "wrong_type",         # wrong number or types of arguments
+    "out_of_range",       # a value outside its range
+    "unknown_model",      # /stemstream/model: no such model here, or not of this session's stems
+    "no_effects",         # effects asked of a session started without --effects
+    "busy",               # /stemstream/model while a switch is still in progress
+    "subscribers_full",   # /stemstream/subscribe with every subscriber slot leased
+    "handler_errors",     # a fault of ours while applying a valid message
+)
 
 Reply = tuple[str, tuple[Any, ...]]
 
@@ -64,19 +84,42 @@ class WrongType(StemstreamError):
     """An OSC message has the wrong number or types of arguments."""
 
 
+class UnknownAddress(StemstreamError):
+    """An address no route has (raised where a pattern-free match cannot tell, e.g. fx parameters)."""
+
+
 @dataclass(frozen=True)
 class Route:
-    """One address: argument kinds, handler ``handler(target, *args) -> replies``, description."""
+    """One address: argument kinds, handler ``handler(target, *args) -> replies``, description,
+    and the reason a ``ConfigError`` from the handler is refused with (:data:`REFUSALS`)."""
 
     address: str
     kinds: tuple[str, ...]
     handler: Callable[..., list[Reply] | None]
     doc: str
+    refusal: str = "out_of_range"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused message: its ``address`` ("" for a malformed datagram), the ``reason`` (one of
+    :data:`REFUSALS`) and a one-line ``message`` naming the value and what was expected."""
+
+    address: str
+    reason: str
+    message: str
+
+    @property
+    def reply(self) -> Reply:
+        """The ``/stemstream/error`` reply to the sender."""
+        return (ERROR_ADDRESS, (self.address, self.reason, self.message))
 
 
 @dataclass
 class Counters:
-    """What happened to incoming messages (read by telemetry and summaries)."""
+    """What happened to incoming messages (read by telemetry and summaries): one count per
+    refusal reason (:data:`REFUSALS`), accepted messages, replies sent, and refusals left
+    unanswered because error replies were over their rate (``stemstream.bridge.osc.server``)."""
 
     accepted: int = 0
     replies: int = 0
@@ -84,13 +127,40 @@ class Counters:
     unknown_address: int = 0
     wrong_type: int = 0
     out_of_range: int = 0
+    unknown_model: int = 0
+    no_effects: int = 0
+    busy: int = 0
+    subscribers_full: int = 0
     handler_errors: int = 0
+    unanswered: int = 0
     last_error: str = ""
 
     @property
     def rejected(self) -> int:
         """Messages or datagrams refused for any reason."""
-        return self.malformed + self.unknown_address + self.wrong_type + self.out_of_range + self.handler_errors
+        return sum(getattr(self, reason) for reason in REFUSALS)
+
+    def by_reason(self) -> dict[str, int]:
+        """``{reason: count}`` for every reason of :data:`REFUSALS`, in that order."""
+        return {reason: int(getattr(self, reason)) for reason in REFUSALS}
+
+    def refuse(self, address: str, reason: str, message: str) -> Refusal:
+        """Count a refusal and return it (the server answers it on :data:`ERROR_ADDRESS`)."""
+        assert reason in REFUSALS, reason
+        setattr(self, reason, getattr(self, reason) + 1)
+        self.last_error = f"{address}: {message}" if address else message
+        return Refusal(address, reason, message)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`OscRoutes.dispatch` made of one message: the ``replies`` to send, the
+    validated arguments of a server-handled route (``server_args``, else None) and the
+    ``refusal`` (None when accepted)."""
+
+    replies: list[Reply]
+    server_args: list[Any] | None = None
+    refusal: Refusal | None = None
 
 
 def _check(kind: str, value: Any) -> Any:
@@ -149,23 +219,26 @@ class OscRoutes:
         self._add(f"{PREFIX}/bypass", ("flag",), lambda t, v: t.controls.set_bypass(v),
                   "1: full input mix (latency-aligned) instead of stems, crossfaded")
         self._add(f"{PREFIX}/model", ("str",), lambda t, v: t.request_model(v),
-                  "switch model; the new one warms up, then a crossfade (no dropout)")
+                  "switch model; the new one warms up, then a crossfade (no dropout)", refusal="unknown_model")
         self._add(f"{PREFIX}/get/latency", (), _get_latency, "reply: samples i, ms f")
         self._add(f"{PREFIX}/get/stems", (), lambda t: [(f"{PREFIX}/get/stems", tuple(t.stems))],
                   "reply: one s per stem, in output order")
         self._add(f"{PREFIX}/get/model", (), lambda t: [(f"{PREFIX}/get/model", (t.model_name,))],
                   "reply: model name s")
-        self._add(f"{PREFIX}/get/stats", (), _get_stats,
-                  "reply: deadline_misses i, xruns i, cpu_load f, osc_rejected i")
+        self._add(f"{PREFIX}/get/stats", (), self._get_stats,
+                  "reply: deadline_misses i, xruns i, cpu_load f, osc_rejected i, then reason s, count i "
+                  "for every refusal reason")
         self._add(f"{PREFIX}/get/fx", ("str",), lambda t, s: [(f"{PREFIX}/get/fx", (s, t.effects_json(s)))],
                   "arg: stem s; reply: stem s, chain JSON s")
         # subscribe / unsubscribe are handled by the server (they need the sender address).
         self._add(f"{PREFIX}/subscribe", ("port?",), _server_only,
-                  "telemetry at 30 Hz to the sender's host, at port (default: sender's port)")
+                  "lease telemetry at 30 Hz to the sender's host, at port (default: sender's port); "
+                  "reply: port i, lease s f; send again to renew")
         self._add(f"{PREFIX}/unsubscribe", ("port?",), _server_only, "stop telemetry to that host/port")
 
-    def _add(self, address: str, kinds: tuple[str, ...], handler: Callable[..., Any], doc: str) -> None:
-        self.routes[address] = Route(address, kinds, handler, doc)
+    def _add(self, address: str, kinds: tuple[str, ...], handler: Callable[..., Any], doc: str,
+             refusal: str = "out_of_range") -> None:
+        self.routes[address] = Route(address, kinds, handler, doc, refusal)
 
     def match(self, address: str) -> list[Route]:
         """Routes matching ``address`` (exact, or an OSC pattern in the stem segment)."""
@@ -176,24 +249,18 @@ class OscRoutes:
             return [r for a, r in self.routes.items() if fnmatch.fnmatchcase(a, address)]
         return []
 
-    def dispatch(self, address: str, args: tuple[Any, ...]) -> tuple[list[Reply], list[Any] | None]:
-        """Validate and run one message.
-
-        Returns ``(replies, server_args)``; ``server_args`` is the validated argument list
-        for server-handled routes (subscribe/unsubscribe), else ``None``. Never raises for
-        bad input: rejections are counted.
-        """
+    def dispatch(self, address: str, args: tuple[Any, ...]) -> Outcome:
+        """Validate and run one message; never raises for bad input (refusals are counted and
+        returned in the :class:`Outcome`)."""
         c = self.counters
+        refusal = "out_of_range"
         try:
-            fx = self._fx_param(address, args)
-            if fx is not None:
+            if self._fx_param(address, args):
                 c.accepted += 1
-                return [], None
+                return Outcome([])
             routes = self.match(address)
             if not routes:
-                c.unknown_address += 1
-                c.last_error = f"unknown address {address!r}"
-                return [], None
+                return Outcome([], refusal=c.refuse(address, "unknown_address", f"unknown address {address!r}"))
             replies: list[Reply] = []
             server_args: list[Any] | None = None
             for route in routes:
@@ -201,30 +268,40 @@ class OscRoutes:
                 if route.handler is _server_only:
                     server_args = values
                     continue
+                refusal = route.refusal
                 replies.extend(route.handler(self.target, *values) or [])
             c.accepted += 1
             c.replies += len(replies)
-            return replies, server_args
+            return Outcome(replies, server_args)
         except WrongType as exc:
-            c.wrong_type += 1
-            c.last_error = f"{address}: {exc}"
+            return Outcome([], refusal=c.refuse(address, "wrong_type", str(exc)))
+        except UnknownAddress as exc:
+            return Outcome([], refusal=c.refuse(address, "unknown_address", str(exc)))
+        except EffectsOff as exc:
+            return Outcome([], refusal=c.refuse(address, "no_effects", str(exc)))
+        except SwitchInProgress as exc:
+            return Outcome([], refusal=c.refuse(address, "busy", str(exc)))
         except ConfigError as exc:
-            c.out_of_range += 1
-            c.last_error = f"{address}: {exc}"
+            return Outcome([], refusal=c.refuse(address, refusal, str(exc)))
         except Exception as exc:  # a handler bug must not take the server down
-            c.handler_errors += 1
-            c.last_error = f"{address}: {type(exc).__name__}: {exc}"
-        return [], None
+            return Outcome([], refusal=c.refuse(address, "handler_errors", f"{type(exc).__name__}: {exc}"))
 
-    def _fx_param(self, address: str, args: tuple[Any, ...]) -> bool | None:
-        """``/stemstream/stem/<stem>/fx/<index>/<param> f``; ``None`` if not such an address."""
+    def _get_stats(self, t: ControlTarget) -> list[Reply]:
+        s = t.stats()
+        head = (int(s.get("deadline_misses", 0)), int(s.get("xruns", 0)), float(s.get("cpu_load", 0.0)),
+                int(self.counters.rejected))
+        pairs = tuple(v for reason, n in self.counters.by_reason().items() for v in (reason, n))
+        return [(f"{PREFIX}/get/stats", head + pairs)]
+
+    def _fx_param(self, address: str, args: tuple[Any, ...]) -> bool:
+        """``/stemstream/stem/<stem>/fx/<index>/<param> f``: True when applied, False if not such an address."""
         parts = address.split("/")
         # ['', 'stemstream', 'stem', <stem>, 'fx', <index>, <param>]
         if len(parts) != 7 or parts[1] != PREFIX[1:] or parts[2] != "stem" or parts[4] != "fx":
-            return None
+            return False
         stem, index, param = parts[3], parts[5], parts[6]
         if stem not in self.target.stems:
-            raise ConfigError(f"stem={stem!r}: expected one of {list(self.target.stems)}")
+            raise UnknownAddress(f"stem={stem!r}: expected one of {list(self.target.stems)}")
         if not index.isdigit():
             raise ConfigError(f"index={index!r}: expected an effect position 0, 1, ...")
         if len(args) != 1:
@@ -248,9 +325,3 @@ def _server_only(target: ControlTarget, *args: Any) -> None:
 def _get_latency(t: ControlTarget) -> list[Reply]:
     samples = int(t.latency_samples)
     return [(f"{PREFIX}/get/latency", (samples, 1000.0 * samples / t.sample_rate))]
-
-
-def _get_stats(t: ControlTarget) -> list[Reply]:
-    s = t.stats()
-    return [(f"{PREFIX}/get/stats", (int(s.get("deadline_misses", 0)), int(s.get("xruns", 0)),
-                                    float(s.get("cpu_load", 0.0)), int(s.get("osc_rejected", 0))))]
