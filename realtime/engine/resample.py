@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numba
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from stemstream.realtime.errors import bad_value
 
@@ -127,10 +127,12 @@ class StreamResampler:
         ks = np.arange(self._next, end, dtype=np.int64)
         nums = ks * self.down + self._offset_num
         base, phase = nums // self.up, nums % self.up
-        rows = self._table[phase] if self._table is not None else self._kernel(phase)
-        windows = sliding_window_view(self._buf, self._taps.size, axis=1)  # (channels, starts, taps), a view
         starts = base - self._buf_start + int(self._taps[0])
-        out = np.einsum("cmt,mt->cm", windows[:, starts], rows)
+        out = np.empty((self.channels, ks.size), np.float32)
+        if self._table is not None:
+            _interpolate(self._buf, starts, phase, self._table, out)
+        else:
+            _interpolate(self._buf, starts, np.arange(ks.size), self._kernel(phase), out)
         self._next = end
         # keep only what the next output can still read
         keep_from = (self._next * self.down + self._offset_num) // self.up - self.holdback_samples + 1
@@ -155,6 +157,19 @@ class StreamResampler:
         self._buf_start = -self._zeros_before
         self._inputs = 0
         self._next = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate(buf: np.ndarray, starts: np.ndarray, rows: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """``out[c, m] = sum_t buf[c, starts[m] + t] * table[rows[m], t]`` (float32, no allocation)."""
+    taps = table.shape[1]
+    for m in range(starts.size):
+        s, r = starts[m], rows[m]
+        for c in range(buf.shape[0]):
+            acc = np.float32(0.0)
+            for t in range(taps):
+                acc += buf[c, s + t] * table[r, t]
+            out[c, m] = acc
 
 
 def rate_periods(host_rate: int, model_rate: int) -> tuple[int, int]:
