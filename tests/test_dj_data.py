@@ -238,3 +238,12 @@ def test_sampler_is_seeded(sources: DjSources) -> None:
     b = DjSampler(sources, 4410, seed=3).batch(3)
     assert torch.equal(a.mix, b.mix) and torch.equal(a.targets, b.targets)
     torch.testing.assert_close(a.mix, a.targets.sum(dim=1))
+
+
+def test_compressor_detector_is_the_moving_mean_it_replaced() -> None:
+    from stemstream.export.data.mixing import _moving_mean
+
+    x = np.random.default_rng(0).random(5000)
+    for win in (1, 2, 440, 441):
+        np.testing.assert_allclose(_moving_mean(x, win), np.convolve(x, np.ones(win) / win, mode="same"), atol=1e-12)
+    assert _moving_mean(np.ones(10), 441).shape == (10,)  # shorter than the window: still one value per sample

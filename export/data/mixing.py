@@ -134,13 +134,19 @@ def _coeff(ms: float, sample_rate: int) -> float:
     return 1.0 - float(np.exp(-1.0 / max(ms * 1e-3 * sample_rate, 1.0)))
 
 
+def _moving_mean(x: np.ndarray, win: int) -> np.ndarray:
+    """``np.convolve(x, np.ones(win) / win, mode="same")`` through a running sum: O(n), not O(n * win)."""
+    ahead = (win - 1) // 2
+    total = np.cumsum(np.concatenate([np.zeros(win - ahead), x, np.zeros(ahead)]))
+    return (total[win:] - total[:-win]) / win
+
+
 def compressor_gain(mix: np.ndarray, sample_rate: int, threshold_db: float, ratio: float,
                     attack_ms: float, release_ms: float) -> np.ndarray:
     """The gain ``(samples,)`` a feed-forward RMS compressor would apply to ``mix`` ``(C, T)``."""
     power = np.mean(np.asarray(mix, dtype=np.float64) ** 2, axis=0)
     win = max(int(0.01 * sample_rate), 1)  # 10 ms RMS detector
-    kernel = np.ones(win) / win
-    level_db = 10 * np.log10(np.convolve(power, kernel, mode="same") + 1e-12)
+    level_db = 10 * np.log10(_moving_mean(power, win) + 1e-12)
     over = np.maximum(level_db - threshold_db, 0.0)
     target = 10 ** (-over * (1 - 1 / ratio) / 20)
     return _smooth_gain(target, _coeff(attack_ms, sample_rate), _coeff(release_ms, sample_rate))
