@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "mixstats": ("stemstream.benchmarks.mix_stats", "level, crest factor and width of released music vs our training mixes"),
     "stalls": ("stemstream.benchmarks.stall_probe", "is this machine fit for live audio: how late a real-time thread wakes up"),
     "hostrates": ("stemstream.benchmarks.host_rates", "latency and quality at host rates other than the model's (the low-delay resampler)"),
+    "files": ("stemstream.benchmarks.separate_files", "`separate` disk to disk: a crate's time, peak memory on long files"),
 }
 
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls, hostrates)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls, hostrates, files)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))

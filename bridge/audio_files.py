@@ -89,7 +89,9 @@ def write_files_atomic(files: Mapping[str | Path, np.ndarray], sample_rate: int,
             tmp.unlink(missing_ok=True)
         for dest in moved:  # a rename failed half-way: take back this run's files
             dest.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        import soundfile as sf
+
+        if isinstance(exc, (OSError, sf.SoundFileError)):  # libsndfile's errors are not OSErrors
             raise StemstreamError(f"cannot write output files ({exc})") from None
         raise
     return [dest for _, dest in temps]

@@ -111,7 +111,7 @@ def test_separate_errors_are_one_line(tmp_path: Path, tiny_live_weights: Path, c
     cases = [
         (["--block-size", "0"], "--block-size=0"),
         (["--block-size", str(10**7)], "--block-size=10000000"),
-        (["--model", "no-such-model"], "models available"),
+        (["--model", "no-such-model"], "unknown model; available:"),
     ]
     for extra, needle in cases:
         code = main(["separate", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_live_weights), *extra])

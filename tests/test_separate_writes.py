@@ -96,3 +96,16 @@ def test_non_finite_input_is_counted_and_auto_is_the_default(tmp_path: Path, tin
     assert code == 0 and "(--backend auto)" in lines[0] and "on backend onnx" in lines[0]
     assert "[1/1] replaced 5 non-finite input samples (NaN/Inf) with 0" in lines
     assert all(np.isfinite(sf.read(tmp_path / "out" / "in" / w)[0]).all() for w in WAVS)
+
+
+def test_whole_file_writes_turn_libsndfile_errors_into_one_line(tmp_path: Path, monkeypatch) -> None:
+    from stemstream.bridge.audio_files import write_files_atomic
+    from stemstream.realtime.errors import StemstreamError
+
+    def refuse(*args, **kwargs):
+        raise sf.LibsndfileError(2, prefix="Error opening 'x': ")
+
+    monkeypatch.setattr(sf, "write", refuse)
+    with pytest.raises(StemstreamError, match="System error"):
+        write_files_atomic({tmp_path / "a.wav": np.zeros((2, 10), np.float32)}, 44100)
+    assert list(tmp_path.iterdir()) == []

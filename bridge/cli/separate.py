@@ -74,13 +74,17 @@ def _load(model: str, backend: str):  # noqa: ANN202 - StreamModel
     try:
         return load_model(model, backend)
     except StemstreamError as exc:
+        if "available" in str(exc):  # the registry already names them
+            raise
         names = ", ".join(available_models()) or "(none shipped in this build)"
         raise type(exc)(f"{exc}; models available: {names}") from None
 
 
 def runtime_name(model: Any) -> str:
     """The backend a model runs on (what ``--backend auto`` picked)."""
-    while hasattr(model, "model") and not hasattr(model, "session"):  # a grouped model wraps the real one
+    from stemstream.realtime.models.grouped import GroupedHopModel
+
+    while isinstance(model, GroupedHopModel):  # a stem selection wraps the model that runs
         model = model.model
     name = type(model).__name__
     runtime = RUNTIMES.get(name, name)

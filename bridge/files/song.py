@@ -77,7 +77,7 @@ def write_error(where: Path, exc: BaseException) -> StemstreamError:
 def _write_errors() -> tuple[type[BaseException], ...]:
     import soundfile as sf
 
-    return (OSError, sf.LibsndfileError, RuntimeError, StemstreamError)
+    return (OSError, sf.SoundFileError, StemstreamError)  # LibsndfileError is a SoundFileError, not an OSError
 
 
 def make_dirs(path: Path) -> list[Path]:
