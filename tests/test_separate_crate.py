@@ -39,8 +39,10 @@ def test_a_crate_of_folders_and_files(tmp_path: Path, tiny_live_weights: Path, c
     assert sf.info(str(out / "intro (b)" / "bass.wav")).channels == 1
     manifest = read_manifest(out, "intro (b)")
     assert manifest["complete"] and manifest["input"]["path"] == str(crate / "b" / "intro.flac")
+    weights = manifest["settings"].pop("weights")
     assert manifest["settings"] == {"model": "tiny-live", "stems": list(STEMS), "format": "wav", "bit_depth": "32f",
                                     "codec": None}
+    assert len(weights) == 64  # the weight file's SHA-256: other weights of the same name are not "done"
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
     code, lines, _ = separate(capsys, crate, single, "-o", out, "--model", tiny_live_weights)
@@ -139,3 +141,11 @@ def test_stems_and_formats(tmp_path: Path, tiny_dj_weights: Path, capsys) -> Non
         code, _, err = separate(capsys, src, "-o", tmp_path / "o2", "--model", tiny_dj_weights, *argv)
         assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o2").exists()
+
+
+def test_wav_stems_too_long_for_wav_are_rf64(tmp_path: Path, tiny_live_weights: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sinks, "WAV_MAX_BYTES", 100_000)  # as a 3.4-hour song would at 32-bit float
+    src = song(tmp_path / "mix.wav", seconds=0.5)
+    code, _, _ = separate(capsys, src, "-o", tmp_path / "out", "--model", tiny_live_weights)
+    info = sf.info(str(tmp_path / "out" / "mix" / "bass.wav"))
+    assert code == 0 and info.format == "RF64" and info.frames == 22050 and info.subtype == "FLOAT"

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         remove_if_empty(created)
         raise
     stems = tuple(model.info.stems)
-    settings = {"model": model.info.name, "stems": list(stems), **fmt.settings()}
+    settings = {"model": model.info.name, "weights": _weights_checksum(args), "stems": list(stems), **fmt.settings()}
     songs = assign_names(sources, out)
     total = len(songs) + len(missing)
     print(f"{total} song{'s' * (total != 1)} -> {out}/ as {fmt.describe()} ({', '.join(stems)}); model "
@@ -256,6 +256,22 @@ def _open_model(args: argparse.Namespace, fmt: Any) -> Any:
             raise MissingDependencyError("--format stem.mp4 needs ffmpeg, which is not installed "
                                          "(Debian/Ubuntu: apt install ffmpeg)")
     return model
+
+
+def _weights_checksum(args: argparse.Namespace) -> str | None:
+    """The checksum stored in the model's weight file (so songs done with other weights are not
+    done); None where there is none to read."""
+    from stemstream.bridge.cli.stem_choice import asked_stems
+    from stemstream.realtime.models.registry import default_model, model_card
+
+    try:
+        from safetensors import safe_open
+
+        path = model_card(args.model or default_model(asked_stems(args.stems))).path
+        with safe_open(path, "np") as f:
+            return (f.metadata() or {}).get("checksum")
+    except Exception:  # noqa: BLE001 - a missing checksum only means "compare by name"
+        return None
 
 
 def _print_latency(separator: Any, model: Any, block_size: int) -> None:

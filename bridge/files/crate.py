@@ -16,9 +16,9 @@ else's. So a crate run again maps every song to the same place.
 **Done.** The manifest is written before a song starts (``complete: false``, so a killed run's
 name stays with its song) and again, ``complete: true``, after every output has been renamed into
 place. A song is done when its manifest is complete for the same input (path, size, modification
-time) and the same settings (model, stems, format, bit depth, codec), and every output it lists
-is there with the size it had. A run skips what is done (unless ``--force``), so an interrupted
-crate resumes where it stopped; a half-separated song starts again.
+time) and the same settings (model and its weights' checksum, stems, format, bit depth, codec), and
+every output it lists is there with the size it had. A run skips what is done (unless ``--force``),
+so an interrupted crate resumes where it stopped; a half-separated song starts again.
 """
 
 from __future__ import annotations

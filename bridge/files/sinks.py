@@ -37,6 +37,9 @@ BIT_DEPTHS: dict[str, tuple[str, ...]] = {
 CODECS: tuple[str, ...] = ("aac", "alac")
 #: libsndfile subtype per bit depth.
 SUBTYPES: dict[str, str] = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
+#: Largest stem a plain WAV file holds (its sizes are 32-bit); longer stems are written as RF64
+#: (the 64-bit WAV every DAW reads; at 32-bit float stereo, songs longer than about 3.3 hours).
+WAV_MAX_BYTES = 0xFFFFFFFF - (1 << 20)
 
 
 @dataclass(frozen=True)
@@ -142,15 +145,21 @@ class SoundFileSink:
         folder: the song's folder (must exist).
         stems: stem names, in the order of the blocks' first axis.
         sample_rate: Hz. channels: 1 or 2. fmt: ``wav`` or ``flac`` output.
+        frames: the song's length in samples where known (a WAV stem too long for WAV's 32-bit
+            sizes is written as RF64).
     """
 
     needs_mix = False
 
-    def __init__(self, folder: Path, stems: tuple[str, ...], sample_rate: int, channels: int, fmt: OutputFormat) -> None:
+    def __init__(self, folder: Path, stems: tuple[str, ...], sample_rate: int, channels: int, fmt: OutputFormat,
+                 frames: int | None = None) -> None:
         import soundfile as sf
 
         assert not fmt.stem_file and fmt.depth is not None
         self.subtype = SUBTYPES[fmt.depth]
+        container = fmt.format.upper()
+        if container == "WAV" and frames and wav_bytes(frames, channels, 1, fmt.depth) > WAV_MAX_BYTES:
+            container = "RF64"
         self.pcm = fmt.depth != "32f"
         self.clipped_samples = 0
         self.outputs = tuple(folder / f"{name}.{fmt.format}" for name in stems)
@@ -160,8 +169,7 @@ class SoundFileSink:
             for dest in self.outputs:
                 tmp = temp_path(dest)
                 self._temps.append(tmp)
-                self._files.append(sf.SoundFile(str(tmp), "w", sample_rate, channels, self.subtype,
-                                                format=fmt.format.upper()))
+                self._files.append(sf.SoundFile(str(tmp), "w", sample_rate, channels, self.subtype, format=container))
         except BaseException:
             self.abort()
             raise

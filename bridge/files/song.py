@@ -139,13 +139,14 @@ def _blocks(source: AudioSource, block_size: int, result: SongResult, mix: _MixD
         yield block
 
 
-def open_sink(song: Song, out: Path, stems: tuple[str, ...], rate: int, channels: int, fmt: OutputFormat) -> StemSink:
-    """The sink for ``song`` (its folder must exist for wav/flac)."""
+def open_sink(song: Song, out: Path, stems: tuple[str, ...], source: AudioSource, fmt: OutputFormat) -> StemSink:
+    """The sink for ``song`` read from ``source`` (its folder must exist for wav/flac)."""
+    rate, channels = source.sample_rate, source.channels
     if fmt.stem_file:
         from stemstream.bridge.files.stem_mp4 import StemMp4Sink
 
         return StemMp4Sink(out / f"{song.name}.stem.mp4", stems, rate, channels, fmt, tags_from=song.source)
-    return SoundFileSink(out / song.name, stems, rate, channels, fmt)
+    return SoundFileSink(out / song.name, stems, rate, channels, fmt, frames=source.frames)
 
 
 def _clear_stale_temps(folder: Path, outputs: list[Path]) -> None:
@@ -197,7 +198,7 @@ def run_song(
                 if need > free:
                     raise StemstreamError(f"output={str(folder)!r}: the stems need {need / 1e6:.1f} MB, "
                                           f"{free / 1e6:.1f} MB free")
-            sink = open_sink(song, out, stems, source.sample_rate, source.channels, fmt)
+            sink = open_sink(song, out, stems, source, fmt)
         except errors as exc:
             raise write_error(folder, exc) from None
         mix = _MixDelay() if sink.needs_mix else None
