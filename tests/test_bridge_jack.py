@@ -242,8 +242,9 @@ def test_stemstream_live_through_portaudio_on_jack(tiny_live_weights):
     weights = str(tiny_live_weights)
     with DummyJackServer(SR, PERIOD, realtime=True, playback_channels=10) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--model", weights, "--samplerate", str(SR),
-               "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0", "--queue-blocks", "2",
+        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--portaudio", "--model", weights,
+               "--samplerate", str(SR), "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0",
+               "--queue-blocks", "2",
                "--backend", "torch",
                "--duration", "1.5", "--json"]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)

@@ -1,4 +1,8 @@
-"""`stemstream live`: duplex live separation through PortAudio or JACK, until Ctrl-C."""
+"""`stemstream live`: duplex live separation through PortAudio or JACK, until Ctrl-C.
+
+Exit codes: 0 after Ctrl-C or ``--duration``; 2 for a bad argument or a host that cannot be
+opened; :data:`EXIT_HOST_LOST` when the audio host went away and the session could not go on
+(``--no-reconnect``, a lost PortAudio device, a JACK server back at another rate)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from stemstream.bridge.live.processor import ROUTINGS, LiveConfig
 from stemstream.bridge.osc.server import DEFAULT_PORT
 from stemstream.realtime.backends import BACKEND_HELP
 
+#: Exit code of a session that ended because its audio host was lost.
+EXIT_HOST_LOST = 3
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--input", metavar="DEV", help="PortAudio input device (index or name)")
     parser.add_argument("--output", metavar="DEV", help="PortAudio output device (index or name)")
-    parser.add_argument("--samplerate", type=int, default=44100, help="host sample rate in Hz (default 44100)")
-    parser.add_argument("--block-size", type=int, default=256, help="callback size in samples (default 256)")
+    parser.add_argument("--samplerate", type=int, default=None,
+                        help="host sample rate in Hz (default: the JACK server's, or the output device's)")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="callback size in samples (default: the JACK server's period, or 256 with PortAudio)")
     parser.add_argument("--queue-blocks", type=int, default=None,
                         help="blocks of slack the inference worker gets (default: enough for 10 ms, 2 at 256 "
                         "samples; 1 = lowest latency on a machine that never stalls; more = safer, +latency)")
@@ -37,16 +46,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model name (default dj-live: vocals, drums, bass, other; 'live' for bass, drums, "
                              "guitar, piano; see 'stemstream models')")
     parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
-    parser.add_argument("--routing", choices=ROUTINGS, default="both",
-                        help="stems: each stem on its own outputs; mix: one mixed output; both (default)")
+    parser.add_argument("--routing", choices=ROUTINGS, default=None,
+                        help="stems: each stem on its own outputs; mix: one mixed output; both (default with JACK; "
+                        "with PortAudio the richest the output device has channels for)")
     parser.add_argument("--osc-port", type=int, default=DEFAULT_PORT,
                         help=f"OSC UDP port (default {DEFAULT_PORT}; 0 picks a free port)")
     parser.add_argument("--osc-host", default="127.0.0.1",
                         help="OSC bind address (default 127.0.0.1; 0.0.0.0 for a controller on the network)")
     parser.add_argument("--no-osc", action="store_true", help="do not start the OSC server")
     parser.add_argument("--effects", metavar="FILE", help="per-stem effect chains (.json or .toml)")
-    parser.add_argument("--jack", action="store_true", help="run as a JACK client with named ports per stem")
-    parser.add_argument("--jack-server", metavar="NAME", help="JACK server name (default: default server)")
+    parser.add_argument("--jack", action="store_true",
+                        help="run as a JACK client with named ports per stem (default: when a JACK server runs)")
+    parser.add_argument("--portaudio", action="store_true",
+                        help="use PortAudio's devices even when a JACK server runs")
+    parser.add_argument("--no-reconnect", dest="reconnect", action="store_false",
+                        help=f"exit (code {EXIT_HOST_LOST}) when the JACK server goes away (default: say so, wait for "
+                        "it, reconnect ports and connections)")
+    parser.add_argument("--jack-server", metavar="NAME",
+                        help="JACK server name (implies --jack; default: $JACK_DEFAULT_SERVER, else the default server)")
     parser.add_argument("--jack-connect", action="append", default=[], metavar="SPEC",
                         help="auto-connect (implies --jack): 'in=system:capture_1,system:capture_2' or "
                         "'drums_L=mixxx:in_3' (repeatable)")
@@ -58,44 +75,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stemstream.bridge.cli.stem_choice import asked_stems
+    from stemstream.bridge.hosts.choice import choose_host
     from stemstream.bridge.hosts.jack_client import parse_connections
-    from stemstream.bridge.live.runner import HostOptions, LiveRun
     from stemstream.bridge.hosts.portaudio import parse_device
+    from stemstream.bridge.live.runner import HostOptions, LiveRun, model_stems
     from stemstream.realtime.errors import bad_value
+    from stemstream.realtime.models.registry import default_model
 
     if args.duration is not None and not args.duration > 0:
         raise bad_value("duration", args.duration, "a positive number of seconds")
-    from stemstream.realtime.models.registry import default_model
-
-    from stemstream.bridge.cli.stem_choice import asked_stems
-
+    use_jack = args.jack or bool(args.jack_connect) or args.jack_server is not None
+    if use_jack and args.portaudio:
+        raise bad_value("portaudio", True, "not with --jack or --jack-connect (choose one host)")
     wanted = asked_stems(args.stems)
     args.model = args.model or default_model(wanted)
-    config = LiveConfig(model=args.model, stems=wanted, backend=args.backend, sample_rate=args.samplerate,
-                        block_size=args.block_size, routing=args.routing, queue_blocks=args.queue_blocks,
-                        realtime_worker=args.realtime_worker)
-    use_jack = args.jack or bool(args.jack_connect)
+    stems = model_stems(args.model, wanted)  # an unknown model is refused before any device is opened
+    # the values given are checked before the host is probed; what is left open, the host settles
+    config = LiveConfig(model=args.model, stems=wanted, backend=args.backend, sample_rate=args.samplerate or 44100,
+                        block_size=args.block_size or 256, routing=args.routing or "both",
+                        queue_blocks=args.queue_blocks, realtime_worker=args.realtime_worker)
+    inputs, outputs = parse_connections(args.jack_connect, stems, config.channels)
+    device_in, device_out = parse_device(args.input), parse_device(args.output)
+    choice = choose_host("jack" if use_jack else "portaudio" if args.portaudio else "auto",
+                         jack_server=args.jack_server, input_device=device_in, output_device=device_out,
+                         sample_rate=args.samplerate, block_size=args.block_size, routing=args.routing,
+                         channels=config.channels, stems=len(stems))
+    config = dataclasses.replace(config, sample_rate=choice.sample_rate, block_size=choice.block_size,
+                                 routing=choice.routing, channels=choice.channels)
     options = HostOptions(
-        audio="jack" if use_jack else "portaudio",
-        input_device=parse_device(args.input),
-        output_device=parse_device(args.output),
-        jack_server=args.jack_server,
-        osc_port=None if args.no_osc else args.osc_port,
-        osc_host=args.osc_host,
-        effects=args.effects,
-        native_callback=args.native_callback,
+        audio=choice.audio, input_device=device_in, output_device=device_out, jack_server=args.jack_server,
+        jack_inputs=tuple(inputs), jack_outputs=outputs, osc_port=None if args.no_osc else args.osc_port,
+        osc_host=args.osc_host, effects=args.effects, native_callback=args.native_callback,
+        reconnect=args.reconnect,
     )
-    if args.jack_connect:
-        from stemstream.bridge.live.runner import model_stems
-
-        inputs, outputs = parse_connections(args.jack_connect, model_stems(args.model, wanted), config.channels)
-        options = dataclasses.replace(options, jack_inputs=tuple(inputs), jack_outputs=outputs)
-    session = LiveRun(config, options)
+    session = LiveRun(config, options, notify=lambda line: print(line, file=sys.stderr, flush=True))
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     where = f"OSC on {session.osc.host}:{session.osc.port}" if session.osc else "OSC off"
-    print(f"stemstream live: model {session.processor.model_name}, {config.sample_rate} Hz, "
-          f"block {config.block_size}, routing {config.routing}, {where}; Ctrl-C stops", file=sys.stderr)
+    print(f"stemstream live: model {session.processor.model_name}, {choice.detail}, block {config.block_size}, "
+          f"routing {config.routing}, {where}; Ctrl-C stops", file=sys.stderr, flush=True)
     try:
         session.wait(args.duration, stop)
         summary = session.summary()
@@ -106,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
-    return 0
+    return EXIT_HOST_LOST if summary["host_failure"] else 0
 
 
 def format_summary(s: dict) -> str:
@@ -120,7 +139,26 @@ def format_summary(s: dict) -> str:
         f"non-finite samples: {s['nonfinite_samples']}",
         f"cpu: process {s['process_cpu_percent']:.0f} % of one core ({s['cpu_cores']} cores), callback load "
         f"mean {100 * s['callback_load_mean']:.1f} % / max {100 * s['callback_load_max']:.1f} % of the block time",
-        f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected; model switches {s['model_switches']}",
-        f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}"
+        f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected{_reasons(s)}; "
+        f"model switches {s['model_switches']}",
+        f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}, "
+        f"denormals {s.get('worker_denormals', 'n/a')}"
         + (f"; audio callback: {s['audio_callback']}" if "audio_callback" in s else ""),
-    ])
+    ] + _outage_lines(s))
+
+
+def _reasons(s: dict) -> str:
+    """`` (unknown_address 2, wrong_type 1)``: the refusals by reason, if any."""
+    counts = [f"{reason} {n}" for reason, n in s.get("osc_refusals", {}).items() if n]
+    return f" ({', '.join(counts)})" if counts else ""
+
+
+def _outage_lines(s: dict) -> list[str]:
+    """The host's outages (none: no line), and why the session ended early."""
+    if not s.get("host_outages"):
+        return []
+    n = s["host_outages"]
+    line = f"audio host: {n} outage{'s' if n != 1 else ''}, {s['host_outage_seconds']:.1f} s without audio"
+    if s.get("host_failure"):
+        return [f"{line}; ended: {s['host_failure']}"]
+    return [line + ("; reconnected" if s.get("host_connected") else "; not back when the session ended")]

@@ -17,16 +17,24 @@ Latency is published to the graph (:mod:`stemstream.bridge.hosts.jack_latency`):
 latency is the upstream capture latency plus ``processor.latency_samples`` (model, queue,
 effects), every input port's playback latency the downstream playback latency plus the same;
 a model switch or an effects change makes JACK recompute them.
+
+Server loss: JACK's shutdown callback sets :attr:`JackStemClient.lost` (with ``lost_reason`` and
+``lost_at``) from JACK's thread; the connections of our ports are followed as JACK reports them
+(:class:`~stemstream.bridge.hosts.jack_link.ConnectionLog`), so a new client on a restarted server can make
+them again (:meth:`JackStemClient.restore`; ``stemstream.bridge.hosts.supervisor`` does both).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, Sequence
 
 import numpy as np
 
+from stemstream.bridge.hosts.jack_link import ConnectionLog, full_name, open_client, server_label
 from stemstream.bridge.live.processor import LiveProcessor, tune_interpreter
-from stemstream.realtime.errors import StemstreamError, bad_value, require
+from stemstream.realtime.errors import bad_value
 
 
 def channel_names(channels: int) -> list[str]:
@@ -48,9 +56,15 @@ class JackStemClient:
         native: run the process callback as native code (:mod:`stemstream.bridge.hosts.jack_native`: no
             Python and no GIL on JACK's thread) where possible; False, or where it is not
             possible (``native_reason`` says why), JACK-Client's Python callback runs.
+        client: a ``jack.Client`` already open on the server (e.g. the one that told the rate
+            and period), used instead of opening one.
 
     Attributes:
         callback_mode: ``"native"`` or ``"python"``.
+        lost: set (from JACK's thread) when the server shut the client down: the server stopped
+            or was killed; ``lost_reason`` says what JACK said, ``lost_at`` when (monotonic).
+        connections: the connections of our ports, followed as JACK reports them.
+        ports_changed: set whenever a port appears on the server (a client came back).
     """
 
     def __init__(
@@ -61,20 +75,29 @@ class JackStemClient:
         connect_inputs: Sequence[str] = (),
         connect_outputs: dict[str, Sequence[str]] | None = None,
         native: bool = True,
+        client: Any = None,
     ) -> None:
-        jack = require("jack", "live")
         self.processor = processor
+        self.server_name = server_name
         cfg = processor.config
-        try:
-            self.client = jack.Client(client_name, servername=server_name, no_start_server=True)
-        except jack.JackOpenError as exc:
-            raise StemstreamError(f"JACK server {server_name or 'default'!r} is not running ({exc})") from None
-        if self.client.samplerate != cfg.sample_rate:
+        self.client = client if client is not None else open_client(client_name, server_name)
+        rate, period = int(self.client.samplerate), int(self.client.blocksize)  # before any close
+        #: the server's period, frames
+        self.period = period
+        if rate != cfg.sample_rate:
             self.client.close()
-            raise bad_value("samplerate", cfg.sample_rate, f"the JACK server's rate {self.client.samplerate} Hz")
-        if self.client.blocksize > cfg.block_size:
+            raise bad_value("samplerate", cfg.sample_rate, f"the rate of JACK server {server_label(server_name)}, "
+                            f"{rate} Hz (leave --samplerate out to adopt it)")
+        if period > cfg.block_size:
             self.client.close()
-            raise bad_value("block_size", cfg.block_size, f">= the JACK buffer size {self.client.blocksize}")
+            raise bad_value("block_size", cfg.block_size, f">= the period of JACK server "
+                            f"{server_label(server_name)}, {period} (leave --block-size out to adopt it)")
+        self._closed = False
+        self.lost = threading.Event()
+        self.lost_reason = ""
+        self.lost_at = 0.0
+        self.ports_changed = threading.Event()
+        self.connections = ConnectionLog(f"{self.client.name}:")
         names = channel_names(cfg.channels)
         self.inports = [self.client.inports.register(f"in_{n}") for n in names]
         self.mix_ports: list[Any] = []
@@ -107,6 +130,9 @@ class JackStemClient:
         if self.native is None:
             self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
+        self.client.set_shutdown_callback(self._shutdown)
+        self.client.set_port_connect_callback(self.connections.on_connect)
+        self.client.set_port_registration_callback(self._port_registered)
         from stemstream.bridge.hosts.jack_latency import LatencyPublisher
 
         outputs = self.mix_ports + [p for ports in self.stem_ports for p in ports]
@@ -130,6 +156,16 @@ class JackStemClient:
 
     def _xrun(self, delayed_usecs: float) -> None:
         self.processor.xruns += 1
+
+    def _shutdown(self, status: Any, reason: str) -> None:
+        # JACK's thread, as for a signal handler: note it and set a flag, nothing else
+        self.lost_at = time.monotonic()
+        self.lost_reason = str(reason)
+        self.lost.set()
+
+    def _port_registered(self, port: Any, registered: bool) -> None:
+        if registered:
+            self.ports_changed.set()
 
     def _process(self, frames: int) -> None:
         if self._first_frame_time is None:
@@ -169,11 +205,31 @@ class JackStemClient:
         except Exception as exc:
             raise bad_value("jack_connect", f"{source} -> {destination}", f"existing, compatible ports ({exc})") from None
 
+    def restore(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Make the connections ``pairs`` (``(source, destination)``; our ports as ``":mix_L"``,
+        see ``ConnectionLog.snapshot``) where both ports exist and they are not made yet;
+        returns those still missing (a client that has not come back yet)."""
+        missing = []
+        for pair in pairs:
+            source, destination = (full_name(p, self.client.name) for p in pair)
+            try:
+                if destination not in [p.name for p in self.client.get_all_connections(source)]:
+                    self.client.connect(source, destination)
+            except Exception:  # a port not there (yet)
+                missing.append(pair)
+        return missing
+
     def stop(self) -> None:
-        """Deactivate and close the client."""
+        """Deactivate and close the client (quietly, also after the server went away; once)."""
         self.processor.remove_latency_listener(self.latency.recompute)
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self.client.deactivate()
+            if not self.lost.is_set():
+                self.client.deactivate()
+        except Exception:  # the server went away meanwhile: closing is all that is left
+            pass
         finally:
             self.client.close()
 

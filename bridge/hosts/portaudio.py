@@ -4,10 +4,17 @@ By default the stream callback is native code (:mod:`stemstream.bridge.hosts.por
 compiled, no Python and no GIL on the audio thread); with ``native=False``, or where that is
 not possible (``native_reason``), a Python callback calls ``processor.process_interleaved``.
 PortAudio's status flags are counted either way (input overflow / output underflow as xruns).
+
+Device loss: a stream that ends without :meth:`PortAudioHost.stop` (PortAudio's finished
+callback, or ``active`` turning False, which ``stemstream.bridge.hosts.supervisor`` looks at) sets
+:attr:`PortAudioHost.lost`. PortAudio cannot reopen a device it lost without re-initialising
+itself, so the session ends there with a message and a non-zero exit.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from stemstream.bridge.live.processor import LiveProcessor, output_channels, tune_interpreter
@@ -44,6 +51,10 @@ class PortAudioHost:
     Args:
         processor: the live path; its config gives rate, block size, channels and routing.
         input_device / output_device: PortAudio device index or name (``None``: default).
+
+    Attributes:
+        lost: set when the stream ended without :meth:`stop` (``lost_reason``, ``lost_at``).
+        stopping: True once :meth:`stop` began (an end that is not a loss).
     """
 
     def __init__(self, processor: LiveProcessor, input_device: int | str | None = None,
@@ -55,6 +66,10 @@ class PortAudioHost:
         self.callback_errors = 0
         self.native: Any = None
         self.native_reason = "not requested"
+        self.lost = threading.Event()
+        self.lost_reason = ""
+        self.lost_at = 0.0
+        self.stopping = False
         device = (input_device, output_device)
         try:
             if native:
@@ -63,12 +78,13 @@ class PortAudioHost:
                 self.native_reason = portaudio_native_supported(processor)
                 if not self.native_reason:
                     self.native = NativeStream(processor, device, self.output_channels, samplerate=cfg.sample_rate,
-                                               blocksize=cfg.block_size, latency="low")
+                                               blocksize=cfg.block_size, latency="low",
+                                               finished_callback=self._finished)
                     self.stream = self.native.stream
             if self.native is None:
                 self.stream = sd.Stream(device=device, samplerate=cfg.sample_rate, blocksize=cfg.block_size,
                                         channels=(cfg.channels, self.output_channels), dtype="float32",
-                                        latency="low", callback=self._callback)
+                                        latency="low", callback=self._callback, finished_callback=self._finished)
         except Exception as exc:  # PortAudioError, ValueError for unknown devices
             raise StemstreamError(
                 f"cannot open audio devices input={input_device!r} output={output_device!r} with "
@@ -80,6 +96,21 @@ class PortAudioHost:
     def callback_mode(self) -> str:
         """``"native"`` (compiled callback, no GIL) or ``"python"``."""
         return "python" if self.native is None else "native"
+
+    @property
+    def active(self) -> bool:
+        """Whether the stream is running (False after a device loss or :meth:`stop`)."""
+        try:
+            return bool(self.stream.active)
+        except Exception:  # a stream PortAudio no longer knows
+            return False
+
+    def _finished(self) -> None:
+        # PortAudio's thread, once the stream has ended: a loss unless we stopped it
+        if not self.stopping and not self.lost.is_set():
+            self.lost_reason = "its stream ended: device gone or failed"
+            self.lost_at = time.monotonic()
+            self.lost.set()
 
     @property
     def host_latency_samples(self) -> int:
@@ -104,5 +135,23 @@ class PortAudioHost:
         return self
 
     def stop(self) -> None:
-        self.stream.stop()
-        self.stream.close()
+        """Stop and close the stream (once). A lost stream is left alone: PortAudio's JACK host
+        API waits up to 10 minutes to stop or close a stream whose server is gone (pa_jack's
+        ``WaitCondition``), and so would ``Pa_Terminate`` at exit, so sounddevice's exit handler is
+        unregistered too; the operating system reclaims the stream when the process ends."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.lost.is_set() or not self.active:  # lost (perhaps not noticed yet)
+            import atexit
+
+            import sounddevice
+
+            handler = getattr(sounddevice, "_exit_handler", None)
+            if handler is not None:
+                atexit.unregister(handler)
+            return
+        try:
+            self.stream.stop()
+        finally:
+            self.stream.close()

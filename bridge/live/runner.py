@@ -1,5 +1,7 @@
-"""Assemble and run a live session: model sessions, effects, OSC, an audio host; return a
-summary. Used by ``stemstream live`` and the live soak benchmark."""
+"""Assemble and run a live session: model sessions, effects, OSC, an audio host watched by a
+supervisor (``stemstream.bridge.hosts.supervisor``: server or device loss, reconnection); return a
+summary. Used by ``stemstream live`` and the live soak benchmark. Which host, and at what rate and
+block size, is settled before (``stemstream.bridge.hosts.choice.choose_host``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, Callable
 
 from stemstream.bridge.effects.rack import EffectsRack
 from stemstream.bridge.effects.spec import load_effects_config
-from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, engine_factory
+from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, engine_factory, restore_interpreter
 from stemstream.bridge.osc.server import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from stemstream.realtime.errors import bad_value
 
@@ -33,6 +35,8 @@ class HostOptions:
         native_callback: run the audio callback as native code (no Python, no GIL on the
             audio thread: ``stemstream.bridge.hosts.jack_native`` / ``stemstream.bridge.hosts.portaudio_native``); False: a
             Python callback (JACK-Client's / sounddevice's).
+        reconnect: when the JACK server goes away, wait for it and reconnect (False: end the
+            session, :attr:`LiveRun.failure` says why). A lost PortAudio device always ends it.
     """
 
     audio: str = "portaudio"
@@ -46,6 +50,7 @@ class HostOptions:
     osc_host: str = DEFAULT_HOST
     effects: str | None = None
     native_callback: bool = True
+    reconnect: bool = True
 
     def __post_init__(self) -> None:
         if self.audio not in ("portaudio", "jack"):
@@ -73,12 +78,26 @@ def model_stems(name: str, wanted: tuple[str, ...] | None = None) -> tuple[str, 
 
 
 class LiveRun:
-    """A running live session; :meth:`summary` at any time, :meth:`close` at the end."""
+    """A running live session; :meth:`summary` at any time, :meth:`close` at the end.
+
+    Args:
+        config: the session's settings (rate and block size as the host runs them).
+        options: the audio host and OSC.
+        factory / stems: a session factory and its stems (tests); default: the registry's models.
+        notify: gets the one-line messages of the host supervisor (server lost, back...).
+
+    Attributes:
+        failure: why the session ended early ("" while it runs): the host was lost for good.
+    """
 
     def __init__(self, config: LiveConfig, options: HostOptions,
-                 factory: Callable[[str], Any] | None = None, stems: tuple[str, ...] | None = None) -> None:
+                 factory: Callable[[str], Any] | None = None, stems: tuple[str, ...] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.options = options
+        self.notify = notify or (lambda line: None)
+        self.supervisor: Any = None
+        self._ended = threading.Event()
         if factory is None:
             validate_model_name(config.model)
         stems = stems if stems is not None else model_stems(config.model, config.stems)
@@ -91,7 +110,6 @@ class LiveRun:
         )
         self.osc: OscServer | None = None
         self.host: Any = None
-        self.host_latency_samples = 0
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
         try:
@@ -105,29 +123,65 @@ class LiveRun:
             raise
 
     def _start_host(self) -> None:
+        from stemstream.bridge.hosts.supervisor import HostSupervisor, jack_description
+
         o = self.options
         if o.audio == "jack":
             from stemstream.bridge.hosts.jack_client import JackStemClient
 
             self.host = JackStemClient(self.processor, o.jack_client, o.jack_server,
                                        o.jack_inputs, o.jack_outputs, native=o.native_callback).start()
-            # JACK: one period in, one out (the graph's own buffering)
-            self.host_latency_samples = 2 * self.host.client.blocksize
+
+            def reopen(client: Any) -> Any:
+                return JackStemClient(self.processor, o.jack_client, o.jack_server, native=o.native_callback,
+                                      client=client).start()
+
+            wanted = [(src, f":{port.shortname}") for src, port in zip(o.jack_inputs, self.host.inports)]
+            wanted += [(f":{ours}", dest) for ours, dests in o.jack_outputs.items() for dest in dests]
+            self.supervisor = HostSupervisor(self.host, reopen, jack_description(o.jack_server), self.notify,
+                                             self._end, reconnect=o.reconnect, server_name=o.jack_server,
+                                             client_name=o.jack_client, wanted=wanted).start()
         else:
             from stemstream.bridge.hosts.portaudio import PortAudioHost
 
             self.host = PortAudioHost(self.processor, o.input_device, o.output_device,
                                       native=o.native_callback).start()
-            self.host_latency_samples = self.host.host_latency_samples
+            self.supervisor = HostSupervisor(self.host, None, "audio device", self.notify, self._end,
+                                             reconnect=False).start()
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
 
+    @property
+    def host_latency_samples(self) -> int:
+        """The host's own buffering, samples: JACK one period in and one out (the graph's), or
+        PortAudio's reported input + output latency; 0 before a host runs."""
+        host = self.supervisor.host if self.supervisor is not None else self.host
+        if host is None:
+            return 0
+        return 2 * host.period if hasattr(host, "period") else int(host.host_latency_samples)
+
+    def _end(self) -> None:
+        """The supervisor's word that the session cannot go on (wakes :meth:`wait`)."""
+        self._ended.set()
+        stop = getattr(self, "_stop_event", None)
+        if stop is not None:
+            stop.set()
+
+    @property
+    def failure(self) -> str:
+        """Why the session ended early ("" while it runs or after a normal stop)."""
+        return self.supervisor.failure if self.supervisor is not None else ""
+
     def wait(self, duration_s: float | None, stop: threading.Event | None = None) -> None:
-        """Block until ``duration_s`` has passed (``None``: until ``stop`` is set / Ctrl-C)."""
+        """Block until ``duration_s`` has passed (``None``: until ``stop`` is set / Ctrl-C), or
+        until the host is lost for good (:attr:`failure`)."""
         # One blocking wait (interrupted by signals on POSIX, so Ctrl-C still lands): a main
         # thread that woke up often would hold the GIL at random moments, and if the OS
         # preempted it then, the real-time audio callback would wait for it.
         stop = stop or threading.Event()
+        self._stop_event = stop
+        if self._ended.is_set():
+            return
         stop.wait(duration_s)
 
     def summary(self) -> dict[str, Any]:
@@ -162,20 +216,33 @@ class LiveRun:
         session = self.processor.switcher.active
         out["worker_scheduling"] = str(getattr(session, "worker_scheduling", "n/a"))
         out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
-        if self.host is not None:
-            out["callback_errors"] = int(getattr(self.host, "callback_errors", 0))
-            out["audio_callback"] = self.host.callback_mode
-            if self.host.callback_mode != "native":
-                out["audio_callback"] += f" ({self.host.native_reason})"
-            client = getattr(self.host, "client", None)
-            if client is not None:
+        out["worker_denormals"] = str(getattr(session, "worker_denormals", "n/a"))
+        out["tiny_samples"] = int(getattr(session, "tiny_samples", 0))
+        if self.osc is not None:
+            out["osc_refusals"] = self.osc.counters.by_reason()
+        sup = self.supervisor
+        out["host_outages"] = len(sup.outages) if sup is not None else 0
+        out["host_outage_seconds"] = sup.outage_seconds() if sup is not None else 0.0
+        out["host_failure"] = self.failure
+        out["host_connected"] = sup.host_ok if sup is not None else self.host is not None
+        host = sup.host if sup is not None else self.host
+        if host is not None:
+            out["callback_errors"] = int(getattr(host, "callback_errors", 0))
+            out["audio_callback"] = host.callback_mode
+            if host.callback_mode != "native":
+                out["audio_callback"] += f" ({host.native_reason})"
+            client = getattr(host, "client", None)
+            if client is not None and not host.lost.is_set():  # a dead client must not be asked
                 out["jack_cpu_load_percent"] = float(client.cpu_load())
-                out["jack_first_frame_time"] = self.host.first_frame_time
-                out["jack_published_latency_samples"] = int(self.host.latency.published)
+                out["jack_first_frame_time"] = host.first_frame_time
+                out["jack_published_latency_samples"] = int(host.latency.published)
         return out
 
     def close(self) -> None:
-        """Stop the audio host, OSC and every session."""
+        """Stop the supervisor, the audio host, OSC and every session; give the interpreter back
+        its usual settings (``restore_interpreter``)."""
+        if self.supervisor is not None:
+            self.host = self.supervisor.close()
         if self.host is not None:
             self.host.stop()
             self.host = None
@@ -183,6 +250,7 @@ class LiveRun:
             self.osc.stop()
             self.osc = None
         self.processor.close()
+        restore_interpreter()
 
 
 def _runtime_name(session: Any) -> str:
