@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -160,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
     if not sources and not missing:
         raise StemstreamError(f"inputs={args.inputs!r}: no audio files found (searched for "
                               "WAV, FLAC, OGG, MP3, M4A, AIFF... in the folders given)")
+    for path in missing:
+        print(f"stemstream: error: input={str(path)!r}: file not found", file=sys.stderr)
+    if not sources:
+        return 2
     created = prepare_out(out)
     try:
         model = _open_model(args, fmt)
@@ -182,12 +185,9 @@ def run(args: argparse.Namespace) -> int:
             _print_latency(sep, model, args.block_size)
         return separators[(rate, channels)]
 
-    failed = done = skipped = 0
+    failed, done, skipped = len(missing), 0, 0
     seconds = compute = 0.0
     progress = _Progress(args.quiet)
-    for path in missing:
-        failed += 1
-        print(f"stemstream: error: input={str(path)!r}: file not found", file=sys.stderr)
     try:
         for i, song in enumerate(songs, start=len(missing) + 1):
             tag = f"[{i}/{total}]"

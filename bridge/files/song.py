@@ -218,7 +218,7 @@ def run_song(
             write_manifest(out, song.name, {"input": input_identity(song.source), "complete": False})
             result.clipped = sink.clipped_samples
             result.outputs = sink.commit()
-            sink = None
+            sink, wrote_manifest = None, False  # the outputs are in place: the name stays theirs
             write_manifest(out, song.name, {
                 "input": input_identity(song.source), "settings": settings, "complete": True,
                 "outputs": {str(p.relative_to(out)): p.stat().st_size for p in result.outputs},
