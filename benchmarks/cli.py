@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "stalls": ("stemstream.benchmarks.stall_probe", "is this machine fit for live audio: how late a real-time thread wakes up"),
     "hostrates": ("stemstream.benchmarks.host_rates", "latency and quality at host rates other than the model's (the low-delay resampler)"),
     "files": ("stemstream.benchmarks.separate_files", "`separate` disk to disk: a crate's time, peak memory on long files"),
+    "denormals": ("stemstream.benchmarks.denormals", "denormal input (1e-40, decaying tails) vs silence and music, flushed and not"),
 }
 
 
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lines = "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
     parser = subparsers.add_parser(
         "bench",
-        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls, hostrates, files)",
+        help="run a benchmark (latency, backends, live, diffusion, tradeoff, peers, mixstats, stalls, hostrates, files, "
+        "denormals)",
         description=f"Run a benchmark. {lines}. 'stemstream bench WHAT --help' lists its options.",
     )
     parser.add_argument("what", metavar="WHAT", choices=tuple(BENCHMARKS), help=" | ".join(BENCHMARKS))
