@@ -2,6 +2,7 @@
 
     stemstream data synth --out DIR --songs N --seconds S --seed K [--workers W] [--extra-other]
                           [--generator-version V]
+    stemstream data lmms --out DIR [--projects DIR] [--timeout S] [--force]
     stemstream data info PATH
 """
 
@@ -31,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--soundfont", action="append", default=None, metavar="PATH",
                        help="GM SoundFont (.sf2/.sf3) to render with; repeat it to draw one per stem "
                             "(default: FluidR3 GM only)")
+    lmms = sub.add_parser("lmms", help="render LMMS' demo songs one track per file, labelled by DJ stem "
+                                       "(needs apt-get install lmms lmms-common)")
+    lmms.add_argument("--out", default="data/lmms", help="output folder (default: data/lmms)")
+    lmms.add_argument("--projects", default=None, help="LMMS project folder (default: /usr/share/lmms/projects)")
+    lmms.add_argument("--timeout", type=_float("timeout"), default=3600.0, help="seconds per project (default 3600)")
+    lmms.add_argument("--force", action="store_true", help="render songs again that were rendered before")
     info = sub.add_parser("info", help="list the tracks a loader finds in a folder")
     info.add_argument("path")
     parser.set_defaults(func=run)
@@ -59,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         return _synth(args)
     if args.data_command == "info":
         return _info(args)
-    raise StemstreamError("data: expected an action: 'synth' or 'info'")
+    if args.data_command == "lmms":
+        return _lmms(args)
+    raise StemstreamError("data: expected an action: 'synth', 'lmms' or 'info'")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -90,6 +99,32 @@ def _synth(args: argparse.Namespace) -> int:
     print(f"rendered {args.songs} songs x {args.seconds:g} s into {args.out} "
           f"({speed['wall_seconds']:.1f} s wall, {speed['x_realtime_wall']:.1f}x real time; "
           f"{speed['x_realtime_per_core']:.1f}x real time per core on {speed['workers']} worker(s))")
+    return 0
+
+
+def _lmms(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from stemstream.export.data.lmms import LMMS_PROJECTS
+    from stemstream.export.data.lmms_render import build_lmms_set, find_projects
+
+    projects = args.projects or LMMS_PROJECTS
+    bar = tqdm(total=len(find_projects(projects)), unit="song", file=sys.stderr, disable=None)
+
+    def progress(result) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{result.name}: {result.reason}"[:60])
+
+    try:
+        summary = build_lmms_set(args.out, projects, timeout_s=args.timeout, force=args.force, progress=progress)
+    finally:
+        bar.close()
+    for name, reason in summary["skipped"].items():
+        print(f"skipped {name}: {reason}")
+    songs = summary["songs"]
+    print(f"{len(songs)} songs into {args.out}: train {summary['minutes']['train']} min, "
+          f"valid {summary['minutes']['valid']} min; tracks per stem {summary['tracks_per_stem']}; "
+          f"{summary['wall_seconds']:.0f} s")
     return 0
 
 

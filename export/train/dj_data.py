@@ -1,8 +1,10 @@
 """Training batches for the DJ stem set (vocals, drums, bass, other) from real and synthetic sources.
 
 Sources (``DjSources``): our synthetic songs (``data/synth``: bass, drums, guitar + piano as
-``other``, no vocals), the MusicDelta multitracks (dry real tracks of every stem) and MIR-1K
-(real voices and their karaoke accompaniment, 16 kHz: band-limited to 8 kHz).
+``other``, no vocals), the MusicDelta multitracks (dry real tracks of every stem), MIR-1K
+(real voices and their karaoke accompaniment, 16 kHz: band-limited to 8 kHz) and, when
+``stemstream data lmms`` has rendered them, LMMS' electronic demo songs (``data/lmms``: drums,
+bass and other as their authors mixed them; :data:`LMMS_RECIPES` are drawn only then).
 
 Each example follows a drawn **recipe** (:data:`RECIPES`): which source gives each stem, e.g.
 a MIR-1K voice over a synthetic backing, a MusicDelta voice over a MusicDelta backing of another
@@ -21,12 +23,16 @@ Two kinds of partial supervision, carried by the batch instead of guessed:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stemstream.export.data.beats import SONIC_PI_SAMPLES, BeatKit, groove, kit_exists, load_kit
+from stemstream.export.data.electronic import (
+    DEFAULT_LMMS_ROOT, RenderedSong, drums_in_tempo, lmms_set_exists, load_lmms, tempo_partners,
+)
 from stemstream.export.data.mixing import MasterSettings, draw_pan, master, pan_mono, stem_chain
 from stemstream.export.data.real import MultitrackSong, VocalClip, load_mir1k, load_musicdelta
 from stemstream.export.train.data import SongSet
@@ -46,6 +52,23 @@ RECIPES: dict[str, float] = {
     "mir1k_pair": 0.12,         # a MIR-1K clip as recorded: grouped accompaniment target
     "mir1k_over_mir1k": 0.06,   # a voice over another singer's accompaniment: grouped
 }
+
+#: Recipes of the electronic LMMS songs, drawn beside :data:`RECIPES` only when the sources have
+#: LMMS songs (without them, the draws are exactly those of :data:`RECIPES` alone).
+LMMS_RECIPES: dict[str, float] = {
+    "lmms": 0.08,                   # an LMMS song as its author mixed it: no voice
+    "mir1k_over_lmms": 0.06,        # a MIR-1K voice over an LMMS backing: band-limited
+    "musicdelta_over_lmms": 0.04,   # a full-band real voice over an LMMS backing
+    "lmms_remix": 0.04,             # an LMMS song's bass and other with another's drums, in tempo, on the bar
+}
+
+#: Recipes that also need Sonic Pi's samples (``sonic-pi-samples``), drawn beside the LMMS ones.
+BEATS_RECIPES: dict[str, float] = {
+    "beats_lmms": 0.04,  # an LMMS song's other over drums and bass played from Sonic Pi's one-shots, in its tempo
+}
+
+#: Validation examples of the held-out LMMS songs (pass as ``validation_batch(..., recipes=)``).
+LMMS_VALIDATION: dict[str, int] = {"lmms": 6, "mir1k_over_lmms": 2}
 
 PREROLL_S = 0.5  # effects settle on this much audio before the excerpt starts
 
@@ -74,15 +97,34 @@ class DjSources:
     synth: SongSet
     musicdelta: list[MultitrackSong]
     mir1k: list[VocalClip]
+    lmms: list[RenderedSong] = field(default_factory=list)
+    beats: BeatKit | None = None
 
     @classmethod
-    def load(cls, real_root: str | Path, synth: SongSet, split: str) -> "DjSources":
+    def load(cls, real_root: str | Path, synth: SongSet, split: str,
+             lmms_root: str | Path | None = "auto", beats_root: str | Path | None = "auto") -> "DjSources":
+        """The sources of ``split``. ``lmms_root``: ``"auto"`` (default) reads ``data/lmms`` of the
+        repository if ``stemstream data lmms`` has written it there and has none otherwise; ``None``
+        reads none; a folder must hold such a set. ``beats_root``: Sonic Pi's samples, read only
+        when there are LMMS songs (their one recipe needs both); ``"auto"`` reads them from
+        ``/usr/share/sonic-pi/samples`` if installed, ``None`` not at all."""
         if synth.audio and synth.audio[0].shape[0] != len(STEMS):
             raise bad_value("synthetic stems", synth.audio[0].shape[0], f"{len(STEMS)} ({', '.join(STEMS)})")
-        return cls(synth, load_musicdelta(real_root, split), load_mir1k(real_root, split))
+        lmms: list[RenderedSong] = []
+        if isinstance(lmms_root, str) and lmms_root == "auto":
+            if lmms_set_exists(DEFAULT_LMMS_ROOT):
+                lmms = load_lmms(DEFAULT_LMMS_ROOT, split)
+        elif lmms_root is not None:
+            lmms = load_lmms(lmms_root, split)
+        beats = None
+        if lmms and isinstance(beats_root, str) and beats_root == "auto":
+            beats = load_kit(SONIC_PI_SAMPLES) if kit_exists(SONIC_PI_SAMPLES) else None
+        elif lmms and beats_root is not None:
+            beats = load_kit(beats_root)
+        return cls(synth, load_musicdelta(real_root, split), load_mir1k(real_root, split), lmms, beats)
 
     def describe(self) -> dict:
-        return {
+        info = {
             "synth_songs": len(self.synth.names),
             "synth_minutes": round(self.synth.seconds / 60, 1),
             "musicdelta_songs": [s.name for s in self.musicdelta],
@@ -90,6 +132,14 @@ class DjSources:
             "mir1k_singers": sorted({c.singer for c in self.mir1k}),
             "mir1k_minutes": round(sum(c.vocals.shape[-1] for c in self.mir1k) / MODEL_SAMPLE_RATE / 60, 1),
         }
+        if self.lmms:  # absent keys when there are none: run records without LMMS read as before
+            info["lmms_songs"] = [s.name for s in self.lmms]
+            info["lmms_minutes"] = round(sum(s.num_samples for s in self.lmms) / MODEL_SAMPLE_RATE / 60, 1)
+            info["lmms_licences"] = {lic: sum(s.licence == lic for s in self.lmms)
+                                     for lic in sorted({s.licence for s in self.lmms})}
+        if self.beats is not None:
+            info["sonic_pi_samples"] = sum(len(v) for v in self.beats.drums.values()) + len(self.beats.basses)
+        return info
 
 
 def _segment(x: np.ndarray, start: int, n: int) -> np.ndarray:
@@ -113,14 +163,29 @@ class DjExampleMaker:
 
     def __init__(self, sources: DjSources, recipes: dict[str, float] | None = None) -> None:
         self.src = sources
-        recipes = dict(RECIPES if recipes is None else recipes)
-        unknown = set(recipes) - set(RECIPES)
+        if recipes is None:
+            recipes = dict(RECIPES)
+            if sources.lmms:
+                recipes.update(LMMS_RECIPES)
+                recipes.update(BEATS_RECIPES if sources.beats is not None else {})
+        recipes = dict(recipes)
+        known = {**RECIPES, **LMMS_RECIPES, **BEATS_RECIPES}
+        unknown = set(recipes) - set(known)
         if unknown:
-            raise bad_value("recipes", sorted(unknown), f"names from {sorted(RECIPES)}")
+            raise bad_value("recipes", sorted(unknown), f"names from {sorted(known)}")
+        missing = [r for r in recipes if not self._has_sources(r)]
+        if missing:
+            raise bad_value("recipes", sorted(missing), "recipes these sources can make (LMMS songs: "
+                            "stemstream data lmms; Sonic Pi's samples: apt-get install sonic-pi-samples)")
         self.names = list(recipes)
         p = np.array([recipes[k] for k in self.names], dtype=np.float64)
         self.p = p / p.sum()
         self.sr = MODEL_SAMPLE_RATE
+
+    def _has_sources(self, recipe: str) -> bool:
+        if recipe in BEATS_RECIPES:
+            return bool(self.src.lmms) and self.src.beats is not None
+        return bool(self.src.lmms) or recipe not in LMMS_RECIPES
 
     # -- sources -> stem tracks (lists of (2, n) or (n,) arrays per stem) -------------------
     def _synth_backing(self, n: int, rng: np.random.Generator) -> dict[int, list[np.ndarray]]:
@@ -143,6 +208,13 @@ class DjExampleMaker:
         clip = self.src.mir1k[int(rng.integers(len(self.src.mir1k)))]
         return clip, _start(clip.vocals.shape[-1], n, rng)
 
+    def _lmms_backing(self, n: int, rng: np.random.Generator, on_bar: bool = False
+                      ) -> tuple[dict[int, list[np.ndarray]], RenderedSong]:
+        """An LMMS song's drums, bass and other ``(2, n)`` each, from where the song plays."""
+        song = self.src.lmms[int(rng.integers(len(self.src.lmms)))]
+        s = _segment(song.stems, song.draw_start(n, rng, on_bar=on_bar), n)  # (3, 2, n) drums, bass, other
+        return {DRUMS: [s[0]], BASS: [s[1]], OTHER: [s[2]]}, song
+
     def _md_with(self, stem: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
         """The ``stem`` tracks of a MusicDelta song that has that stem."""
         having = [s for s in self.src.musicdelta if DJ_STEMS[stem] in s.tracks]
@@ -155,6 +227,9 @@ class DjExampleMaker:
         """One mastered example of ``n`` samples; ``recipe`` None draws one."""
         if recipe is None:
             recipe = self.names[int(rng.choice(len(self.names), p=self.p))]
+        if not self._has_sources(recipe):
+            raise bad_value("recipe", recipe, "a recipe these sources can make (LMMS songs: stemstream data lmms; "
+                            "Sonic Pi's samples: apt-get install sonic-pi-samples)")
         pre = int(PREROLL_S * self.sr)
         m = n + pre
         tracks: dict[int, list[np.ndarray]] = {}
@@ -189,6 +264,25 @@ class DjExampleMaker:
                 acc = _segment(clip.accompaniment, start, m)
             tracks = {VOCALS: [_segment(clip.vocals, start, m)], OTHER: [acc]}
             band, grouped = clip.band_limit_hz, True
+        elif recipe == "lmms":
+            tracks = self._lmms_backing(m, rng)[0]
+        elif recipe == "mir1k_over_lmms":
+            clip, start = self._mir1k(m, rng)
+            tracks = self._lmms_backing(m, rng)[0]
+            tracks[VOCALS] = [_segment(clip.vocals, start, m)]
+            band = clip.band_limit_hz
+        elif recipe == "musicdelta_over_lmms":
+            tracks = self._lmms_backing(m, rng)[0]
+            tracks[VOCALS] = self._md_with(VOCALS, m, rng)
+        elif recipe == "lmms_remix":
+            tracks, song = self._lmms_backing(m, rng, on_bar=True)
+            partners = tempo_partners(song, self.src.lmms)
+            if partners:  # else the song's own drums: one song has no partner in tempo
+                tracks[DRUMS] = [drums_in_tempo(partners[int(rng.integers(len(partners)))], song.bpm, m, rng)]
+        elif recipe == "beats_lmms":
+            backing, song = self._lmms_backing(m, rng, on_bar=True)
+            drums, bass = groove(self.src.beats, song.bpm, m, rng)
+            tracks = {DRUMS: [drums], BASS: [bass], OTHER: backing[OTHER]}
         else:
             raise bad_value("recipe", recipe, f"one of {self.names}")
         stems = self._mix(tracks, m, rng, raw_accompaniment=grouped)
