@@ -13,9 +13,9 @@ at the host rate, two ways:
 Two figures per row:
 
 * real-time factor: the worker's job (``RealtimeSession.pump``) on a thread of its own (its mode
-  set as the worker's would be), compute seconds per second of audio; the rows are measured in
-  turn ``--repeats`` times and the fastest of each is kept, so load from other processes that
-  comes and goes weighs on no row more than another;
+  set as the worker's would be), CPU seconds of that thread per second of audio (its CPU time, not
+  the wall clock, so time spent waiting for a core on a busy machine does not count); the rows are
+  measured in turn ``--repeats`` times and the fastest of each is kept;
 * deadline misses: the session's worker thread, callbacks paced in real time as a sound card
   would for ``--paced`` seconds (0 skips it); these depend on how busy the machine is.
 
@@ -80,7 +80,7 @@ def _session(model: Any, rate: int, block: int, flush: bool) -> Any:
 
 
 def real_time_factor(model: Any, x: np.ndarray, rate: int, block: int, flush: bool) -> float:
-    """Compute seconds per second of audio of the worker's job on ``x``, on a thread whose denormal
+    """CPU seconds per second of audio of the worker's job on ``x``, on a thread whose denormal
     mode is the worker's (flushed or kept)."""
     from stemstream.realtime.engine.denormals import flush_denormals
 
@@ -96,9 +96,9 @@ def real_time_factor(model: Any, x: np.ndarray, rate: int, block: int, flush: bo
         total = 0.0
         for k in range(x.shape[1] // block):
             session.callback(indata[k * block : (k + 1) * block], out)
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             session.pump()
-            total += time.perf_counter() - t0
+            total += time.thread_time() - t0
         spent.append(total)
 
     thread = threading.Thread(target=work, name="denormal-bench")
@@ -180,7 +180,7 @@ def format_markdown(r: dict[str, Any]) -> str:
             cells += (f" {kept['deadline_misses']} / {kept['blocks']} | "
                       f"{flushed['deadline_misses']} / {flushed['blocks']} |")
         lines.append(cells)
-    lines += ["", f"RTF: the worker's compute seconds per second of audio ({r['seconds']:g} s per row, the "
+    lines += ["", f"RTF: the worker's CPU seconds per second of audio ({r['seconds']:g} s per row, the "
               f"fastest of {r['repeats']} rounds); "
               f"kept: denormals computed, flushed: flush-to-zero on the worker and input below 1e-30 zeroed "
               f"(what `stemstream live` does). Misses: blocks not separated in time with callbacks paced in "
