@@ -50,5 +50,7 @@ def test_describe_student_card_fields(tmp_path: Path) -> None:
     weights = tmp_path / "student.safetensors"
     save_weights(weights, step.net, STUDENT_ARCHITECTURE, step.config.to_json(), {"steps": 3})
     card = describe_student(weights, steps=2)
-    assert card["hop_samples"] == 192 and card["latency_samples"] == 256 and card["sample_rate"] == 8000
+    # no delay inside a window (as its ModelInfo says), one whole window of buffering (a5396a4)
+    assert card["hop_samples"] == 192 and card["latency_samples"] == 0 and card["buffer_samples"] == 256
+    assert card["sample_rate"] == 8000
     assert card["params"] > 0 and card["macs_per_second"] > 0 and card["run_record"] == {"steps": 3}

@@ -51,8 +51,10 @@ def test_live_row_is_aligned(full_band: bool) -> None:
     clip, full = excerpt_pair(_song(), 44100, 8000, 4096)
     row = live_row(_QuarterModel(), [clip], [full] if full_band else None, 8000, STEMS, "quarter")
     # full band: the 8 kHz reference is the same audio resampled, so only resampler edges differ;
-    # 8 kHz input: a 8 -> 44.1 -> 8 kHz round trip, which dulls the band edge a little
-    assert row["all"] == pytest.approx(0.0, abs=1e-3 if full_band else 0.1)
+    # 8 kHz input: a 8 -> 44.1 -> 8 kHz round trip, which dulls the band edge a little (0.1 dB held with soxr;
+    # the engine's own polyphase resampler since 3951436: -0.14 dB HQ, -0.68 dB LD; one sample of
+    # misalignment costs more than 3 dB, test_live_row_misalignment_would_show)
+    assert row["all"] == pytest.approx(0.0, abs=1e-3 if full_band else 0.25)
     assert row["network_evals"] == int(np.ceil(4096 / 8000 * 44100 / 128)) and row["group"] == "live"
 
 

@@ -3,7 +3,9 @@
 
 Configs: ``live``, ``quality`` (starts from ``live``), ``live-pruned`` (prunes ``live`` then
 fine-tunes), ``dj-live`` / ``dj-quality`` / ``dj-live-pruned`` (the DJ stem set, real and
-synthetic data), ``tiny`` (smoke test); ``diffusion*`` go to ``stemstream.export.train.diffusion``.
+synthetic data), ``tiny`` (smoke test); ``diffusion*`` go to ``stemstream.export.train.diffusion``;
+``refiner-teacher`` / ``refiner-tiny`` to ``stemstream.export.train.refiner_teacher`` and
+``refiner-student`` to ``stemstream.export.refiner_distill`` (the diffusion refiner of a base model).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model (dj-live, dj-quality, dj-live-pruned, live, quality, live-pruned, diffusion*)",
+        help="train a model (dj-live, dj-quality, dj-live-pruned, live, quality, live-pruned, diffusion*, refiner*)",
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
-    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-quality | dj-live-pruned | tiny | diffusion*")
+    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-quality | dj-live-pruned | tiny | "
+                        "diffusion* | refiner-teacher | refiner-student | refiner-tiny")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")
@@ -58,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "default ../shared/realdata-train)")
     parser.add_argument("--limit-songs", type=int, default=None, metavar="N",
                         help="read at most N songs of each split (smoke runs)")
+    parser.add_argument("--base", default=None, metavar="NAME",
+                        help="refiner-teacher: the shipped base model whose estimates the refiner refines (default quality)")
     parser.add_argument("--ship", action="store_true", help="copy the final weights into realtime/weights/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -70,6 +75,16 @@ def run(args: argparse.Namespace) -> int:
 
     options = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     check_options(args.config, options)
+    if family(args.config) == "refiner-teacher":
+        from stemstream.export.train.refiner_teacher import run_refiner_training
+
+        return int(run_refiner_training(args.config, options) or 0)
+    if family(args.config) == "refiner-student":
+        from pathlib import Path
+
+        from stemstream.export.refiner_distill import run_refiner_distillation
+
+        return int(run_refiner_distillation(options, Path(options.out or Path(options.runs) / args.config)) or 0)
     if family(args.config) != "hybrid":
         from stemstream.export.train.diffusion import run_training as run_diffusion
 

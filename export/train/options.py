@@ -37,6 +37,7 @@ class TrainOptions:
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         real_data: the real recordings of the DJ configs.
         limit_songs: read at most this many songs per split (smoke runs).
+        base: the registry name of the base model a diffusion refiner refines.
         resume: continue from ``out/checkpoint.pt``.
         ship: copy the final weights into ``realtime/weights``.
         quiet: no progress bar.
@@ -59,6 +60,7 @@ class TrainOptions:
     device: str | None = None
     real_data: str | None = None
     limit_songs: int | None = None
+    base: str | None = None
     resume: bool = False
     ship: bool = False
     quiet: bool = False
@@ -94,12 +96,14 @@ class TrainOptions:
 #: Options every family understands.
 COMMON = {"steps", "time_budget", "out", "data", "runs", "threads", "resume", "ship", "quiet"}
 #: Options per family of configs: the hybrid separators (live, quality, dj-*...), the diffusion
-#: teacher configs and the consistency-distilled student.
+#: teacher configs, the consistency-distilled student, and the diffusion refiner's teacher and student.
 FAMILY_OPTIONS: dict[str, set[str]] = {
     "hybrid": COMMON | {"init_from", "distill", "teacher", "lr", "seed", "ema", "batch", "excerpt_seconds",
                         "device", "real_data", "limit_songs"},
     "diffusion-teacher": COMMON,
     "diffusion-student": COMMON | {"init_from", "teacher"},
+    "refiner-teacher": COMMON | {"base", "lr", "seed", "batch", "limit_songs"},
+    "refiner-student": COMMON | {"init_from", "teacher", "lr", "seed", "batch", "limit_songs"},
 }
 
 
@@ -107,6 +111,8 @@ def family(config: str) -> str:
     """The family of config ``config``."""
     if config == "diffusion-student":
         return "diffusion-student"
+    if config.startswith("refiner"):
+        return "refiner-student" if config.endswith("student") else "refiner-teacher"
     return "diffusion-teacher" if config.startswith("diffusion") else "hybrid"
 
 

@@ -7,7 +7,11 @@ window and look-ahead): the instrument set (bass, drums, guitar, piano); hop mod
 live in ``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
 consistency-distilled diffusion student (``stemstream.realtime.diffusion.student``), one weight file
 (``diffusion-student.safetensors``) run with 1 or 2 network evaluations per segment, a segment
-model. A path to a ``.safetensors`` file also works as a name (a student file runs 1 step).
+model. ``quality-refined`` / ``quality-refined-2step``: ``quality`` followed by the diffusion
+refiner (``stemstream.realtime.diffusion.refined_model``: a consistency-distilled conditional
+diffusion model of ``quality``'s residual) at 1 or 2 network evaluations per segment, a segment
+model; its weight file is ``quality-refiner.safetensors`` beside ``quality``'s. A path to a
+``.safetensors`` file also works as a name (a student or refiner file runs 1 step).
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ DIFFUSION_STEPS: dict[str, int] = {"diffusion-1step": 1, "diffusion-2step": 2}
 
 #: Weight file (stem) of the diffusion student.
 DIFFUSION_WEIGHTS = "diffusion-student"
+
+#: Refined models: a shipped hop model followed by its diffusion refiner (weight file
+#: ``<base>-refiner.safetensors``), by name: ``(base, network evaluations per segment)``.
+REFINED: dict[str, tuple[str, int]] = {"quality-refined": ("quality", 1), "quality-refined-2step": ("quality", 2),
+                                       "dj-quality-refined": ("dj-quality", 1)}
+
+
+def refiner_path(base: str) -> Path:
+    """The refiner weight file of base model ``base``."""
+    return WEIGHTS_DIR / f"{base}-refiner.safetensors"
 
 
 @dataclass(frozen=True)
@@ -108,8 +122,33 @@ def _weights_path(name: str) -> Path:
 
 
 def available_models() -> list[str]:
-    """Names of shipped models whose weight file is present (hop models, then diffusion)."""
-    return [n for n in (*SHIPPED, *DIFFUSION_STEPS) if _weights_path(n).exists()]
+    """Names of shipped models whose weight files are present (hop models, diffusion, refined)."""
+    names = [n for n in (*SHIPPED, *DIFFUSION_STEPS) if _weights_path(n).exists()]
+    return names + [n for n, (base, _) in REFINED.items() if _weights_path(base).exists() and refiner_path(base).exists()]
+
+
+def _refined(name: str) -> tuple[Path, str, int, str] | None:
+    """``(refiner file, base name, steps, card name)`` if ``name`` is a refined model (a
+    :data:`REFINED` name, or a refiner student's weight file: its base from its config), else None."""
+    if not isinstance(name, str):
+        return None
+    if name in REFINED:
+        base, steps = REFINED[name]
+        path = refiner_path(base)
+        for needed in (path, _weights_path(base)):
+            if not needed.exists():
+                raise ConfigError(f"model={name!r}: weights {str(needed)!r} are not shipped in this build")
+        return path, base, steps, name
+    if name.endswith(".safetensors") and Path(name).exists():
+        from stemstream.realtime.diffusion.refiner import REFINER_STUDENT_ARCHITECTURE
+        from stemstream.realtime.diffusion.refiner_net import RefinerConfig
+        from stemstream.realtime.models.weights import read_metadata
+
+        meta = read_metadata(name)
+        if meta.get("architecture") == REFINER_STUDENT_ARCHITECTURE:
+            base = RefinerConfig.from_json(json.dumps(json.loads(meta["config"])["net"])).base
+            return Path(name), base, 1, Path(name).stem
+    return None
 
 
 def _student(name: str) -> tuple[Path, int, str] | None:
@@ -154,6 +193,12 @@ def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
 
 def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
+    refined = _refined(name)
+    if refined is not None:
+        from stemstream.realtime.diffusion.refined_model import describe_refined
+
+        path, base, steps, card_name = refined
+        return ModelCard(name=card_name, **describe_refined(path, model_card(base), steps))  # type: ignore[arg-type]
     student = _student(name)
     if student is not None:
         from stemstream.realtime.diffusion.student import describe_student
@@ -187,7 +232,7 @@ def list_models() -> list[ModelCard]:
 
 def load_torch_model(name: str) -> HybridSeparator:
     """The PyTorch module of hop model ``name`` (eval mode, CPU)."""
-    if _student(name) is not None:
+    if _student(name) is not None or _refined(name) is not None:
         raise ConfigError(f"model={name!r}: a diffusion segment model, not a hop model (open it with load_model)")
     tensors, meta, _ = _read(name)
     cfg = HybridConfig.from_dict(json.loads(meta["config"]))
@@ -201,18 +246,28 @@ def load_torch_model(name: str) -> HybridSeparator:
 
 def load_model(name: str, backend: str = "torch") -> Any:
     """Model ``name`` as a ``stemstream.realtime.protocol.HopModel`` (``SegmentModel`` for the diffusion
-    student: backends ``torch`` and ``onnx``) through ``backend``.
+    student and the refined models: backends ``torch`` and ``onnx``) through ``backend``.
 
     Uses ``stemstream.realtime.backends.open_backend`` (the engine's dispatcher: ``torch``, ``onnx``,
     ``onnx-cuda``, ``tensorrt``, ``auto``).
     """
+    from stemstream.realtime.backends import open_backend
+
+    refined = _refined(name)
+    if refined is not None:
+        from stemstream.realtime.backends import segment_backend
+        from stemstream.realtime.diffusion.refined_model import load_refined
+
+        path, base, steps, card_name = refined
+        refiner_backend = segment_backend(backend)  # torch or onnx; a GPU-only name is refused here
+        return load_refined(path, open_backend(backend, load_torch_model(base), base), steps=steps,
+                            backend=refiner_backend, name=card_name)
     student = _student(name)
     if student is not None:
         from stemstream.realtime.diffusion.student_loader import load_student
 
         path, steps, card_name = student
         return load_student(path, steps=steps, backend=backend, name=card_name)
-    from stemstream.realtime.backends import open_backend
 
     module = load_torch_model(name)
     card_name = Path(name).stem if name.endswith(".safetensors") else name
