@@ -134,6 +134,20 @@ def test_read_project_lists_tracks_in_rendertracks_order(tmp_path: Path) -> None
         assert label_track(project.tracks[2])[0] == "bass"
 
 
+def test_solo_project_keeps_one_track_and_everything_around_it(tmp_path: Path) -> None:
+    from stemstream.export.data.lmms import solo_project
+
+    _write_mmpz(tmp_path / "song.mmpz", PROJECT_XML)
+    for number, name in ((1, "Lead"), (2, "kick01.ogg"), (3, "Default preset")):
+        (tmp_path / f"{number}.mmp").write_bytes(solo_project(tmp_path / "song.mmpz", number))
+        solo = read_project(tmp_path / f"{number}.mmp")
+        assert [t.name for t in solo.tracks] == [name]
+        assert solo.seconds == read_project(tmp_path / "song.mmpz").seconds  # BB clips and automation stay
+        assert (tmp_path / f"{number}.mmp").read_text().count('type="1"') == 2
+    with pytest.raises(Exception, match="no track number 4"):
+        solo_project(tmp_path / "song.mmpz", 4)
+
+
 def test_a_broken_project_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "bad.mmpz").write_bytes(b"\x00\x00\x00\x10not zlib")
     with pytest.raises(Exception, match="not a readable LMMS project"):

@@ -1,9 +1,9 @@
 """LMMS demo projects as multitracks: what a project holds, which DJ stem each track is, its licence.
 
 The Debian packages ``lmms`` and ``lmms-common`` ship human-made songs as LMMS projects
-(``/usr/share/lmms/projects/{demos,shorties,tutorials}/*.mmp[z]``). ``lmms rendertracks`` renders
-every unmuted instrument and sample track to its own file (``stemstream.export.data.lmms_render``);
-this module reads a project without running LMMS:
+(``/usr/share/lmms/projects/{demos,shorties,tutorials}/*.mmp[z]``). Every unmuted instrument and
+sample track is rendered to its own file (``stemstream.export.data.lmms_render``, one
+:func:`solo_project` per track); this module reads a project without running LMMS:
 
 * :func:`read_project`: tempo, length and the tracks in the order ``rendertracks`` numbers its files
   (the song's unmuted instrument/sample tracks, then those of the beat/bassline editor);
@@ -123,6 +123,37 @@ def _rendered(container: ElementTree.Element | None) -> list[ElementTree.Element
             if t.get("type") in (INSTRUMENT_TRACK, SAMPLE_TRACK) and t.get("muted", "0") != "1"]
 
 
+def _containers(root: ElementTree.Element) -> tuple[ElementTree.Element | None, ElementTree.Element | None]:
+    """The song editor's track container and the beat/bassline editor's (inside the first BB track)."""
+    song = root.find("song")
+    container = song.find("trackcontainer") if song is not None else None
+    if container is None:
+        return None, None
+    bb = next((t.find("bbtrack/trackcontainer") for t in container.findall("track") if t.get("type") == BB_TRACK), None)
+    return container, bb
+
+
+def solo_project(path: str | Path, number: int) -> bytes:
+    """The project's XML with track ``number`` (as :func:`read_project` numbers them) the only
+    instrument or sample track left, in either editor: beat/bassline tracks, automation, the FX
+    mixer and the master stay. ``lmms render`` of it gives the same audio as ``rendertracks`` gives
+    for that track (LMMS mutes the other tracks but still runs their synths: removing them makes a
+    song of many ZynAddSubFX tracks several times faster to render)."""
+    root = project_xml(path)
+    song, bb = _containers(root)
+    rendered = [(c, el) for c in (song, bb) if c is not None for el in _rendered(c)]
+    if not 1 <= number <= len(rendered):
+        raise AudioInputError(f"{str(path)!r}: no track number {number} (it renders {len(rendered)})")
+    keep = rendered[number - 1][1]
+    for container in (song, bb):
+        if container is None:
+            continue
+        for el in container.findall("track"):
+            if el.get("type") in (INSTRUMENT_TRACK, SAMPLE_TRACK) and el is not keep:
+                container.remove(el)
+    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
 def read_project(path: str | Path) -> LmmsProject:
     """Tempo, length and rendered tracks of one LMMS project.
 
@@ -131,15 +162,14 @@ def read_project(path: str | Path) -> LmmsProject:
     the file of track ``i`` (0-based) is ``f"{i + 1}_{name}.wav"``.
     """
     root = project_xml(path)
-    head, song = root.find("head"), root.find("song")
-    container = song.find("trackcontainer") if song is not None else None
+    head = root.find("head")
+    container, bb = _containers(root)
     if head is None or container is None:
         raise AudioInputError(f"{str(path)!r}: an LMMS project without <head> or a song track container")
     try:
         bpm = float(head.get("bpm", "140"))
     except ValueError:
         raise AudioInputError(f"{str(path)!r}: tempo {head.get('bpm')!r} is not a number") from None
-    bb = next((t.find("bbtrack/trackcontainer") for t in container.findall("track") if t.get("type") == BB_TRACK), None)
     elements = [(el, False) for el in _rendered(container)] + [(el, True) for el in _rendered(bb)]
     end_ticks = 0
     for t in container.findall("track"):

@@ -1,10 +1,13 @@
 """Render LMMS' demo projects one track per file and write them as labelled multitracks.
 
 ``stemstream data lmms --out data/lmms`` (``bridge/cli/data.py``) calls :func:`build_lmms_set`:
-for each project of ``lmms-common`` (``/usr/share/lmms/projects``, templates left out) it runs
-``lmms rendertracks`` headless (``QT_QPA_PLATFORM=offscreen``; ``--allowroot`` when run as root)
-at 44.1 kHz, 32-bit float, oversampling 1 (LMMS 1.2.2's 2x oversampling wrote some tracks as
-1e34-sized garbage), reads each track, drops silent ones and any with non-finite or absurd samples,
+for each project of ``lmms-common`` (``/usr/share/lmms/projects``, templates left out) it renders
+each track alone, ``lmms render`` of the project with every other instrument and sample track removed
+(:func:`stemstream.export.data.lmms.solo_project`; the same audio as ``lmms rendertracks``, which
+only mutes them and still runs their synths, so a song of many tracks renders several times faster),
+headless (``QT_QPA_PLATFORM=offscreen``; ``--allowroot`` when run as root) at 44.1 kHz, 32-bit
+float, oversampling 1 (LMMS 1.2.2's 2x oversampling wrote some tracks as 1e34-sized garbage); it
+reads each track, drops silent ones and any with non-finite or absurd samples,
 labels the rest (:func:`stemstream.export.data.lmms.label_track`, the spectrum for tracks no rule
 names) and writes
 
@@ -38,7 +41,7 @@ import numpy as np
 
 from stemstream.export.data.lmms import (
     BASS_BAND_HZ, LMMS_COPYRIGHT, LMMS_PROJECTS, UNDECIDED, LmmsProject, LmmsTrack, label_by_spectrum,
-    label_track, project_licence, read_project,
+    label_track, project_licence, read_project, solo_project,
 )
 from stemstream.realtime.errors import AudioInputError, StemstreamError, bad_value
 from stemstream.realtime.stems import MODEL_SAMPLE_RATE
@@ -86,28 +89,32 @@ def lmms_version() -> str:
         return "unknown"
 
 
-def render_tracks(project: Path, out_dir: Path, timeout_s: float) -> dict[int, Path]:
-    """``lmms rendertracks`` into ``out_dir``: track number -> its WAV file."""
+def render_tracks(project: Path, tracks: tuple[LmmsTrack, ...], out_dir: Path, timeout_s: float) -> dict[int, Path]:
+    """Each track rendered alone (``lmms render`` of its :func:`solo_project`) into ``out_dir``:
+    track number -> its WAV file. ``timeout_s`` is for the whole project."""
     exe = shutil.which("lmms")
     if exe is None:
         raise StemstreamError("lmms is not installed: apt-get install -y lmms lmms-common")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [exe] + (["--allowroot"] if os.geteuid() == 0 else []) + [
-        "rendertracks", str(project), "-o", f"{out_dir}/", "-f", "wav", "-a", "-x", "1",
-        "-s", str(MODEL_SAMPLE_RATE)]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        raise AudioInputError(f"{project.name}: lmms did not finish within {timeout_s:g} s") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise AudioInputError(f"{project.name}: lmms exited with {done.returncode} ({last[:200]})")
+    deadline = time.monotonic() + timeout_s
     files: dict[int, Path] = {}
-    for f in out_dir.iterdir():
-        m = re.match(r"(\d+)_", f.name)
-        if m and f.suffix == ".wav":
-            files[int(m.group(1))] = f
+    for track in tracks:
+        solo, wav = out_dir / f"{track.number}.mmp", out_dir / f"{track.number}.wav"
+        solo.write_bytes(solo_project(project, track.number))
+        cmd = [exe] + (["--allowroot"] if os.geteuid() == 0 else []) + [
+            "render", str(solo), "-o", str(wav), "-f", "wav", "-a", "-x", "1", "-s", str(MODEL_SAMPLE_RATE)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            raise AudioInputError(f"{project.name}: lmms did not finish within {timeout_s:g} s") from None
+        if done.returncode != 0 or not wav.is_file():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise AudioInputError(f"{project.name}: lmms exited with {done.returncode} on track "
+                                  f"{track.number} ({last[:200]})")
+        solo.unlink()
+        files[track.number] = wav
     return files
 
 
@@ -155,7 +162,7 @@ def _read_track(path: Path) -> np.ndarray:
 
 
 def write_song(project: LmmsProject, rendered: dict[int, Path], song_dir: Path, relative: str,
-               copyright_text: str) -> SongResult:
+               copyright_text: str, copyright_path: str | Path = LMMS_COPYRIGHT) -> SongResult:
     """Read the rendered tracks, label them and write the song folder; the result says why not.
 
     Two passes with one track in memory at a time (a song can have 55 tracks of 4 minutes):
@@ -221,7 +228,7 @@ def write_song(project: LmmsProject, rendered: dict[int, Path], song_dir: Path, 
     meta = {
         "song": name, "genre": "electronic (LMMS demo)", "sample_rate": MODEL_SAMPLE_RATE,
         "project": relative, "licence": licence.licence, "copyright": list(licence.copyright),
-        "licence_source": str(LMMS_COPYRIGHT), "bpm": project.bpm, "gain_db": round(20 * np.log10(gain), 2),
+        "licence_source": str(copyright_path), "bpm": project.bpm, "gain_db": round(20 * np.log10(gain), 2),
         "active": active_ranges(mix[:, :n] * gain), "tracks": entries, "dropped": dropped,
     }
     (tmp / "tracks.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
@@ -292,8 +299,8 @@ def build_lmms_set(out: str | Path, projects_root: str | Path = LMMS_PROJECTS,
             shutil.rmtree(render_dir, ignore_errors=True)
             try:
                 project = read_project(project_path)
-                rendered = render_tracks(project_path, render_dir, timeout_s)
-                result = write_song(project, rendered, song_dir, relative, copyright_text)
+                rendered = render_tracks(project_path, project.tracks, render_dir, timeout_s)
+                result = write_song(project, rendered, song_dir, relative, copyright_text, copyright_path)
             except AudioInputError as exc:
                 result = SongResult(name, False, str(exc))
             finally:
@@ -327,7 +334,7 @@ def summarise(out: Path, results: list[SongResult], wall_s: float) -> dict:
             counts[split][t["stem"]] = counts[split].get(t["stem"], 0) + 1
     return {
         "generator": "stemstream data lmms", "lmms_common": lmms_version(), "sample_rate": MODEL_SAMPLE_RATE,
-        "render": "lmms rendertracks -f wav -a -x 1 (headless, QT_QPA_PLATFORM=offscreen)",
+        "render": "lmms render -f wav -a -x 1 of each track alone (headless, QT_QPA_PLATFORM=offscreen)",
         "songs": songs, "skipped": {r.name: r.reason for r in results if not r.kept},
         "minutes": {k: round(v, 1) for k, v in minutes.items()}, "tracks_per_stem": counts,
         "wall_seconds": round(wall_s, 1),
