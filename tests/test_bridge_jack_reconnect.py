@@ -39,6 +39,15 @@ def _until(condition, timeout_s: float) -> bool:
     return bool(condition())
 
 
+def _reclaim(name: str) -> None:
+    """Start and stop a server called ``name``: JACK frees the registry slot of a killed server
+    only when a server of the same name starts (the registry has 8 slots for the whole machine)."""
+    try:
+        DummyJackServer(SR, PERIOD, name=name).start().stop()
+    except Exception:  # a server of that name runs: its slot is in use, not leaked
+        pass
+
+
 def _connections(client, port: str) -> set[str]:
     try:
         return {p.name for p in client.get_all_connections(port)}
@@ -107,9 +116,40 @@ def test_server_killed_and_back_reconnects_with_the_sessions_state() -> None:
         server.stop()
         if server2 is not None:
             server2.stop()
+        else:
+            _reclaim(name)
     assert summary["host_outages"] == 1 and summary["host_connected"] and summary["host_failure"] == ""
     assert 0.0 < summary["host_outage_seconds"] < 15.0 and summary["callback_errors"] == 0
     assert "jack_cpu_load_percent" in summary  # the new client answers
+
+
+def test_server_back_at_another_rate_ends_the_session() -> None:
+    """The engine was built for the old rate: a server back at another one ends the session with a
+    line that says so (and wakes whoever waits on it), rather than running at the wrong rate."""
+    import threading
+
+    from stemstream.bridge.live.runner import HostOptions, LiveRun
+
+    lines: list[str] = []
+    with DummyJackServer(SR, PERIOD) as server:
+        run = LiveRun(LiveConfig(model="tiny", sample_rate=SR, block_size=PERIOD, routing="mix"),
+                      HostOptions(audio="jack", jack_server=server.name, osc_port=None),
+                      factory=host_rate_factory(SR, PERIOD), stems=STEMS, notify=lines.append)
+        try:
+            server.process.kill()
+            server.stop()
+            assert _until(lambda: lines, 2.0)
+            with DummyJackServer(44100, PERIOD, name=server.name):  # reclaims the killed one's slot too
+                stop = threading.Event()
+                started = time.monotonic()
+                run.wait(30.0, stop)  # returns as soon as the supervisor ends the session
+                assert time.monotonic() - started < 15.0 and run.failure
+                summary = run.summary()
+        finally:
+            run.close()
+    assert "44100 Hz" in run.failure and "48000" in run.failure, run.failure
+    assert "restart stemstream live" in lines[-1], lines
+    assert summary["host_outages"] == 1 and not summary["host_connected"]
 
 
 def _ports_of(server_name: str, prefix: str) -> bool:
@@ -126,8 +166,9 @@ def _ports_of(server_name: str, prefix: str) -> bool:
 
 
 def _run_cli_and_kill_server(args: list[str], server: DummyJackServer, ports: str) -> tuple[int, dict, list[str]]:
-    """``stemstream live ARGS --json`` on ``server``; kill the server once ``ports`` exist; the
-    exit code, the summary and the stderr lines."""
+    """``stemstream live ARGS --json`` on ``server``; stop the server (SIGTERM: a killed server's
+    registry slot is only freed by a server of the same name) once ``ports`` exist; the exit code,
+    the summary and the stderr lines."""
     env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "stemstream.bridge", "live", *args, "--duration", "120", "--json"]
     live = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -135,11 +176,12 @@ def _run_cli_and_kill_server(args: list[str], server: DummyJackServer, ports: st
         assert _until(lambda: live.poll() is not None or _ports_of(server.name, ports), 90.0)
         assert live.poll() is None, live.communicate()
         time.sleep(0.5)
-        server.process.kill()
+        server.process.terminate()
         out, err = live.communicate(timeout=30)
     finally:
         if live.poll() is None:
             live.kill()
+    assert out.strip(), (live.returncode, err)
     return live.returncode, json.loads(out), err.strip().splitlines()
 
 

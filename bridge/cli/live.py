@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     args.model = args.model or default_model(wanted)
     stems = model_stems(args.model, wanted)  # an unknown model is refused before any device is opened
     # the values given are checked before the host is probed; what is left open, the host settles
-    config = LiveConfig(model=args.model, stems=wanted, backend=args.backend, sample_rate=args.samplerate or 44100,
-                        block_size=args.block_size or 256, routing=args.routing or "both",
+    config = LiveConfig(model=args.model, stems=wanted, backend=args.backend,
+                        sample_rate=44100 if args.samplerate is None else args.samplerate,
+                        block_size=256 if args.block_size is None else args.block_size, routing=args.routing or "both",
                         queue_blocks=args.queue_blocks, realtime_worker=args.realtime_worker)
     inputs, outputs = parse_connections(args.jack_connect, stems, config.channels)
     device_in, device_out = parse_device(args.input), parse_device(args.output)
