@@ -16,7 +16,8 @@ import numpy as np
 RESAMPLE_QUALITY = "HQ"
 
 #: Row groups, in table order; ``--rows`` picks some of them.
-GROUPS: tuple[str, ...] = ("mixture", "teacher", "oracle", "student", "live", "segments", "diagnostics")
+GROUPS: tuple[str, ...] = ("mixture", "teacher", "oracle", "student", "live", "segments", "diagnostics", "refiner",
+                           "refiner-segments")
 
 
 def _first(*paths: str | Path | None) -> Path | None:

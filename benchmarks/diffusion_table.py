@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-model", default="live", help="registry model shown beside the diffusion models")
     parser.add_argument("--live-backend", default="onnx", help="backend of the live model (torch, onnx, ...)")
     parser.add_argument("--out", default="runs/bench/diffusion", help="output folder")
+    from stemstream.benchmarks.diffusion_refiner import add_arguments as refiner_arguments
+
+    refiner_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         from stemstream.benchmarks.diffusion_diagnose import diagnose
 
         result["diagnostics"] = diagnose(teacher, clips)
+    from stemstream.benchmarks.diffusion_refiner import refiner_results
+
+    result.update(refiner_results(args, groups))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     previous_path = out / "diffusion.json"
@@ -125,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         result["segments"] = _merge(previous.get("segments", []), seg_rows, groups, "segments")
         if "diagnostics" not in groups and "diagnostics" in previous:
             result["diagnostics"] = previous["diagnostics"]
+        for group, key in (("refiner", "refiner"), ("refiner-segments", "refiner_segments")):
+            if group not in groups and key in previous:  # kept as measured before
+                result[key] = previous[key]
+                for info in ("refiner_student", "refiner_teacher"):
+                    result.setdefault(info, previous.get(info))
     from stemstream.benchmarks.report import write_report
 
     write_report(out, "diffusion", result, _markdown(result, stems))
@@ -314,4 +325,7 @@ def _markdown(result: dict[str, Any], stems: tuple[str, ...]) -> str:
         from stemstream.benchmarks.diffusion_diagnose import markdown
 
         lines += [*markdown(result["diagnostics"]), ""]
+    from stemstream.benchmarks.diffusion_refiner import markdown as refiner_markdown
+
+    lines += refiner_markdown(result, table)
     return "\n".join(lines)

@@ -109,16 +109,16 @@ def distill_refiner(teacher: RefinerDenoiser, cfg: DistillConfig, out: Path, dat
             module.denoiser.load_state_dict(given.denoiser.state_dict())
         note = f"initialised from {init_from}"
     fit = Fit(out, {"student": student, "target": target, "ema": ema}, "student", cfg.lr)
-    if resume:
-        note = str((fit.resume() or {}).get("init", note))
-    fit.extra = {"init": note}
+    ckpt = fit.resume() if resume else None
+    note = str((ckpt or {}).get("init", note))
+    history: list[dict[str, float]] = list((ckpt or {}).get("history", []))
+    fit.extra = {"init": note, "history": history}  # the list itself: every checkpoint has it all
     net = teacher.config
     tcfg = RefinerTrainConfig(net=net, limit_songs=limit_songs, batch=cfg.batch, leak_share=0.5)
     sampler, valid, data_note = training_sets(tcfg, data_root, cfg.seed + 77 + fit.step)
     sigmas = karras_sigmas(cfg.schedule_steps, net.sigma_min, net.sigma_max)[:-1]
     gen = torch.Generator().manual_seed(cfg.seed + fit.step)
     total = int(steps if steps is not None else cfg.steps)
-    history: list[dict[str, float]] = []
     base_score = sisdri(valid[2], valid[1], valid[0])
 
     def validate() -> None:

@@ -56,7 +56,8 @@ def music_like(samples: int, seed: int, channels: int = 2, stems: int = 4) -> np
 
 
 def write_songs(root: Path, count: int, seconds: float, seed: int = 0) -> Path:
-    """A tiny synthetic set: ``root/<song>/<stem>.wav`` (44.1 kHz stereo) and a ``dataset.json``."""
+    """A tiny synthetic set: ``root/<song>/{<stem>,mixture}.wav`` (44.1 kHz stereo) with a ``song.json``,
+    and a ``dataset.json``."""
     import soundfile as sf
 
     root.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,8 @@ def write_songs(root: Path, count: int, seconds: float, seed: int = 0) -> Path:
         song = root / f"song{k:05d}"
         song.mkdir(exist_ok=True)
         stems = music_like(int(seconds * 44100), seed + k)
-        for name, audio in zip(STEMS, stems):
+        for name, audio in zip((*STEMS, "mixture"), (*stems, stems.sum(axis=0))):
             sf.write(song / f"{name}.wav", audio.T, 44100, subtype="FLOAT")
+        (song / "song.json").write_text("{}")
     (root / "dataset.json").write_text("{}")
     return root

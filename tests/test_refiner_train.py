@@ -50,7 +50,7 @@ def test_teacher_then_student_end_to_end(tiny_world: Path, tmp_path: Path) -> No
     caches = list((tmp_path / "data" / "base-estimates" / "synth").glob("quality-*/train/*.npy"))
     assert len(caches) == 3  # the base's estimates, cached once per song
     resumed = train_refiner_teacher(cfg, tmp_path / "teacher", str(tiny_world), resume=True, steps=8)
-    assert resumed["steps"] == 8
+    assert resumed["steps"] == 8 and [h["step"] for h in resumed["history"]] == [0, 6, 8]  # kept across --resume
     teacher = load_refiner_teacher(tmp_path / "teacher" / "teacher.safetensors")
     dcfg = DistillConfig(batch=2, steps=3, schedule_steps=6, high_pairs=2, checkpoint_every=2, validate_every=3,
                          direction="projected")
@@ -99,6 +99,13 @@ def test_training_noise_and_the_leaky_base_keep_the_sums() -> None:
     np.testing.assert_allclose(leaky.sum(axis=0), base.sum(axis=0), atol=1e-5)
     assert np.abs(leaky - base).max() > 0.01
     np.testing.assert_allclose(leak(base, 0.0, rng), base, atol=1e-6)
+
+
+def test_only_the_student_ships(tmp_path: Path) -> None:
+    from stemstream.export.train.refiner_teacher import run_refiner_training
+
+    with pytest.raises(ConfigError, match="ship=True"):
+        run_refiner_training("refiner-teacher", TrainOptions(out=str(tmp_path), quiet=True, ship=True))
 
 
 def test_a_missing_teacher_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

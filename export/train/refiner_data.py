@@ -48,7 +48,8 @@ def cache_root(data_root: str | Path, base_name: str, base_checksum: str) -> Pat
 
 def run_base(base: torch.nn.Module, mixtures: np.ndarray) -> np.ndarray:
     """The base's stems ``(B, S, C, T)`` of ``mixtures (B, C, T)``, aligned with them (the base's
-    latency removed), from a fresh state, in calls of :data:`CHUNK_HOPS` hops."""
+    latency removed), from a fresh state, in calls of :data:`CHUNK_HOPS` hops (a hybrid model's
+    FFT path, ``fast_dsp``: the exported path's DFTs to float rounding)."""
     cfg = base.config
     b, c, t = mixtures.shape
     lat, hop = cfg.latency_samples, cfg.hop_samples
@@ -57,10 +58,14 @@ def run_base(base: torch.nn.Module, mixtures: np.ndarray) -> np.ndarray:
     x[:, :, :t] = mixtures
     state = base.init_state(b)
     outs = []
-    with torch.inference_mode():
-        for start in range(0, total, CHUNK_HOPS * hop):
-            y, state = base(torch.from_numpy(x[:, :, start : start + CHUNK_HOPS * hop]), state)
-            outs.append(y.numpy())
+    fast, base.fast_dsp = getattr(base, "fast_dsp", False), True  # the same DFTs through FFTs: ~1.5x faster
+    try:
+        with torch.inference_mode():
+            for start in range(0, total, CHUNK_HOPS * hop):
+                y, state = base(torch.from_numpy(x[:, :, start : start + CHUNK_HOPS * hop]), state)
+                outs.append(y.numpy())
+    finally:
+        base.fast_dsp = fast
     return np.concatenate(outs, axis=-1)[..., lat : lat + t]
 
 

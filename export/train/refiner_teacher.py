@@ -192,14 +192,15 @@ def train_refiner_teacher(cfg: RefinerTrainConfig, out: Path, data_root: str, re
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     fit = Fit(out, {"model": model, "ema": ema}, "model", cfg.lr)
-    if resume and fit.resume() is not None:
+    ckpt = fit.resume() if resume else None
+    if ckpt is not None:
         LOG.info("resumed at step %d", fit.step)
-    fit.extra = {"config": cfg.net.to_json()}
+    history: list[dict[str, float]] = list((ckpt or {}).get("history", []))
+    fit.extra = {"config": cfg.net.to_json(), "history": history}  # the list itself: every checkpoint has it all
     sampler, valid, data_note = training_sets(cfg, data_root, cfg.seed + fit.step)
     gen = torch.Generator().manual_seed(cfg.seed + 1 + fit.step)
     total = int(steps if steps is not None else cfg.steps)
     LOG.info("refiner teacher: params=%d data=%s steps=%d", count_parameters(model), data_note, total)
-    history: list[dict[str, float]] = []
 
     def validate() -> None:
         history.append({"step": fit.step, **validate_teacher(ema.eval(), valid)})
@@ -242,6 +243,8 @@ def run_refiner_training(config_name: str, options: TrainOptions) -> int:
 
     if config_name not in CONFIGS:
         raise bad_value("config", config_name, f"one of {sorted(CONFIGS)} (or refiner-student)")
+    if options.ship:
+        raise bad_value("ship", True, "only with --config refiner-student (the student is what ships)")
     out = Path(options.out or Path(options.runs) / config_name)
     _setup_log(out, bool(options.quiet))
     cfg = CONFIGS[config_name]

@@ -136,8 +136,14 @@ class RefinedSegmentModel:
         mixture = torch.from_numpy(self._mix * gain)[None]
         base = torch.from_numpy(self._stems * gain)[None]
         with torch.inference_mode():
-            refined = sample_refiner_student(self.step, mixture, base, ctx, self.steps, self._noise)[0]
+            refined = self.refine(mixture, base, ctx)[0]
         return np.ascontiguousarray(refined.numpy() / gain, dtype=np.float32)
+
+    def refine(self, mixture: torch.Tensor, base: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """One window's refinement at the normalised scale: ``mixture (1, C, W)``, ``base (1, S, C, W)``,
+        ``context`` a context residual ``(1, S, C, O)`` or None -> refined stems ``(1, S, C, W)``.
+        The student's consistency sampling; the benchmark puts the teacher's samplers here."""
+        return sample_refiner_student(self.step, mixture, base, context, self.steps, self._noise)
 
 
 def load_refined(path: str | Path, base: HopModel, steps: int = 1, backend: str = "torch", name: str | None = None,
