@@ -166,23 +166,36 @@ def _ports_of(server_name: str, prefix: str) -> bool:
 
 
 def _run_cli_and_kill_server(args: list[str], server: DummyJackServer, ports: str) -> tuple[int, dict, list[str]]:
-    """``stemstream live ARGS --json`` on ``server``; stop the server (SIGTERM: a killed server's
-    registry slot is only freed by a server of the same name) once ``ports`` exist; the exit code,
-    the summary and the stderr lines."""
+    """``stemstream live ARGS --json`` on ``server``; once it has said it runs and ``ports`` exist,
+    stop the server (SIGTERM: a killed server's registry slot is only freed by a server of the same
+    name); the exit code, the summary and the stderr lines."""
+    import threading
+
     env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "stemstream.bridge", "live", *args, "--duration", "120", "--json"]
     live = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    err: list[str] = []
+
+    def read() -> None:
+        for line in live.stderr:
+            err.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        assert _until(lambda: live.poll() is not None or _ports_of(server.name, ports), 90.0)
-        assert live.poll() is None, live.communicate()
-        time.sleep(0.5)
+        running = lambda: any("Ctrl-C stops" in line for line in err) and _ports_of(server.name, ports)  # noqa: E731
+        assert _until(lambda: live.poll() is not None or running(), 90.0)
+        assert live.poll() is None, (live.returncode, err)
+        time.sleep(0.3)
         server.process.terminate()
-        out, err = live.communicate(timeout=30)
+        out = live.stdout.read()
+        live.wait(timeout=30)
+        reader.join(timeout=5)
     finally:
         if live.poll() is None:
             live.kill()
     assert out.strip(), (live.returncode, err)
-    return live.returncode, json.loads(out), err.strip().splitlines()
+    return live.returncode, json.loads(out), err
 
 
 def test_no_reconnect_exits_3_with_one_line_and_adopts_48k(tiny_live_weights: Path) -> None:
