@@ -166,8 +166,8 @@ class RefinerConfig:
 
 
 class Spectra:
-    """The refiner's STFT over frames of whole hops: ``analyse(x (N, T)) -> (N, frames, F)``
-    complex and its exact inverse ``synthesise(spec (N, frames, F), T) -> (N, T)`` (windowed
+    """The refiner's STFT over frames of whole hops: ``analyse(x (N, T)) -> (N, F, frames)``
+    complex and its exact inverse ``synthesise(spec (N, F, frames), T) -> (N, T)`` (windowed
     overlap-add divided by the summed squared window); ``F = n_fft / 2 + 1``, ``frames = T /
     hop`` (``T`` a multiple of the hop; ``(n_fft - hop) / 2`` zeros padded on each side, as
     :class:`stemstream.realtime.diffusion.unet.FrameTransform` does). Periodic Hann window, scaled
@@ -175,37 +175,39 @@ class Spectra:
 
     def __init__(self, n_fft: int, hop: int) -> None:
         self.n_fft, self.hop, self.pad = n_fft, hop, (n_fft - hop) // 2
-        self.window = torch.hann_window(n_fft, periodic=True)
-        self.scale = float(torch.sqrt((self.window**2).sum() / 2))
+        window = torch.hann_window(n_fft, periodic=True)
+        scale = float(torch.sqrt((window**2).sum() / 2))
+        self.analysis_window = window / scale  # the scale folded into the windows: no pass over the spectra
+        self.synthesis_window = window * scale
+        self.window_sq = window**2
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         spec = torch.stft(F.pad(x.reshape(-1, x.shape[-1]), (self.pad, self.pad)), self.n_fft, self.hop,
-                          window=self.window.to(x.dtype), center=False, return_complex=True)
-        return (spec.transpose(1, 2) / self.scale).reshape(*lead, spec.shape[2], spec.shape[1])
+                          window=self.analysis_window.to(x.dtype), center=False, return_complex=True)
+        return spec.reshape(*lead, *spec.shape[-2:])
 
     def synthesise(self, spec: torch.Tensor, samples: int) -> torch.Tensor:
-        frames = torch.fft.irfft(spec * self.scale, n=self.n_fft, dim=-1) * self.window.to(spec.real.dtype)
-        n, count = frames.shape[0], frames.shape[1]
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-2) * self.synthesis_window.to(spec.real.dtype)[:, None]
+        count = frames.shape[-1]
         length = (count - 1) * self.hop + self.n_fft
 
         def fold(z: torch.Tensor) -> torch.Tensor:
-            return F.fold(z.transpose(1, 2), output_size=(1, length), kernel_size=(1, self.n_fft),
-                          stride=(1, self.hop)).reshape(z.shape[0], length)
+            return F.fold(z, output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop)).reshape(-1, length)
 
-        norm = fold((self.window.to(frames.dtype) ** 2).expand(1, count, self.n_fft))
+        norm = fold(self.window_sq.to(frames.dtype)[None, :, None].expand(1, self.n_fft, count))
         keep = slice(self.pad, self.pad + samples)  # the padded edges' envelope reaches 0: crop first
         return fold(frames)[:, keep] / norm[:, keep]
 
 
 def band_layout(spec: torch.Tensor, band_bins: int) -> torch.Tensor:
-    """Complex spectra ``(B, K, frames, F)`` as the core's real feature layout ``(B, 2K, band_bins,
+    """Complex spectra ``(B, K, F, frames)`` as the core's real feature layout ``(B, 2K, band_bins,
     bands, frames)``: channel ``2k`` is the real part of spectrum ``k``, ``2k + 1`` its imaginary
     part; bin ``band * band_bins + j`` sits at ``[..., j, band, :]``; the Nyquist bin is dropped."""
-    b, k, frames, bins = spec.shape
-    z = torch.view_as_real(spec[..., : bins - 1])  # (B, K, frames, F-1, 2)
-    z = z.reshape(b, k, frames, (bins - 1) // band_bins, band_bins, 2)
-    return z.permute(0, 1, 5, 4, 3, 2).reshape(b, 2 * k, band_bins, (bins - 1) // band_bins, frames)
+    b, k, bins, frames = spec.shape
+    z = torch.view_as_real(spec[:, :, : bins - 1])  # (B, K, F-1, frames, 2)
+    z = z.reshape(b, k, (bins - 1) // band_bins, band_bins, frames, 2)
+    return z.permute(0, 1, 5, 3, 2, 4).reshape(b, 2 * k, band_bins, (bins - 1) // band_bins, frames)
 
 
 def _groups(channels: int) -> int:
@@ -314,11 +316,11 @@ class RefinerCore(nn.Module):
 
 
 def from_band_layout(out: torch.Tensor) -> torch.Tensor:
-    """The core's output ``(B, K, 2, bb, bands, frames)`` as complex spectra ``(B, K, frames, F)``
+    """The core's output ``(B, K, 2, bb, bands, frames)`` as complex spectra ``(B, K, F, frames)``
     (Nyquist bin zero): the inverse of :func:`band_layout`."""
     b, k, _, bb, bands, frames = out.shape
-    z = out.permute(0, 1, 5, 4, 3, 2).reshape(b, k, frames, bands * bb, 2)
-    return F.pad(torch.view_as_complex(z.contiguous()), (0, 1))
+    z = out.permute(0, 1, 4, 3, 5, 2).reshape(b, k, bands * bb, frames, 2)
+    return F.pad(torch.view_as_complex(z.contiguous()), (0, 0, 0, 1))
 
 
 def context_frames(config: RefinerConfig, frames: int, context_mask: torch.Tensor) -> torch.Tensor:
@@ -357,12 +359,13 @@ class RefinerDenoiser(nn.Module):
         if t % c.valid_multiple:
             raise bad_value("samples", t, f"a multiple of {c.valid_multiple}")
         spec = self.spectra.analyse
-        stems = spec(torch.cat([x_in, base / TARGET_RMS, context / c.sigma_data], dim=1).reshape(b, 3 * s * ch, t))
-        mix = spec(mixture / TARGET_RMS)
-        frames = stems.shape[-2]
-        layout = band_layout(torch.cat([stems, mix], dim=1), c.band_bins)  # (B, 2 (3sc + c), bb, bands, frames)
-        mags = torch.log1p(torch.cat([stems[:, s * ch : 2 * s * ch], mix], dim=1).abs())[..., :-1]
-        mags = mags.reshape(b, (s + 1) * ch, frames, c.bands, c.band_bins).permute(0, 1, 4, 3, 2)
+        signals = torch.cat([x_in.reshape(b, s * ch, t), base.reshape(b, s * ch, t) / TARGET_RMS,
+                             context.reshape(b, s * ch, t) / c.sigma_data, mixture / TARGET_RMS], dim=1)
+        specs = spec(signals)  # (B, 3sc + c, F, frames)
+        frames = specs.shape[-1]
+        layout = band_layout(specs, c.band_bins)  # (B, 2 (3sc + c), bb, bands, frames)
+        cond = torch.cat([specs[:, s * ch : 2 * s * ch], specs[:, 3 * s * ch :]], dim=1)[:, :, :-1]
+        mags = torch.log1p(cond.abs()).reshape(b, (s + 1) * ch, c.bands, c.band_bins, frames).transpose(2, 3)
         mask = context_frames(c, frames, context_mask).expand(b, 1, c.band_bins, c.bands, frames)
         return torch.cat([layout, mags, mask], dim=1).reshape(b, c.feature_channels * c.band_bins, c.bands, frames)
 
@@ -378,7 +381,7 @@ class RefinerDenoiser(nn.Module):
         c_noise = torch.log(sigma.clamp_min(1e-12)) / 4.0
         feats = self.features(c_in * x, mixture, base, context, context_mask)
         core = self.run_core if self.run_core is not None else self.core
-        spec = from_band_layout(core(feats, c_noise))  # (B, S*C, frames, F)
+        spec = from_band_layout(core(feats, c_noise))  # (B, S*C, F, frames)
         f = self.spectra.synthesise(spec.reshape(b * s * ch, *spec.shape[2:]), t).reshape(b, s, ch, t)
         return c_skip * x + c_out * f
 
