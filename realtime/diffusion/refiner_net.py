@@ -23,9 +23,9 @@ spectrum, so the exported graph holds no DFT matrices (as convolutions they woul
 about twice the network).
 
 :class:`RefinerCore` is a small 2-D U-Net over (bands, frames): the bins below Nyquist are
-split into equal bands of ``band_bins`` bins, each band projected to ``widths[0]`` features by
-one strided convolution (every bin of a band keeps its own weights), plus a learned embedding
-per band. Its head gives, for every stem channel and bin, three complex gains (on the
+split into equal bands of ``band_bins`` bins (:func:`band_layout`: the bins of a band become
+channels), each band projected to ``widths[0]`` features by one 1x1 convolution (every bin of a
+band keeps its own weights; the same projection for every band), plus a learned embedding per band. Its head gives, for every stem channel and bin, three complex gains (on the
 mixture's spectrum, on that stem's base spectrum, on the noisy input's own spectrum) and a
 complex residual: what a complex ratio mask on the mixture, a correction of the base and a
 Wiener-like denoiser each need as one number per bin. Everything is ``Conv2d`` /
