@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 from stemstream.benchmarks.rig.jack_player import JackPlayer
