@@ -9,8 +9,10 @@ there (1e-30 is -600 dBFS), so stemstream flushes them, three ways:
 * :func:`flush_denormals` sets the calling thread's flush-to-zero (FTZ) and denormals-are-zero
   (DAZ) modes (x86-64 ``MXCSR`` bits 15 and 6, through LLVM's ``stmxcsr`` / ``ldmxcsr``, a numba
   intrinsic): every SSE/AVX operation of that thread - numpy, soxr, ONNX Runtime and PyTorch
-  kernels run on it - then reads and writes denormals as 0. The mode belongs to the thread:
-  the engine's worker sets it when it starts (``stemstream.realtime.engine.session``).
+  kernels run on it - then reads and writes denormals as 0. The mode belongs to the thread (and
+  threads it starts inherit it): the engine's worker sets it when it starts
+  (``stemstream.realtime.engine.session``). Others set it too: ONNX Runtime on the thread that builds
+  the process' first session, some LV2 plugins (dragonfly) on the thread that instantiates them.
 * :func:`scoped_flush` / :func:`restore_flush` do the same inside numba code (an audio
   callback sets the mode on entry and restores the host thread's mode on exit).
 * :func:`zero_tiny` zeroes samples with ``0 < |x| < TINY`` in place: exact for audio, and it
