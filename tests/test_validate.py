@@ -41,3 +41,17 @@ def test_bad_selection_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["validate", "--only", "rates,nonsense", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--only" in err
+
+
+def test_live_checks_kill_and_restart_a_real_jack_server(tmp_path: Path, tiny_live_weights: Path) -> None:
+    import pytest
+
+    from stemstream.benchmarks.rig.jack_server import jackd_available
+
+    if not jackd_available():
+        pytest.skip("jackd is not installed")
+    code = main(["validate", "--quick", "--model", str(tiny_live_weights), "--only", "jack", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "validate.json").read_text())
+    row = payload["results"][0]
+    assert code == 0 and row["passed"], row["detail"]
+    assert "reconnected" in row["detail"] and "outages counted 1" in row["detail"]

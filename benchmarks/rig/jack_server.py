@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 
-from stemstream.realtime.errors import StemstreamError, require
+from stemstream.realtime.errors import StemstreamError
 
 
 def jackd_available() -> bool:
@@ -55,7 +55,9 @@ class DummyJackServer:
         jackd = shutil.which("jackd")
         if jackd is None:
             raise StemstreamError("jackd is not installed (apt-get install jackd2)")
-        jack = require("jack", "live")
+        from stemstream.bridge.hosts.jack_link import quiet_libjack
+
+        jack = quiet_libjack()  # the probes below would otherwise print libjack's "cannot connect" lines
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_NO_START_SERVER="1")
         mode = "-R" if self.request_realtime else "--no-realtime"
         cmd = [jackd, "-n", self.name, mode, "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period),
