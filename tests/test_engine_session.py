@@ -347,3 +347,34 @@ def test_onnx_runtime_sessions_flush_denormals() -> None:
     assert session_options(OnnxRuntimeOptions()).get_session_config_entry(DENORMAL_AS_ZERO_KEY) == "1"
     with pytest.raises(RuntimeError):  # onnxruntime: no such entry, the default (denormals kept)
         session_options(OnnxRuntimeOptions(flush_denormals=False)).get_session_config_entry(DENORMAL_AS_ZERO_KEY)
+
+
+class _FailingHopModel(SlowHopModel):
+    """Raises on the hop calls whose index is in ``fail_calls`` (a backend failing mid-stream)."""
+
+    def __init__(self, fail_calls: set[int], **kw) -> None:
+        super().__init__(**kw)
+        self.fail_calls = fail_calls
+
+    def process_hops(self, audio, state):  # noqa: ANN001, ANN201 - the HopModel signature
+        if self.started in self.fail_calls:
+            self.started += 1
+            raise RuntimeError("backend fell over")
+        return super().process_hops(audio, state)
+
+
+def test_a_backend_failing_mid_stream_plays_the_mix_then_recovers() -> None:
+    block = 64
+    model = _FailingHopModel({40, 41, 42}, hop=64, latency=10)
+    session = RealtimeSession(StreamingSeparator(model, SR, 2), block)
+    x = _input(2, 200 * block)
+    out = _run(session, x)
+    d = session.latency_samples
+    got, sep, mix = out[:, :, d:], G * x[None, :, :-d], 0.25 * x[None, :, :-d]
+    assert session.backend_errors == 3 and "backend fell over" in session.last_backend_error
+    assert session.worker_error is None  # the worker lives on
+    separated = np.isclose(got, sep, atol=1e-6).all(axis=(0, 1))
+    fallback = np.isclose(got, mix, atol=1e-6).all(axis=(0, 1)) & ~separated
+    assert fallback.sum() >= 2 * block  # the mix played while the backend failed
+    assert separated[-100 * block :].all()  # and separation came back, sample-aligned
+    assert np.isfinite(out).all() and (np.abs(got.sum(axis=0)) >= 0.8 * np.abs(x[:, :-d])).all()  # never silence

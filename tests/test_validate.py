@@ -14,13 +14,14 @@ from tests.engine_support import GainDelayConfig, GainDelayModule
 
 def test_quick_battery_passes_and_writes_its_table(tmp_path: Path, tiny_live_weights: Path, capsys) -> None:
     code = main(["validate", "--quick", "--model", str(tiny_live_weights), "--backend", "onnx",
-                 "--only", "rates,channels,signals", "--out", str(tmp_path)])
+                 "--only", "rates,channels,signals,failure", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     payload = json.loads((tmp_path / "validate.json").read_text())
     assert code == 0, out
     assert payload["failed"] == 0 and payload["passed"] == len(payload["results"]) >= 10
     cases = {(r["check"], r["case"]) for r in payload["results"]}
-    assert {("rates", "8000 Hz"), ("rates", "192000 Hz"), ("signals", "denormal 1e-40"), ("channels", "mono")} <= cases
+    assert {("rates", "8000 Hz"), ("rates", "192000 Hz"), ("signals", "denormal 1e-40"), ("channels", "mono"),
+            ("failure", "backend raises mid-stream")} <= cases
     rate_rows = [r for r in payload["results"] if r["check"] == "rates"]
     assert all("measured" in r["detail"] for r in rate_rows)
     assert "| pass | signals | NaN / Inf |" in (tmp_path / "validate.md").read_text()

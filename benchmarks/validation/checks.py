@@ -206,10 +206,76 @@ def check_signals(ctx: Context) -> list[Result]:
             _timed(nonfinite, "signals", "NaN / Inf"), _timed(denormal, "signals", "denormal 1e-40")]
 
 
+class _FailingModel:
+    """``model`` as it is, except that its model calls number ``fail_calls`` raise (a backend
+    falling over mid-stream: a lost GPU, a runtime error)."""
+
+    def __init__(self, model: Any, fail_calls: set[int]) -> None:
+        self._model, self._fail, self.calls = model, fail_calls, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.calls - 1 in self._fail:
+            raise RuntimeError("validate: injected backend failure")
+
+    def process_hops(self, audio: np.ndarray, state: Any) -> Any:
+        self._maybe_fail()
+        return self._model.process_hops(audio, state)
+
+    def separate_segment(self, audio: np.ndarray, context: Any) -> Any:
+        self._maybe_fail()
+        return self._model.separate_segment(audio, context)
+
+
+def check_backend_failure(ctx: Context) -> list[Result]:
+    """A backend raising mid-stream in a real-time session: the callback plays the time-aligned
+    mix (with its fades) while it fails, then separation comes back on its own, sample-aligned
+    with what an undisturbed session gives."""
+    from stemstream.realtime.engine.session import RealtimeSession
+
+    def run() -> tuple[bool, str]:
+        rate, block = ctx.model_rate, 256
+        x = band_limited(ctx.rng, 2, 3.0, rate)
+        blocks = x.shape[1] // block
+        indata = np.ascontiguousarray(x.T)
+
+        def play(model: Any) -> tuple[np.ndarray, RealtimeSession]:
+            session = RealtimeSession(StreamingSeparator(model, rate, 2), block, warmup_blocks=0, worker_priority=None)
+            out = np.zeros((len(session.stems), 2, blocks * block), np.float32)
+            for k in range(blocks):
+                session.callback(indata[k * block : (k + 1) * block], out[:, :, k * block : (k + 1) * block])
+                session.pump()
+            return out, session
+
+        clean, _ = play(ctx.model)
+        failing = _FailingModel(ctx.model, {30, 31, 32})
+        out, session = play(failing)
+        d = session.latency_samples
+        same = np.isclose(out, clean, atol=1e-4).all(axis=(0, 1))
+        n = blocks * block
+        delayed = np.zeros((2, n), np.float32)
+        delayed[:, d:] = x[:, : n - d]
+        mix = np.isclose(out, delayed[None] / len(session.stems), atol=1e-4).all(axis=(0, 1))
+        # back: the last third is separated again (not the mix) and its stems add up to the input,
+        # in time; the model's state restarted, so it need not equal the undisturbed run
+        tail = slice(n - blocks // 3 * block, n)
+        recovered = bool((~mix[tail]).all()) and _snr_db(out[:, :, tail].sum(axis=0), delayed[:, tail]) > 40.0
+        played_mix = int((mix & ~same)[d:].sum())
+        ok = session.backend_errors == 3 and session.worker_error is None and recovered and played_mix >= block
+        return ok, (f"3 calls raised: {session.backend_errors} counted, the mix played for {played_mix} samples, "
+                    f"{'separation back and aligned' if recovered else 'separation did not come back'}")
+
+    return [_timed(run, "failure", "backend raises mid-stream")]
+
+
 #: The engine checks, in the order the table shows them.
 ENGINE_CHECKS: dict[str, Callable[[Context], list[Result]]] = {
     "rates": check_rates,
     "blocks": check_blocks,
     "channels": check_channels,
     "signals": check_signals,
+    "failure": check_backend_failure,
 }

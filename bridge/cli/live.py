@@ -137,7 +137,9 @@ def format_summary(s: dict) -> str:
         f"latency: engine {s['engine_latency_samples']} samples ({s['engine_latency_ms']:.2f} ms), "
         f"with host buffers {s['total_latency_ms']:.2f} ms",
         f"deadline misses: {s['deadline_misses']}, xruns: {s['xruns']}, status flags: {s['status_flags']}, "
-        f"non-finite samples: {s['nonfinite_samples']}",
+        f"non-finite samples: {s['nonfinite_samples']}"
+        + (f", backend errors: {s['backend_errors']} (last: {s['last_backend_error']}; the mix played meanwhile)"
+           if s.get("backend_errors") else ""),
         f"cpu: process {s['process_cpu_percent']:.0f} % of one core ({s['cpu_cores']} cores), callback load "
         f"mean {100 * s['callback_load_mean']:.1f} % / max {100 * s['callback_load_max']:.1f} % of the block time",
         f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected{_reasons(s)}; "

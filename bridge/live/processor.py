@@ -367,13 +367,15 @@ class LiveProcessor:
         """Per-stem ``(rms, peak)`` since the last call (linear)."""
         return self.mixer.read_meters()
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, Any]:
         """Counters for telemetry and the session summary."""
         session = self.switcher.active
         osc = self.osc_counters
         return {
             "deadline_misses": int(getattr(session, "deadline_misses", 0)) + self.switcher.retired_misses,
             "nonfinite_samples": int(getattr(session, "nonfinite_samples", 0)),
+            "backend_errors": int(getattr(session, "backend_errors", 0)),
+            "last_backend_error": str(getattr(session, "last_backend_error", "")),
             "xruns": int(self.xruns) + int(self.host_counters[1]),
             "status_flags": int(self.status_flags) + int(self.host_counters[0]),
             "cpu_load": float(self.cpu_load),

@@ -76,6 +76,10 @@ MAX_FADE = 64
 
 #: Most slow worker calls :attr:`RealtimeSession.slow_calls` keeps (the first ones).
 SLOW_CALLS_KEPT = 2000
+#: Every this many backend failures the worker pauses :data:`BACKEND_RETRY_PAUSE_S` seconds
+#: before trying again: a backend that fails on every call must not spin a core.
+BACKEND_RETRY_EVERY = 8
+BACKEND_RETRY_PAUSE_S = 0.05
 
 
 def set_thread_realtime(priority: int | None) -> str:
@@ -132,7 +136,12 @@ class RealtimeSession:
 
     Attributes:
         latency_samples: input-to-output delay of every stem sample, host samples.
-        worker_error: the exception that stopped the worker, if any.
+        worker_error: the exception that stopped the worker, if any (a failing separator does
+            not stop it: see ``backend_errors``).
+        backend_errors: ``separator.process`` calls that raised. The worker resets the
+            separator and restarts the stream where the input is now; meanwhile the callback
+            plays the time-aligned mix, with its fades, as on a deadline miss.
+        last_backend_error: ``repr`` of the latest of those exceptions ("" if none).
         overruns: times the worker dropped a backlog it could not catch up with.
         compute_s: wall-clock seconds of each ``separator.process`` call (last 100000).
         compute_frames: input frames of each of those calls (one block when on time).
@@ -210,6 +219,8 @@ class RealtimeSession:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.worker_error: BaseException | None = None
+        self.backend_errors = 0
+        self.last_backend_error = ""
         self.overruns = 0
         self.compute_s: list[float] = []
         self.compute_frames: list[int] = []
@@ -377,11 +388,7 @@ class RealtimeSession:
         if written - self._read > self._in_ring.capacity - self.latency_samples - 2 * self.block_size:
             # hopelessly behind: drop the backlog and restart the stream where the input is now
             self.overruns += 1
-            self._read = written
-            sep.reset()
-            self._out_pos = written + self.queue_samples
-            idx[_OUT_START] = self._out_pos  # start before end: see the kernel
-            idx[_OUT_END] = self._out_pos
+            self._restart(written)
             return True
         if written == self._read:
             return False
@@ -393,7 +400,15 @@ class RealtimeSession:
         clock = self._clock
         before = clock.mark() if clock is not None else None
         t0 = time.perf_counter()
-        stems = sep.process(block)
+        try:
+            stems = sep.process(block)
+        except Exception as exc:  # a failing backend: the mix plays, the stream restarts
+            self.backend_errors += 1
+            self.last_backend_error = repr(exc)
+            self._restart(int(idx[_FRAMES]))
+            if self.backend_errors % BACKEND_RETRY_EVERY == 0:  # failing every time: don't spin
+                time.sleep(BACKEND_RETRY_PAUSE_S)
+            return True
         dt = time.perf_counter() - t0
         # separated samples beyond what the next callback needs (its block and the fade look-ahead)
         spare = self._out_pos + stems.shape[2] - int(idx[_FRAMES]) - self.block_size - self.fade_samples
@@ -417,6 +432,17 @@ class RealtimeSession:
             self._out_pos = out_pos + m
             idx[_OUT_END] = self._out_pos
         return True
+
+    def _restart(self, written: int) -> None:
+        """Restart the separated stream at input position ``written``: what came before it is
+        dropped, the separator starts afresh, and its output lands ``queue_samples`` later, where
+        the callback expects it (until then it plays the mix)."""
+        idx = self._idx
+        self._read = written
+        self.separator.reset()
+        self._out_pos = written + self.queue_samples
+        idx[_OUT_START] = self._out_pos  # start before end: see the kernel
+        idx[_OUT_END] = self._out_pos
 
     def raise_worker_error(self) -> None:
         """Re-raise the worker's exception as a ``StemstreamError`` if it failed."""
