@@ -31,6 +31,7 @@ BLOCKS: dict[str, tuple[str, str]] = {
     "hostrates": ("stemstream.benchmarks.host_rates", "hostrates/hostrates.json"),
     "tradeoff": ("stemstream.benchmarks.tradeoff", "tradeoff/tradeoff.json"),
     "backends": ("stemstream.benchmarks.backends", "backends/backends.json"),
+    "validate": ("stemstream.benchmarks.validation.battery", "validate/validate.json"),
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from stemstream.realtime.backends import BACKEND_HELP
 
-DEFAULT_OUT = "runs/validate"
+DEFAULT_OUT = "runs/bench/validate"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
