@@ -4,9 +4,9 @@ ctypes: :class:`Lv2Effect` (one plugin on ``(channels, n)`` blocks), :class:`Ser
 checking their parameters is :mod:`stemstream.bridge.effects.lv2_world`.
 
 How audio goes through: every instance has preallocated float32 buffers of
-:data:`MAX_BLOCK` samples per audio port and one float per control port, connected once
+:data:`MAX_BLOCK_SIZE` samples per audio port and one float per control port, connected once
 (``LV2_Descriptor.connect_port``) right after ``lilv_plugin_instantiate``; a block is run in
-pieces of at most :data:`MAX_BLOCK` samples (copy in, ``run(n)``, copy out). A plugin with
+pieces of at most :data:`MAX_BLOCK_SIZE` samples (copy in, ``run(n)``, copy out). A plugin with
 one audio input and one output runs once per channel (two instances for stereo stems); one
 with as many inputs and outputs as the stems have channels runs directly. ``lilv_instance_*``
 are ``static inline`` in ``lilv.h``, so the descriptor's function pointers are called
@@ -34,7 +34,7 @@ from stemstream.bridge.effects.lv2_world import LILV_LOCK, PROVIDED_FEATURES, Pl
 from stemstream.realtime.errors import bad_value
 
 #: Largest piece handed to ``run`` in one call, samples (same as pedalboard boards).
-MAX_BLOCK = 8192
+MAX_BLOCK_SIZE = 8192
 
 
 class _Feature(ctypes.Structure):
@@ -87,11 +87,11 @@ def latency_with(uri: str, params: dict[str, float], sample_rate: float) -> int:
     return effect.latency_samples
 
 
-def _features(sample_rate: float, max_block: int) -> tuple[Any, list[Any]]:
+def _features(sample_rate: float, max_block_size: int) -> tuple[Any, list[Any]]:
     """A NULL-terminated ``LV2_Feature*`` array and the objects it points into (keep alive)."""
     umap, uunmap = _UridMap(None, _MAP_CB), _UridUnmap(None, _UNMAP_CB)
     m = lambda uri: _map(None, uri.encode())  # noqa: E731
-    lengths = (ctypes.c_int32 * 3)(1, max_block, 256)
+    lengths = (ctypes.c_int32 * 3)(1, max_block_size, 256)
     rate = ctypes.c_float(sample_rate)
     atom_int, atom_float = m("http://lv2plug.in/ns/ext/atom#Int"), m("http://lv2plug.in/ns/ext/atom#Float")
     bufsz = "http://lv2plug.in/ns/ext/buf-size#"
@@ -118,12 +118,12 @@ def _free(lib: Any, instance: Any, active: list[bool]) -> None:
 
 class _Runner:
     """One plugin instance with its own connected buffers (``audio_in``/``audio_out``:
-    ``(ports, MAX_BLOCK)`` float32; ``controls``: one float per port index)."""
+    ``(ports, MAX_BLOCK_SIZE)`` float32; ``controls``: one float per port index)."""
 
     def __init__(self, info: PluginInfo, values: dict[str, float], sample_rate: float) -> None:
         lib, _, _, _ = lilv_world()
         with LILV_LOCK:
-            feats, self._keep = _features(sample_rate, MAX_BLOCK)
+            feats, self._keep = _features(sample_rate, MAX_BLOCK_SIZE)
             instance = lib.lilv_plugin_instantiate(find_plugin(info.uri), float(sample_rate), feats)
         if not instance:
             raise bad_value("lv2 plugin", info.uri,
@@ -134,8 +134,8 @@ class _Runner:
         self._run = self.desc.run
         self._active = [False]
         self._finalizer = weakref.finalize(self, _free, lib, instance, self._active)
-        self.audio_in = np.zeros((len(info.audio_inputs), MAX_BLOCK), np.float32)
-        self.audio_out = np.zeros((len(info.audio_outputs), MAX_BLOCK), np.float32)
+        self.audio_in = np.zeros((len(info.audio_inputs), MAX_BLOCK_SIZE), np.float32)
+        self.audio_out = np.zeros((len(info.audio_outputs), MAX_BLOCK_SIZE), np.float32)
         self.controls = np.zeros(max(info.ports, 1), np.float32)
         for row, port in enumerate(info.audio_inputs):
             self.desc.connect_port(self.handle, port, self.audio_in[row].ctypes.data)
@@ -224,7 +224,7 @@ class Lv2Effect:
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``x`` ``(channels, n)`` float32 -> ``(channels, n)`` (into ``out`` when given),
-        in pieces of at most :data:`MAX_BLOCK` samples. Non-finite input samples are fed as
+        in pieces of at most :data:`MAX_BLOCK_SIZE` samples. Non-finite input samples are fed as
         0; non-finite output is zeroed and restarts the plugin (counted in ``restarts``)."""
         if out is None:
             out = np.empty((self.channels, x.shape[-1]), np.float32)
@@ -232,8 +232,8 @@ class Lv2Effect:
         if n and not _finite(x):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         downmix = not self.per_channel and len(self.info.audio_inputs) == 1 and self.channels > 1
-        for start in range(0, n, MAX_BLOCK):
-            k = min(MAX_BLOCK, n - start)
+        for start in range(0, n, MAX_BLOCK_SIZE):
+            k = min(MAX_BLOCK_SIZE, n - start)
             piece = x[:, start : start + k]
             for c, r in enumerate(self.runners):
                 if self.per_channel:

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from stemstream.realtime.engine.streamer import MAX_BLOCK, StreamingSeparator
+from stemstream.realtime.engine.streamer import MAX_BLOCK_SIZE, StreamingSeparator
 from stemstream.realtime.errors import AudioInputError, bad_value
 from stemstream.realtime.protocol import StreamModel
 
@@ -37,8 +37,8 @@ def separate_array(
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[0] not in (1, 2):
         raise AudioInputError(f"audio.shape={audio.shape!r}: expected (1 or 2 channels, samples)")
-    if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK:
-        raise bad_value("block_size", block_size, f"an integer in [1, {MAX_BLOCK}]")
+    if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK_SIZE:
+        raise bad_value("block_size", block_size, f"an integer in [1, {MAX_BLOCK_SIZE}]")
     if separator is None:
         separator = StreamingSeparator(model, sample_rate, audio.shape[0])
     else:

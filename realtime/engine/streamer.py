@@ -40,7 +40,7 @@ from stemstream.realtime.errors import AudioInputError, bad_value
 from stemstream.realtime.protocol import StreamModel
 
 #: Largest block ``process`` accepts, in samples.
-MAX_BLOCK = 65536
+MAX_BLOCK_SIZE = 65536
 
 
 class StreamingSeparator:
@@ -130,8 +130,8 @@ class StreamingSeparator:
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise AudioInputError(f"block.shape={block.shape!r}: expected ({self.channels}, samples)")
-        if block.shape[1] > MAX_BLOCK:
-            raise bad_value("block samples", block.shape[1], f"at most {MAX_BLOCK}")
+        if block.shape[1] > MAX_BLOCK_SIZE:
+            raise bad_value("block samples", block.shape[1], f"at most {MAX_BLOCK_SIZE}")
         x = block if block.dtype == np.float32 else block.astype(np.float32)
         finite = np.isfinite(x)
         if not finite.all():  # copy first: the caller's block is never modified
@@ -199,8 +199,8 @@ class StreamingSeparator:
         without running the model. A real-time session that reads ``block_size`` samples
         ``max_pending_samples`` after they could first be complete never runs dry.
         """
-        if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK:
-            raise bad_value("block_size", block_size, f"an integer in [1, {MAX_BLOCK}]")
+        if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK_SIZE:
+            raise bad_value("block_size", block_size, f"an integer in [1, {MAX_BLOCK_SIZE}]")
         runner = self._runner
         unit = runner.hop if isinstance(runner, HopRunner) else runner.stride
         span = unit if isinstance(runner, HopRunner) else runner.segment
