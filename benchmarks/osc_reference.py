@@ -194,6 +194,11 @@ def _notes_section(addresses: set[str], ramp_ms: float, fade_ms: float, warmup_m
         "e.g. `/stemstream/stem/drums/fx/0/cutoff_frequency_hz 400`.",
         f"{PREFIX}/bypass": "each stem output then carries the mix divided by the number of stems, so a "
         "summing mixer still hears the whole song.",
+        f"{PREFIX}/acapella": "needs a `vocals` stem (the DJ models, or `--stems vocals,instrumental`); "
+        "without one it is refused as an unknown address. It sets the mutes: a later mute, solo or "
+        f"`{PREFIX}/instrumental` changes them again.",
+        f"{PREFIX}/get/mixer": "the targets the audio side ramps toward (what OSC, MIDI and the web page "
+        "set last), e.g. `\"vocals\", 1.0, 0, 0, \"drums\", 0.5, 1, 0, ..., 0`.",
         f"{PREFIX}/model": f"the new model loads in the background and runs unheard for {warmup_ms:g} ms "
         f"plus its latency, then a {fade_ms:g} ms crossfade hands over (no dropout).",
         f"{PREFIX}/get/latency": "engine latency (model, queue, fades, effects); host buffers are not "
@@ -242,16 +247,20 @@ def _telemetry_section() -> list[str]:
 
 def _footer(addresses: set[str]) -> list[str]:
     named = [f"{PREFIX}/stem/{STEM}/gain", f"{PREFIX}/stem/{STEM}/gain_db", f"{PREFIX}/stem/{STEM}/mute",
-             f"{PREFIX}/stem/{STEM}/solo", f"{PREFIX}/bypass", f"{PREFIX}/subscribe", f"{PREFIX}/get/stats"]
+             f"{PREFIX}/stem/{STEM}/solo", f"{PREFIX}/bypass", f"{PREFIX}/subscribe", f"{PREFIX}/get/stats",
+             f"{PREFIX}/acapella", f"{PREFIX}/instrumental", f"{PREFIX}/get/mixer"]
     _check_named(addresses, named)
     return [
         "## Mapping a controller",
         "",
         f"Faders to `{PREFIX}/stem/{STEM}/gain` (0-{MAX_GAIN:g}) or `gain_db`; buttons to `mute` and `solo`",
-        f"(send integers 0/1); the full mix to `{PREFIX}/bypass 1`; acapella / instrumental shortcuts",
-        f"with patterns, e.g. `{PREFIX}/stem/*/mute 1`, then unmute one stem; VU meters by sending",
-        f"`{PREFIX}/subscribe 9001` from the controller and mapping `{PREFIX}/meter/{STEM}` (rms, peak) at",
-        f"{DEFAULT_TELEMETRY_HZ:g} Hz. MIDI controllers go through a MIDI-to-OSC bridge such as Open Stage Control.",
+        f"(send integers 0/1); the full mix to `{PREFIX}/bypass 1`; one-touch `{PREFIX}/acapella 1` and",
+        f"`{PREFIX}/instrumental 1`; VU meters by sending `{PREFIX}/subscribe 9001` from the controller",
+        f"and mapping `{PREFIX}/meter/{STEM}` (rms, peak) at {DEFAULT_TELEMETRY_HZ:g} Hz; a layout in sync",
+        f"with the other surfaces by asking `{PREFIX}/get/mixer`. MIDI controllers plug in directly",
+        "(`--midi`, `--midi-map FILE`, `--midi-learn FILE`), and a phone or tablet can use the browser page",
+        "(`--web`): [live.md](live.md#controllers). All of them apply changes through this route table, so",
+        "a change refused here is refused the same way there.",
         "",
         "## Bad input",
         "",

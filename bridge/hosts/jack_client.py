@@ -5,6 +5,7 @@ Ports (``C`` = channel suffix ``L``/``R`` for stereo, ``1``..``n`` otherwise)::
     stemstream:in_L, stemstream:in_R               inputs (the mix to separate)
     stemstream:mix_L, stemstream:mix_R             mixed output      (routing mix/both)
     stemstream:bass_L ... stemstream:piano_R       one pair per stem (routing stems/both)
+    stemstream:midi_in                             MIDI input (with a ``midi_ring``: controllers)
 
 The process callback is native code by default (:mod:`stemstream.bridge.hosts.jack_native`: a numba
 ``cfunc`` running the same kernels as :meth:`stemstream.bridge.live.processor.LiveProcessor.process`, with no
@@ -58,6 +59,9 @@ class JackStemClient:
             possible (``native_reason`` says why), JACK-Client's Python callback runs.
         client: a ``jack.Client`` already open on the server (e.g. the one that told the rate
             and period), used instead of opening one.
+        midi_ring: a :class:`stemstream.bridge.live.events.EventRing`: registers the MIDI input
+            port ``midi_in``, whose events the process callback copies into it (a control thread
+            applies them, ``stemstream.bridge.control.midi``); None: no MIDI port.
 
     Attributes:
         callback_mode: ``"native"`` or ``"python"``.
@@ -76,6 +80,7 @@ class JackStemClient:
         connect_outputs: dict[str, Sequence[str]] | None = None,
         native: bool = True,
         client: Any = None,
+        midi_ring: Any = None,
     ) -> None:
         self.processor = processor
         self.server_name = server_name
@@ -108,6 +113,8 @@ class JackStemClient:
             self.stem_ports = [
                 [self.client.outports.register(f"{stem}_{n}") for n in names] for stem in processor.stems
             ]
+        self.midi_ring = midi_ring
+        self.midi_port = self.client.midi_inports.register("midi_in") if midi_ring is not None else None
         m = cfg.block_size
         self._in = np.zeros((m, cfg.channels), dtype=np.float32)
         self._stem_out = np.zeros((len(processor.stems), cfg.channels, m), dtype=np.float32)
@@ -126,7 +133,8 @@ class JackStemClient:
             if not self.native_reason:
                 outs = self.mix_ports + [p for ports in self.stem_ports for p in ports]
                 self.native = NativeProcess(processor, self.client, self.inports, outs,
-                                            bool(self.mix_ports), bool(self.stem_ports))
+                                            bool(self.mix_ports), bool(self.stem_ports),
+                                            midi_port=self.midi_port, midi_ring=midi_ring)
         if self.native is None:
             self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
@@ -171,6 +179,10 @@ class JackStemClient:
         if self._first_frame_time is None:
             self._first_frame_time = self.client.last_frame_time
         try:
+            if self.midi_port is not None:
+                frame0 = self.client.last_frame_time
+                for offset, data in self.midi_port.incoming_midi_events():
+                    self.midi_ring.push(frame0 + offset, data)
             for c, port in enumerate(self.inports):
                 self._in[:frames, c] = port.get_array()
             stem_out = self._stem_out[:, :, :frames] if self.stem_ports else None

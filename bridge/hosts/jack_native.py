@@ -12,7 +12,10 @@ numba, links to it). The same module gives the test/benchmark player a native pe
 Table entries after :data:`stemstream.bridge.live.table.LIVE_TABLE_SIZE`: ``HAS_MIX``, ``HAS_STEMS``,
 ``N_OUT``, ``IN_PORTS`` (int64 (channels,) of ``jack_port_t *``), ``OUT_PORTS`` (mix ports first,
 then stems x channels), ``FIRST_FRAME`` (int64 (1,): JACK frame time of the first period, -1
-before), ``CLIENT`` (``jack_client_t *``).
+before), ``CLIENT`` (``jack_client_t *``), and the MIDI input (``MIDI_PORT``: ``jack_port_t *``,
+0 without one; ``MIDI_SCRATCH`` int64 (3,), ``MIDI_EVENTS``, ``MIDI_INDEX``, ``MIDI_ONE``,
+``MIDI_CAPACITY``: the :class:`stemstream.bridge.live.events.EventRing` its events are copied
+into at the start of each period, :mod:`stemstream.bridge.hosts.jack_midi`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from stemstream.bridge.hosts.jack_latency import libjack, raw_pointer
+from stemstream.bridge.hosts.jack_midi import read_midi_buffer
 from stemstream.bridge.live.kernels import count_callback
 from stemstream.bridge.live.table import (
     BLOCK, CHANNELS, COUNTERS, LIVE_TABLE_SIZE, MIX_OUT, SAMPLE_RATE, SCRATCH_IN, SCRATCH_T, STEM_OUT, STEMS,
@@ -37,8 +41,9 @@ from stemstream.bridge.live.table import (
 from stemstream.realtime.engine.native import void_pointer
 from stemstream.realtime.errors import StemstreamError
 
-HAS_MIX, HAS_STEMS, N_OUT, IN_PORTS, OUT_PORTS, FIRST_FRAME, CLIENT = range(LIVE_TABLE_SIZE, LIVE_TABLE_SIZE + 7)
-TABLE_SIZE = LIVE_TABLE_SIZE + 7
+(HAS_MIX, HAS_STEMS, N_OUT, IN_PORTS, OUT_PORTS, FIRST_FRAME, CLIENT,
+ MIDI_PORT, MIDI_SCRATCH, MIDI_EVENTS, MIDI_INDEX, MIDI_ONE, MIDI_CAPACITY) = range(LIVE_TABLE_SIZE, LIVE_TABLE_SIZE + 13)
+TABLE_SIZE = LIVE_TABLE_SIZE + 13
 
 _LIBJACK = libjack()  # loaded with RTLD_GLOBAL below, so compiled code can link to it
 llvm.load_library_permanently(_LIBJACK._name)
@@ -104,6 +109,10 @@ def run_period(table: np.ndarray, nframes: int) -> None:
     first = i64_entry(table, FIRST_FRAME, 1)
     if first[0] < 0:
         first[0] = _last_frame_time(table[CLIENT])
+    if table[MIDI_PORT] != 0:  # controller events to the control thread, before any audio work
+        read_midi_buffer(_get_buffer(table[MIDI_PORT], nframes), _last_frame_time(table[CLIENT]),
+                         i64_entry(table, MIDI_SCRATCH, 3), i64_2d(table, MIDI_EVENTS, table[MIDI_CAPACITY]),
+                         i64_entry(table, MIDI_INDEX, 4), i64_entry(table, MIDI_ONE, 1))
     in_ports = i64_entry(table, IN_PORTS, channels)
     out_ports = i64_entry(table, OUT_PORTS, table[N_OUT])
     scratch = f32_entry(table, SCRATCH_IN, (m, channels))
@@ -137,6 +146,12 @@ def run_period(table: np.ndarray, nframes: int) -> None:
         start += n
     elapsed_us = _get_time() - t0
     count_callback(f64_entry(table, COUNTERS, 4), nframes, elapsed_us * 1e-6 * table[SAMPLE_RATE] / max(1, nframes))
+
+
+@numba.njit(cache=True)
+def i64_2d(table: np.ndarray, entry: int, rows: int) -> np.ndarray:
+    """The int64 ``(rows, 4)`` array at ``table[entry]`` (an event ring's rows)."""
+    return numba.carray(void_pointer(table[entry]), (rows, 4), np.int64)
 
 
 @numba.cfunc(types.int32(types.uint32, types.voidptr), cache=True)
@@ -201,10 +216,11 @@ class NativeProcess(HostTable):
         client: the JACK-Client ``Client`` (not yet activated).
         inports / outports: its ports, outputs in table order (mix, then stems x channels).
         has_mix / has_stems: which outputs exist (the routing).
+        midi_port / midi_ring: a MIDI input port and the ``EventRing`` its events go to, or None.
     """
 
     def __init__(self, processor: Any, client: Any, inports: Sequence[Any], outports: Sequence[Any],
-                 has_mix: bool, has_stems: bool) -> None:
+                 has_mix: bool, has_stems: bool, midi_port: Any = None, midi_ring: Any = None) -> None:
         super().__init__(processor, extra=TABLE_SIZE - LIVE_TABLE_SIZE)
         t = self.table
         t[HAS_MIX], t[HAS_STEMS], t[N_OUT] = int(has_mix), int(has_stems), len(outports)
@@ -213,6 +229,13 @@ class NativeProcess(HostTable):
         self.first_frame = np.full(1, -1, np.int64)
         self.put(FIRST_FRAME, self.first_frame)
         t[CLIENT] = raw_pointer(client)
+        if midi_port is not None and midi_ring is not None:
+            self.put(MIDI_SCRATCH, np.zeros(3, np.int64))
+            self.put(MIDI_EVENTS, midi_ring.events)
+            self.put(MIDI_INDEX, midi_ring.index)
+            self.put(MIDI_ONE, midi_ring.one)
+            t[MIDI_CAPACITY] = midi_ring.events.shape[0]
+            t[MIDI_PORT] = raw_pointer(midi_port)
         set_process(client, t)
 
     @property

@@ -11,6 +11,7 @@ torn one. The audio side never writes here; it smooths toward the targets itself
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from stemstream.realtime.errors import bad_value
 MAX_GAIN: float = 4.0
 #: Smallest gain in dB accepted by :meth:`StemControls.set_gain_db` (below: use mute).
 MIN_GAIN_DB: float = -120.0
+#: The stem that one-touch acapella keeps and one-touch instrumental mutes.
+VOCALS: str = "vocals"
 
 
 class StemControls:
@@ -76,6 +79,40 @@ class StemControls:
         """Bypass separation (``True``: the full mix is heard)."""
         self.bypass[0] = 1.0 if _flag("bypass", on) else 0.0
 
+    def set_acapella(self, on: bool) -> None:
+        """One touch: ``True`` mutes every stem but :data:`VOCALS` (solos cleared); ``False``
+        unmutes every stem. Refused (``ConfigError``) in a session without a vocals stem."""
+        self._set_heard("acapella", on, lambda stem: stem == VOCALS)
+
+    def set_instrumental(self, on: bool) -> None:
+        """One touch: ``True`` mutes :data:`VOCALS` only (solos cleared); ``False`` unmutes every
+        stem. Refused (``ConfigError``) in a session without a vocals stem."""
+        self._set_heard("instrumental", on, lambda stem: stem != VOCALS)
+
+    def _set_heard(self, name: str, on: bool, heard: Callable[[str], bool]) -> None:
+        on = _flag(name, on)
+        if VOCALS not in self.stems:
+            raise bad_value(name, int(on), f"a session whose stems include {VOCALS!r} (this one: "
+                            f"{', '.join(self.stems)})")
+        self.solo[:] = 0.0
+        for i, stem in enumerate(self.stems):
+            self.mute[i] = 0.0 if (heard(stem) or not on) else 1.0
+
+    @property
+    def acapella(self) -> bool:
+        """Whether exactly the vocals are heard through mutes (what :meth:`set_acapella` sets)."""
+        return self._hears(lambda stem: stem == VOCALS)
+
+    @property
+    def instrumental(self) -> bool:
+        """Whether every stem but the vocals is heard through mutes (what :meth:`set_instrumental` sets)."""
+        return self._hears(lambda stem: stem != VOCALS)
+
+    def _hears(self, heard: Callable[[str], bool]) -> bool:
+        if VOCALS not in self.stems or self.solo.any():
+            return False
+        return all(bool(self.mute[i]) != heard(stem) for i, stem in enumerate(self.stems))
+
     def snapshot(self) -> dict[str, object]:
         """The current targets as plain Python values (for queries and summaries)."""
         return {
@@ -83,6 +120,8 @@ class StemControls:
             "mute": {s: bool(m) for s, m in zip(self.stems, self.mute)},
             "solo": {s: bool(m) for s, m in zip(self.stems, self.solo)},
             "bypass": bool(self.bypass[0]),
+            "acapella": self.acapella,
+            "instrumental": self.instrumental,
         }
 
 

@@ -5,6 +5,7 @@ block size, is settled before (``stemstream.bridge.hosts.choice.choose_host``)."
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -14,6 +15,9 @@ from typing import Any, Callable
 from stemstream.bridge.effects.rack import EffectsRack
 from stemstream.bridge.effects.spec import load_effects_config
 from stemstream.bridge.live.processor import LiveConfig, LiveProcessor, engine_factory, restore_interpreter
+from stemstream.bridge.control.status import MESSAGES_KEPT, MeterTap, SessionStatus
+from stemstream.bridge.live.events import EventRing
+from stemstream.bridge.osc.routes import OscRoutes
 from stemstream.bridge.osc.server import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from stemstream.realtime.errors import bad_value
 
@@ -37,6 +41,12 @@ class HostOptions:
             Python callback (JACK-Client's / sounddevice's).
         reconnect: when the JACK server goes away, wait for it and reconnect (False: end the
             session, :attr:`LiveRun.failure` says why). A lost PortAudio device always ends it.
+        midi_map: a MIDI mapping file, or a shipped one's name (``generic-8``): MIDI on (the JACK
+            port ``midi_in``, and the ALSA sequencer where present); None: off unless ``midi_learn``.
+        midi_learn: build the mapping in this file by moving controls (``stemstream.bridge.control.midi``).
+        web_port: serve the control page on this TCP port (0: any free port); None: off.
+        web_host: the page's bind address (loopback by default; any other needs ``web_token``).
+        web_token: the token the page asks for; None: one is made up where needed.
     """
 
     audio: str = "portaudio"
@@ -51,6 +61,11 @@ class HostOptions:
     effects: str | None = None
     native_callback: bool = True
     reconnect: bool = True
+    midi_map: str | None = None
+    midi_learn: str | None = None
+    web_port: int | None = None
+    web_host: str = DEFAULT_HOST
+    web_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.audio not in ("portaudio", "jack"):
@@ -110,17 +125,71 @@ class LiveRun:
         )
         self.osc: OscServer | None = None
         self.host: Any = None
+        self.midi: Any = None
+        self.midi_ring: EventRing | None = None
+        self.alsa: Any = None
+        self.alsa_reason = ""
+        self.web: Any = None
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
+        #: the control layer every surface applies changes through (OSC, MIDI, the web page)
+        self.routes = OscRoutes(self.processor)
+        self.processor.osc_counters = self.routes.counters
+        self.meters = MeterTap(self.processor.read_meters)
+        #: the surfaces' one-line messages (host lost and back, MIDI learn, refusals), newest last
+        self.messages: collections.deque[str] = collections.deque(maxlen=MESSAGES_KEPT)
         try:
             if options.osc_port is not None:
                 self.osc = OscServer(self.processor, options.osc_host, options.osc_port,
-                                     meters=self.processor.read_meters).start()
-                self.processor.osc_counters = self.osc.counters
+                                     meters=self.meters.reader("osc"), routes=self.routes).start()
+            if options.midi_map is not None or options.midi_learn is not None:
+                self._start_midi(stems)
             self._start_host()
+            if options.web_port is not None:
+                from stemstream.bridge.control.web import WebControl
+
+                self.web = WebControl(self.routes, self.status_source("web"), options.web_host, options.web_port,
+                                      token=options.web_token).start()
         except BaseException:
             self.close()
             raise
+
+    def _start_midi(self, stems: tuple[str, ...]) -> None:
+        """The MIDI control thread, its JACK ring (the port is made with the JACK client) and the
+        ALSA sequencer input where present."""
+        from stemstream.bridge.control.alsa import open_alsa_input
+        from stemstream.bridge.control.mapping import load_map
+        from stemstream.bridge.control.midi import MidiControl, MidiLearn
+
+        o = self.options
+        learn = MidiLearn(o.midi_learn, stems) if o.midi_learn is not None else None
+        midi_map = load_map(o.midi_map, stems) if o.midi_map is not None and learn is None else None
+        self.midi = MidiControl(self.routes, midi_map, learn, notify=self._note)
+        if o.audio == "jack":
+            self.midi_ring = self.midi.add_ring(EventRing())
+        self.alsa, self.alsa_reason = open_alsa_input(self.midi.add_ring(EventRing()), o.jack_client)
+        if self.alsa is None:
+            self.midi.rings.pop()
+        self.midi.start()
+
+    def _note(self, line: str) -> None:
+        """A surface's one-line message: kept for the status screens, and passed on."""
+        self.messages.append(line)
+        self.notify(line)
+
+    def status_source(self, reader: str) -> SessionStatus:
+        """What a status surface shows (the web page, the terminal), with a meter hold of its own."""
+        return SessionStatus(self.processor, self.routes, self.meters.reader(reader),
+                             lambda: self.host_latency_samples, self.midi, self.messages)
+
+    @property
+    def midi_inputs(self) -> str:
+        """Where MIDI comes in, for the start line ("" when MIDI is off)."""
+        if self.midi is None:
+            return ""
+        where = [f"JACK {self.options.jack_client}:midi_in"] if self.midi_ring is not None else []
+        where.append(f"ALSA {self.alsa.port_name}" if self.alsa is not None else f"ALSA: {self.alsa_reason}")
+        return ", ".join(where)
 
     def _start_host(self) -> None:
         from stemstream.bridge.hosts.supervisor import HostSupervisor, jack_description
@@ -130,15 +199,16 @@ class LiveRun:
             from stemstream.bridge.hosts.jack_client import JackStemClient
 
             self.host = JackStemClient(self.processor, o.jack_client, o.jack_server,
-                                       o.jack_inputs, o.jack_outputs, native=o.native_callback).start()
+                                       o.jack_inputs, o.jack_outputs, native=o.native_callback,
+                                       midi_ring=self.midi_ring).start()
 
             def reopen(client: Any) -> Any:
                 return JackStemClient(self.processor, o.jack_client, o.jack_server, native=o.native_callback,
-                                      client=client).start()
+                                      client=client, midi_ring=self.midi_ring).start()
 
             wanted = [(src, f":{port.shortname}") for src, port in zip(o.jack_inputs, self.host.inports)]
             wanted += [(f":{ours}", dest) for ours, dests in o.jack_outputs.items() for dest in dests]
-            self.supervisor = HostSupervisor(self.host, reopen, jack_description(o.jack_server), self.notify,
+            self.supervisor = HostSupervisor(self.host, reopen, jack_description(o.jack_server), self._note,
                                              self._end, reconnect=o.reconnect, server_name=o.jack_server,
                                              client_name=o.jack_client, wanted=wanted).start()
         else:
@@ -146,7 +216,7 @@ class LiveRun:
 
             self.host = PortAudioHost(self.processor, o.input_device, o.output_device,
                                       native=o.native_callback).start()
-            self.supervisor = HostSupervisor(self.host, None, "audio device", self.notify, self._end,
+            self.supervisor = HostSupervisor(self.host, None, "audio device", self._note, self._end,
                                              reconnect=False).start()
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
@@ -218,8 +288,12 @@ class LiveRun:
         out["worker_wakeup"] = str(getattr(session, "worker_wakeup", "n/a"))
         out["worker_denormals"] = str(getattr(session, "worker_denormals", "n/a"))
         out["tiny_samples"] = int(getattr(session, "tiny_samples", 0))
-        if self.osc is not None:
-            out["osc_refusals"] = self.osc.counters.by_reason()
+        out["osc_refusals"] = self.routes.counters.by_reason()
+        out["control_surfaces"] = {k: {"accepted": v[0], "refused": v[1]}
+                                   for k, v in self.routes.counters.surfaces.items()}
+        if self.midi is not None:
+            out["midi_applied"] = self.midi.applied
+            out["midi_dropped"] = sum(ring.dropped for ring in self.midi.rings)
         sup = self.supervisor
         out["host_outages"] = len(sup.outages) if sup is not None else 0
         out["host_outage_seconds"] = sup.outage_seconds() if sup is not None else 0.0
@@ -246,6 +320,14 @@ class LiveRun:
         if self.host is not None:
             self.host.stop()
             self.host = None
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
+        if self.midi is not None:
+            self.midi.stop()
+        if self.alsa is not None:
+            self.alsa.close()
+            self.alsa = None
         if self.osc is not None:
             self.osc.stop()
             self.osc = None

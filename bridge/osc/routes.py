@@ -16,13 +16,20 @@ A trailing ``?`` marks an optional argument.
 
 Stem addresses accept OSC address patterns in the stem segment (``*``, ``?``, ``[abc]``),
 e.g. ``/stemstream/stem/*/mute 1`` mutes every stem.
+
+This table is the one control layer of a live session: every surface (OSC, MIDI, the browser
+page, ``stemstream.bridge.control``) turns what it receives into an address and arguments and
+calls :meth:`OscRoutes.dispatch`, which validates and applies it, counts it (per surface too)
+and returns the refusal every surface reports the same way. Dispatch is serialised by a lock
+(control threads only; the audio side never takes it).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from stemstream.bridge.live.controls import StemControls
@@ -32,6 +39,9 @@ from stemstream.realtime.errors import ConfigError, StemstreamError
 
 #: Prefix of every stemstream address.
 PREFIX = "/stemstream"
+
+#: The control surfaces that dispatch through the table (``surface=`` of :meth:`OscRoutes.dispatch`).
+SURFACES: tuple[str, ...] = ("osc", "midi", "web")
 
 #: Where refusals are answered: ``address s, reason s, message s`` (to the sender).
 ERROR_ADDRESS = f"{PREFIX}/error"
@@ -134,6 +144,8 @@ class Counters:
     handler_errors: int = 0
     unanswered: int = 0
     last_error: str = ""
+    #: ``{surface: [accepted, refused]}`` for each of :data:`SURFACES` that dispatched anything
+    surfaces: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -204,6 +216,7 @@ class OscRoutes:
         self.target = target
         self.counters = Counters()
         self.routes: dict[str, Route] = {}
+        self._lock = threading.Lock()
         for stem in target.stems:
             base = f"{PREFIX}/stem/{stem}"
             self._add(f"{base}/gain", ("float",), lambda t, v, s=stem: t.controls.set_gain(s, v),
@@ -218,6 +231,11 @@ class OscRoutes:
                       "replace the stem's effect chain (JSON list, '[]' clears)")
         self._add(f"{PREFIX}/bypass", ("flag",), lambda t, v: t.controls.set_bypass(v),
                   "1: full input mix (latency-aligned) instead of stems, crossfaded")
+        self._add(f"{PREFIX}/acapella", ("flag",), lambda t, v: t.controls.set_acapella(v),
+                  "one touch: 1 mutes every stem but vocals (solos cleared), 0 unmutes every stem",
+                  refusal="unknown_address")
+        self._add(f"{PREFIX}/instrumental", ("flag",), lambda t, v: t.controls.set_instrumental(v),
+                  "one touch: 1 mutes vocals only (solos cleared), 0 unmutes every stem", refusal="unknown_address")
         self._add(f"{PREFIX}/model", ("str",), lambda t, v: t.request_model(v),
                   "switch model; the new one warms up, then a crossfade (no dropout)", refusal="unknown_model")
         self._add(f"{PREFIX}/get/latency", (), _get_latency, "reply: samples i, ms f")
@@ -225,6 +243,8 @@ class OscRoutes:
                   "reply: one s per stem, in output order")
         self._add(f"{PREFIX}/get/model", (), lambda t: [(f"{PREFIX}/get/model", (t.model_name,))],
                   "reply: model name s")
+        self._add(f"{PREFIX}/get/mixer", (), _get_mixer,
+                  "reply: stem s, gain f, mute i, solo i for every stem in output order, then bypass i")
         self._add(f"{PREFIX}/get/stats", (), self._get_stats,
                   "reply: deadline_misses i, xruns i, cpu_load f, osc_rejected i, then reason s, count i "
                   "for every refusal reason")
@@ -249,9 +269,18 @@ class OscRoutes:
             return [r for a, r in self.routes.items() if fnmatch.fnmatchcase(a, address)]
         return []
 
-    def dispatch(self, address: str, args: tuple[Any, ...]) -> Outcome:
-        """Validate and run one message; never raises for bad input (refusals are counted and
-        returned in the :class:`Outcome`)."""
+    def dispatch(self, address: str, args: tuple[Any, ...], surface: str = "osc") -> Outcome:
+        """Validate and run one message from ``surface`` (one of :data:`SURFACES`); never raises
+        for bad input (refusals are counted and returned in the :class:`Outcome`). The routes the
+        OSC server handles itself (subscriptions) are unknown to the other surfaces."""
+        assert surface in SURFACES, surface
+        with self._lock:
+            outcome = self._dispatch(address, args, surface)
+            counts = self.counters.surfaces.setdefault(surface, [0, 0])
+            counts[0 if outcome.refusal is None else 1] += 1
+        return outcome
+
+    def _dispatch(self, address: str, args: tuple[Any, ...], surface: str) -> Outcome:
         c = self.counters
         refusal = "out_of_range"
         try:
@@ -264,6 +293,8 @@ class OscRoutes:
             replies: list[Reply] = []
             server_args: list[Any] | None = None
             for route in routes:
+                if route.handler is _server_only and surface != "osc":
+                    raise UnknownAddress(f"{address}: only over OSC (it needs the sender's address)")
                 values = _validate(route, args)
                 if route.handler is _server_only:
                     server_args = values
@@ -320,6 +351,14 @@ class OscRoutes:
 
 def _server_only(target: ControlTarget, *args: Any) -> None:
     return None
+
+
+def _get_mixer(t: ControlTarget) -> list[Reply]:
+    ctl = t.controls
+    values: tuple[Any, ...] = ()
+    for i, stem in enumerate(t.stems):
+        values += (stem, float(ctl.gain[i]), int(ctl.mute[i] != 0.0), int(ctl.solo[i] != 0.0))
+    return [(f"{PREFIX}/get/mixer", values + (int(ctl.bypass[0] != 0.0),))]
 
 
 def _get_latency(t: ControlTarget) -> list[Reply]:

@@ -74,6 +74,8 @@ class OscServer:
         meters: callable returning per-stem ``(rms, peak)`` arrays, or ``None``.
         lease_s: how long a subscription lasts unless renewed, seconds.
         error_replies_per_s: most ``/stemstream/error`` replies a second (0: none).
+        routes: the session's control layer, shared with its other surfaces (default: a table
+            of its own for ``target``).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class OscServer:
         meters: Callable[[], tuple[Any, Any]] | None = None,
         lease_s: float = LEASE_S,
         error_replies_per_s: float = ERROR_REPLIES_PER_S,
+        routes: OscRoutes | None = None,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise bad_value("osc_port", port, "an int in [0, 65535] (0: any free port)")
@@ -95,7 +98,7 @@ class OscServer:
         if not isinstance(error_replies_per_s, (int, float)) or not 0.0 <= error_replies_per_s <= 1e6:
             raise bad_value("error_replies_per_s", error_replies_per_s, "a number in [0, 1e6]")
         self.target = target
-        self.routes = OscRoutes(target)
+        self.routes = routes if routes is not None else OscRoutes(target)
         self.telemetry_hz = float(telemetry_hz)
         self.meters = meters
         self.lease_s = float(lease_s)
@@ -208,6 +211,8 @@ class OscServer:
                 return outcome
             if dest not in self._leases and len(self._leases) >= MAX_SUBSCRIBERS:
                 self.counters.accepted -= 1
+                osc = self.counters.surfaces.setdefault("osc", [0, 0])
+                osc[0], osc[1] = osc[0] - 1, osc[1] + 1
                 refusal = self.counters.refuse(address, "subscribers_full", f"port={dest[1]!r}: expected a free "
                                                f"subscriber slot (all {MAX_SUBSCRIBERS} leased; leases end after "
                                                f"{self.lease_s:g} s unless renewed)")
