@@ -12,8 +12,11 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
 from stemstream.bridge.cli.stem_choice import HELP as STEMS_HELP
+from stemstream.bridge.control.terminal import LOG_INTERVAL_S, StatusLog, StatusScreen
+from stemstream.bridge.control.web import DEFAULT_WEB_PORT
 from stemstream.bridge.live.processor import ROUTINGS, LiveConfig
 from stemstream.bridge.osc.server import DEFAULT_PORT
 from stemstream.realtime.backends import BACKEND_HELP
@@ -69,6 +72,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'drums_L=mixxx:in_3' (repeatable)")
     parser.add_argument("--python-callback", dest="native_callback", action="store_false",
                         help="run the audio callback in Python (default: native code, no GIL on the audio thread)")
+    parser.add_argument("--midi", action="store_true",
+                        help="MIDI control with the shipped map for a generic 8-fader controller (faders CC 1-8 -> "
+                        "stem gains, notes 36-43 mutes, 44-51 solos, 52 acapella, 53 instrumental, 54 bypass): a JACK "
+                        "MIDI port stemstream:midi_in, and the ALSA sequencer where present")
+    parser.add_argument("--midi-map", metavar="FILE",
+                        help="MIDI control with your mapping (.json or .toml; see docs/live.md), or a shipped one "
+                        "by name (generic-8)")
+    parser.add_argument("--midi-learn", metavar="FILE",
+                        help="build a MIDI mapping by moving controls as prompted; FILE is written after each one")
+    parser.add_argument("--web", nargs="?", type=int, const=DEFAULT_WEB_PORT, default=None, metavar="PORT",
+                        help=f"serve the control page (faders, mutes, solos, meters) on PORT (default "
+                        f"{DEFAULT_WEB_PORT}; 0 picks a free port)")
+    parser.add_argument("--web-host", default="127.0.0.1",
+                        help="the page's bind address (default 127.0.0.1; 0.0.0.0 for a phone or tablet on the "
+                        "network, which then needs the token in the URL printed at start)")
+    parser.add_argument("--web-token", metavar="TOKEN",
+                        help="the page's token (default: made up at start when --web-host is not loopback)")
+    parser.add_argument("--status", choices=("auto", "screen", "lines", "off"), default="auto",
+                        help="console status: a one-screen status redrawn in place (screen), a plain line every "
+                        "--status-interval seconds (lines), or none; auto (default): screen when stdout is a "
+                        "terminal, else lines")
+    parser.add_argument("--status-interval", type=float, default=LOG_INTERVAL_S, metavar="S",
+                        help=f"seconds between plain status lines (default {LOG_INTERVAL_S:g})")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
@@ -85,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.duration is not None and not args.duration > 0:
         raise bad_value("duration", args.duration, "a positive number of seconds")
+    if sum(x is not None and x is not False for x in (args.midi or None, args.midi_map, args.midi_learn)) > 1:
+        raise bad_value("midi", "--midi, --midi-map and --midi-learn", "one of them")
+    if not 0.05 <= args.status_interval <= 3600:
+        raise bad_value("status_interval", args.status_interval, "a number of seconds in [0.05, 3600]")
     use_jack = args.jack or bool(args.jack_connect) or args.jack_server is not None
     if use_jack and args.portaudio:
         raise bad_value("portaudio", True, "not with --jack or --jack-connect (choose one host)")
@@ -108,16 +138,37 @@ def run(args: argparse.Namespace) -> int:
         audio=choice.audio, input_device=device_in, output_device=device_out, jack_server=args.jack_server,
         jack_inputs=tuple(inputs), jack_outputs=outputs, osc_port=None if args.no_osc else args.osc_port,
         osc_host=args.osc_host, effects=args.effects, native_callback=args.native_callback,
-        reconnect=args.reconnect,
+        reconnect=args.reconnect, midi_map="generic-8" if args.midi else args.midi_map, midi_learn=args.midi_learn,
+        web_port=args.web, web_host=args.web_host, web_token=args.web_token,
     )
-    session = LiveRun(config, options, notify=lambda line: print(line, file=sys.stderr, flush=True))
+    screen_on = threading.Event()  # while the screen is up, its messages area shows the one-line messages
+
+    def notify(line: str) -> None:
+        if not screen_on.is_set():
+            print(line, file=sys.stderr, flush=True)
+
+    session = LiveRun(config, options, notify=notify)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     where = f"OSC on {session.osc.host}:{session.osc.port}" if session.osc else "OSC off"
+    if session.midi is not None:
+        where += f"; MIDI: {session.midi_inputs}"
+    if session.web is not None:
+        where += f"; control page: {session.web.url}"
     print(f"stemstream live: model {session.processor.model_name}, {choice.detail}, block {config.block_size}, "
           f"routing {config.routing}, {where}; Ctrl-C stops", file=sys.stderr, flush=True)
+    console = _console(args.status, args.status_interval, session, f"{choice.detail}, block {config.block_size}")
     try:
-        session.wait(args.duration, stop)
+        if isinstance(console, StatusScreen):
+            screen_on.set()
+        if console is not None:
+            console.start()
+        try:
+            session.wait(args.duration, stop)
+        finally:
+            if console is not None:
+                console.stop()
+            screen_on.clear()
         summary = session.summary()
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -127,6 +178,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return EXIT_HOST_LOST if summary["host_failure"] else 0
+
+
+def _console(mode: str, interval_s: float, session: Any, header: str) -> StatusScreen | StatusLog | None:
+    """The console status: the one-screen status on a terminal, plain lines on stderr otherwise."""
+    if mode == "off":
+        return None
+    if mode == "screen" or (mode == "auto" and sys.stdout.isatty()):
+        return StatusScreen(session.status_source("terminal"), sys.stdout, header)
+    return StatusLog(session.status_source("terminal"), lambda line: print(line, file=sys.stderr, flush=True),
+                     interval_s)
 
 
 def format_summary(s: dict) -> str:
@@ -142,12 +203,20 @@ def format_summary(s: dict) -> str:
            if s.get("backend_errors") else ""),
         f"cpu: process {s['process_cpu_percent']:.0f} % of one core ({s['cpu_cores']} cores), callback load "
         f"mean {100 * s['callback_load_mean']:.1f} % / max {100 * s['callback_load_max']:.1f} % of the block time",
-        f"osc: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected{_reasons(s)}; "
+        f"control: {s['osc_accepted']} accepted, {s['osc_rejected']} rejected{_reasons(s)}{_surfaces(s)}; "
         f"model switches {s['model_switches']}",
         f"inference worker: scheduling {s.get('worker_scheduling', 'n/a')}, woken by {s.get('worker_wakeup', 'n/a')}, "
         f"denormals {s.get('worker_denormals', 'n/a')}"
         + (f"; audio callback: {s['audio_callback']}" if "audio_callback" in s else ""),
     ] + _outage_lines(s))
+
+
+def _surfaces(s: dict) -> str:
+    """`` (osc 3/0, midi 120/1)``: accepted/refused per control surface, when more than OSC was used."""
+    counts = s.get("control_surfaces", {})
+    if set(counts) <= {"osc"}:
+        return ""
+    return " [" + ", ".join(f"{k} {v['accepted']}/{v['refused']}" for k, v in counts.items()) + "]"
 
 
 def _reasons(s: dict) -> str:

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from pathlib import Path
@@ -104,7 +105,8 @@ class WebControl:
         except OSError as exc:
             raise bad_value("web_port", port, f"a free TCP port on {host} ({exc.strerror})") from None
         self.host, self.port = self._server.socket.getsockname()[:2]
-        shown = f"[{self.host}]" if ":" in self.host else self.host
+        shown = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host  # where a phone finds it
+        shown = f"[{shown}]" if ":" in shown else shown
         self.url = f"http://{shown}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     def start(self) -> "WebControl":
