@@ -132,7 +132,7 @@ def _browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=760,560", "--force-device-scale-factor=1", "--no-first-run"):
+                "--window-size=760,610", "--force-device-scale-factor=1", "--no-first-run"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
