@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -147,6 +148,30 @@ def test_midi_learn_writes_the_file_as_controls_move(layer, tmp_path: Path) -> N
     assert any("skipped bass gain" in line for line in lines)
 
 
+def test_pushing_into_the_ring_allocates_nothing() -> None:
+    """What the audio callback does per event allocates nothing: the same allocations (those of calling
+    compiled code from Python) for 10 events as for 1000."""
+    import numba
+    from numba.core.runtime import _nrt_python, rtsys
+
+    @numba.njit
+    def push_many(events, index, n):
+        for i in range(n):
+            push_event(events, index, i, CC, 1, i)
+
+    _nrt_python.memsys_enable_stats()
+    ring = EventRing(capacity=64)
+    push_many(ring.events, ring.index, 1)  # compiled first
+
+    def allocations(n: int) -> int:
+        before = rtsys.get_allocation_stats().alloc
+        push_many(ring.events, ring.index, n)
+        return rtsys.get_allocation_stats().alloc - before
+
+    assert allocations(10) == allocations(1000)
+    assert ring.dropped == 1 + 10 + 1000 - 64
+
+
 def test_the_ring_keeps_channel_messages_and_counts_what_it_drops() -> None:
     ring = EventRing(capacity=4)
     assert not ring.push(5, b"\xf8")  # MIDI clock: not ours
@@ -192,6 +217,7 @@ class FrameRecorder:
         self.client = jack.Client("rec", servername=server, no_start_server=True)
         self.port = self.client.inports.register("in")
         self.audio = np.zeros(int(seconds * SR), np.float32)
+        self.recorded = np.zeros(self.audio.size, bool)  # periods lost to an xrun stay False
         self.first = -1
         self.client.set_process_callback(self._process)
 
@@ -202,6 +228,7 @@ class FrameRecorder:
         at = now - self.first
         if at + frames <= self.audio.size:
             self.audio[at:at + frames] = self.port.get_array()
+            self.recorded[at:at + frames] = True
 
 
 def _get_mixer(run) -> tuple:
@@ -273,16 +300,20 @@ def test_jack_midi_ccs_drive_the_gains_and_the_latency_is_measured(jack_live) ->
     # control-to-audio latency: vocals fader 127 -> 0 -> 127 ..., the output is a DC level (0.5 in,
     # the tiny model's vocals = 0.2) or silence; each CC's frame vs the first output sample that moved
     time.sleep(0.3)
-    latencies = []
-    offsets = [0, 64, 128, 200, 255, 32]
+    latencies: list[int] = []
+    disturbed: list[int] = []
+    offsets = [0, 64, 128, 200, 255, 32, 96, 160, 224, 16]
     for k, offset in enumerate(offsets):
         before = len(sender.sent)
         sender.send(bytes([CC, 1, 0 if k % 2 == 0 else 127]), offset=offset)
         assert _wait(lambda: len(sender.sent) > before)
         time.sleep(0.3)  # the 10 ms ramp settles (snapped within 1e-7: 16 time constants)
         event = sender.sent[-1] - recorder.first
-        trace = recorder.audio[event - 4 * PERIOD: event + 20 * PERIOD]
-        assert np.ptp(trace[: 4 * PERIOD]) < 1e-6, "the output moved before the event"
+        window = slice(event - 4 * PERIOD, event + 20 * PERIOD)
+        trace = recorder.audio[window]
+        if not recorder.recorded[window].all() or np.ptp(trace[: 4 * PERIOD]) >= 1e-6:
+            disturbed.append(offset)  # an xrun lost part of the recording, or a deadline miss moved the output
+            continue
         steady = trace[4 * PERIOD - 1]
         moved = np.flatnonzero(np.abs(trace[4 * PERIOD:] - steady) > 1e-6)
         assert moved.size, "the gain never moved"
@@ -290,10 +321,10 @@ def test_jack_midi_ccs_drive_the_gains_and_the_latency_is_measured(jack_live) ->
     summary = run.summary()
     print(f"MIDI CC -> first output sample of the ramp: {latencies} frames at {SR} Hz, period {PERIOD} "
           f"(ms: {[round(1000 * x / SR, 2) for x in latencies]}); xruns {summary['xruns']}, "
-          f"misses {summary['deadline_misses']}")
+          f"misses {summary['deadline_misses']}; windows disturbed (offsets) {disturbed}")
     # the event is read at the start of its period; the control thread sets the target before the
     # next period, whose output ramps: at most one period after the event on a machine that keeps up
-    assert all(1 <= lat <= 8 * PERIOD for lat in latencies), latencies
+    assert len(latencies) >= 3 and all(1 <= lat <= 8 * PERIOD for lat in latencies), (latencies, disturbed)
     assert summary["midi_applied"] >= 4 + 1 + len(offsets) and summary["midi_dropped"] == 0
     assert summary["control_surfaces"]["midi"]["refused"] == 0
 
@@ -307,5 +338,24 @@ def test_jack_midi_cc_reaches_the_output_within_one_period(jack_live) -> None:
         time.sleep(0.3)
         event = sender.sent[-1] - recorder.first
         trace = recorder.audio[event - 1: event + 4 * PERIOD]
+        assert recorder.recorded[event - 1: event + 4 * PERIOD].all()
         moved = np.flatnonzero(np.abs(trace - trace[0]) > 1e-6)
         assert moved.size and moved[0] <= PERIOD, (k, moved[:1])
+
+
+def test_the_alsa_sequencer_is_used_where_present_and_its_absence_is_said() -> None:
+    from stemstream.bridge.control.alsa import SEQUENCER, open_alsa_input
+
+    ring = EventRing()
+    alsa, why = open_alsa_input(ring, "stemstream-test")
+    if alsa is None:  # containers and machines without snd-seq: one reason, no traceback, no noise
+        assert why and ("rtmidi" in why or "ALSA" in why)
+        if not os.path.exists(SEQUENCER):
+            assert SEQUENCER in why
+        return
+    try:
+        assert alsa.port_name == "stemstream-test:midi_in"
+        alsa._on_message(([CC, 1, 99], 0.0))  # what rtmidi's thread hands over
+        assert ring.drain().tolist() == [[-1, CC, 1, 99]]
+    finally:
+        alsa.close()
