@@ -17,7 +17,7 @@ import pytest
 
 from stemstream.benchmarks.rig.jack_player import JackPlayer
 from stemstream.benchmarks.rig.jack_server import DummyJackServer, jackd_available
-from stemstream.bridge.control.mapping import SHIPPED, load_map, parse_map
+from stemstream.bridge.control.mapping import load_map, parse_map
 from stemstream.bridge.control.midi import MidiControl, MidiLearn
 from stemstream.bridge.live.events import EventRing, push_event
 from stemstream.bridge.live.processor import LiveConfig, LiveProcessor

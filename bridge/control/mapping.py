@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stemstream.realtime.errors import ConfigError, bad_value
+from stemstream.realtime.errors import bad_value
 
 #: The format version written into files (``"midi_map": 1``).
 FORMAT_VERSION: int = 1
@@ -277,6 +277,6 @@ def empty_map(name: str) -> MidiMap:
 
 
 __all__ = [
-    "BUTTONS", "Binding", "CONTINUOUS", "ConfigError", "MidiMap", "PRESS_THRESHOLD", "SHIPPED", "empty_map",
+    "BUTTONS", "Binding", "CONTINUOUS", "MidiMap", "PRESS_THRESHOLD", "SHIPPED", "empty_map",
     "load_map", "parse_map",
 ]

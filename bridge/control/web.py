@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from stemstream.realtime.errors import bad_value, require
+from stemstream.realtime.errors import bad_value
 
 #: Default TCP port of the page.
 DEFAULT_WEB_PORT: int = 9080
@@ -85,7 +85,7 @@ class WebControl:
             raise bad_value("web_port", port, "an int in [0, 65535] (0: any free port)")
         if token is not None and (not isinstance(token, str) or len(token) < 8):
             raise bad_value("web_token", token, "a string of at least 8 characters")
-        sync_server = require("websockets.sync.server", "live")
+        from websockets.sync import server as sync_server  # a dependency of stemstream itself
         self.routes = routes
         self.status = status
         self.loopback = is_loopback(host)
