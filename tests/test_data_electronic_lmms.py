@@ -63,7 +63,8 @@ def test_a_project_rendered_track_by_track_and_loaded(tmp_path: Path) -> None:
     projects.mkdir(parents=True)
     (projects / "Saber-Mini.mmp").write_text(PROJECT)
     (tmp_path / "copyright").write_text(COPYRIGHT)
-    summary = build_lmms_set(tmp_path / "out", tmp_path / "projects", tmp_path / "copyright", timeout_s=300)
+    summary = build_lmms_set(tmp_path / "out", tmp_path / "projects", tmp_path / "copyright", timeout_s=300,
+                             workers=2)
     assert summary["songs"]["Saber-Mini"]["licence"] == "BSD-2-clause" and summary["skipped"] == {}
     meta = json.loads((tmp_path / "out" / "Saber-Mini" / "tracks.json").read_text())
     assert [(t["name"], t["stem"]) for t in meta["tracks"]] == [("Bass", "bass"), ("kick01.ogg", "drums")]

@@ -2,7 +2,7 @@
 
     stemstream data synth --out DIR --songs N --seconds S --seed K [--workers W] [--extra-other]
                           [--generator-version V]
-    stemstream data lmms --out DIR [--projects DIR] [--timeout S] [--force]
+    stemstream data lmms [--out DIR] [--projects DIR] [--timeout S] [--workers W] [--force]
     stemstream data info PATH
 """
 
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lmms.add_argument("--out", default="data/lmms", help="output folder (default: data/lmms)")
     lmms.add_argument("--projects", default=None, help="LMMS project folder (default: /usr/share/lmms/projects)")
     lmms.add_argument("--timeout", type=_float("timeout"), default=3600.0, help="seconds per project (default 3600)")
+    lmms.add_argument("--workers", type=_int("workers"), default=1, help="LMMS processes at a time (default 1)")
     lmms.add_argument("--force", action="store_true", help="render songs again that were rendered before")
     info = sub.add_parser("info", help="list the tracks a loader finds in a folder")
     info.add_argument("path")
@@ -116,7 +117,8 @@ def _lmms(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{result.name}: {result.reason}"[:60])
 
     try:
-        summary = build_lmms_set(args.out, projects, timeout_s=args.timeout, force=args.force, progress=progress)
+        summary = build_lmms_set(args.out, projects, timeout_s=args.timeout, force=args.force, progress=progress,
+                                 workers=args.workers)
     finally:
         bar.close()
     for name, reason in summary["skipped"].items():

@@ -21,8 +21,9 @@ names) and writes
 
 A song needs a ``drums`` and a ``bass`` track to be kept. A song folder that already has its
 ``tracks.json`` is not rendered again but labelled again with the current rules
-(:func:`relabel_song`; ``force`` renders it anyway), so an interrupted build resumes and a change of
-the rules needs no rendering.
+(:func:`relabel_song`), and a song ``dataset.json`` skipped for want of drums or bass is skipped
+again (``force`` renders both anyway), so an interrupted build resumes, a change of the rules needs
+no rendering, and a second run takes seconds.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ SILENT_PEAK = 1e-4     # a track that never reaches this is silent (-80 dBFS)
 ABSURD_PEAK = 64.0     # a float render above this is broken, not loud
 ACTIVE_BLOCK_S = 1.0   # activity is recorded per block of this length
 ACTIVE_BELOW_DB = 40.0  # a block more than this below the song's RMS counts as silent
+RENDER_TRIES = 3       # attempts per track
 
 
 @dataclass(frozen=True)
@@ -89,33 +91,52 @@ def lmms_version() -> str:
         return "unknown"
 
 
-def render_tracks(project: Path, tracks: tuple[LmmsTrack, ...], out_dir: Path, timeout_s: float) -> dict[int, Path]:
-    """Each track rendered alone (``lmms render`` of its :func:`solo_project`) into ``out_dir``:
-    track number -> its WAV file. ``timeout_s`` is for the whole project."""
+def render_tracks(project: Path, tracks: tuple[LmmsTrack, ...], out_dir: Path, timeout_s: float,
+                  workers: int = 1) -> tuple[dict[int, Path], dict[int, str]]:
+    """Each track rendered alone (``lmms render`` of its :func:`solo_project`) into ``out_dir``,
+    ``workers`` LMMS processes at a time: ``(track number -> its WAV file, track number -> why it
+    failed)``. ``timeout_s`` is for the whole project. A track LMMS fails on :data:`RENDER_TRIES`
+    times is left out (the song is written without it); if it fails on every track, that is the error."""
+    from concurrent.futures import ThreadPoolExecutor
+
     exe = shutil.which("lmms")
     if exe is None:
         raise StemstreamError("lmms is not installed: apt-get install -y lmms lmms-common")
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     deadline = time.monotonic() + timeout_s
-    files: dict[int, Path] = {}
-    for track in tracks:
+
+    def render(track: LmmsTrack) -> tuple[int, Path | None, str]:
         solo, wav = out_dir / f"{track.number}.mmp", out_dir / f"{track.number}.wav"
         solo.write_bytes(solo_project(project, track.number))
         cmd = [exe] + (["--allowroot"] if os.geteuid() == 0 else []) + [
             "render", str(solo), "-o", str(wav), "-f", "wav", "-a", "-x", "1", "-s", str(MODEL_SAMPLE_RATE)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                  timeout=max(deadline - time.monotonic(), 1.0))
-        except subprocess.TimeoutExpired:
-            raise AudioInputError(f"{project.name}: lmms did not finish within {timeout_s:g} s") from None
-        if done.returncode != 0 or not wav.is_file():
+        why = ""
+        for _ in range(RENDER_TRIES):  # LMMS now and then exits non-zero on a track it renders the next time
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                      timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:
+                return track.number, None, f"lmms did not finish within {timeout_s:g} s"
+            if done.returncode == 0 and wav.is_file():
+                solo.unlink()
+                return track.number, wav, ""
+            if "is empty" in done.stdout + done.stderr:  # LMMS refuses a song in which nothing plays
+                return track.number, None, "silent (LMMS: nothing to render)"
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise AudioInputError(f"{project.name}: lmms exited with {done.returncode} on track "
-                                  f"{track.number} ({last[:200]})")
-        solo.unlink()
-        files[track.number] = wav
-    return files
+            why = f"lmms exited with {done.returncode} on track {track.number} ({last[:200]})"
+            wav.unlink(missing_ok=True)
+        return track.number, None, why
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(render, tracks))
+    timeouts = [why for _, wav, why in results if wav is None and "did not finish" in why]
+    if timeouts:
+        raise AudioInputError(f"{project.name}: {timeouts[0]}")
+    files = {number: wav for number, wav, _ in results if wav is not None}
+    if tracks and not files:
+        raise AudioInputError(f"{project.name}: {results[-1][2]}")
+    return files, {number: why for number, wav, why in results if wav is None}
 
 
 def low_band_fraction(x: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE) -> float:
@@ -162,7 +183,8 @@ def _read_track(path: Path) -> np.ndarray:
 
 
 def write_song(project: LmmsProject, rendered: dict[int, Path], song_dir: Path, relative: str,
-               copyright_text: str, copyright_path: str | Path = LMMS_COPYRIGHT) -> SongResult:
+               copyright_text: str, copyright_path: str | Path = LMMS_COPYRIGHT,
+               failures: dict[int, str] | None = None) -> SongResult:
     """Read the rendered tracks, label them and write the song folder; the result says why not.
 
     Two passes with one track in memory at a time (a song can have 55 tracks of 4 minutes):
@@ -176,7 +198,7 @@ def write_song(project: LmmsProject, rendered: dict[int, Path], song_dir: Path, 
     for track in project.tracks:
         path = rendered.get(track.number)
         if path is None:
-            dropped.append({"name": track.name, "reason": "no file rendered"})
+            dropped.append({"name": track.name, "reason": (failures or {}).get(track.number, "no file rendered")})
             continue
         x = _read_track(path)
         peak = float(np.max(np.abs(x))) if np.all(np.isfinite(x)) else float("inf")
@@ -277,9 +299,10 @@ def _relative(project: Path, root: Path) -> str:
 
 def build_lmms_set(out: str | Path, projects_root: str | Path = LMMS_PROJECTS,
                    copyright_path: str | Path = LMMS_COPYRIGHT, timeout_s: float = 3600.0,
-                   force: bool = False, progress: Callable[[SongResult], None] | None = None) -> dict:
-    """Render every project under ``projects_root`` into ``out`` (module docstring); returns and
-    writes ``out/dataset.json``."""
+                   force: bool = False, progress: Callable[[SongResult], None] | None = None,
+                   workers: int = 1) -> dict:
+    """Render every project under ``projects_root`` into ``out`` (module docstring), ``workers``
+    LMMS processes at a time; returns and writes ``out/dataset.json``."""
     from stemstream.export.data.electronic import stem_cache
 
     out = Path(out)
@@ -288,19 +311,22 @@ def build_lmms_set(out: str | Path, projects_root: str | Path = LMMS_PROJECTS,
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[SongResult] = []
+    before = json.loads((out / "dataset.json").read_text()).get("skipped", {}) if (out / "dataset.json").is_file() else {}
     for project_path in projects:
         name = song_name(project_path)
         song_dir = out / name
         relative = _relative(project_path, Path(projects_root))
         if (song_dir / "tracks.json").is_file() and not force:
             result = relabel_song(song_dir)
+        elif re.match(r"no (drums|bass|audible) track$", before.get(name, "")) and not force:
+            result = SongResult(name, False, before[name])  # its tracks were heard before: none is drums or bass
         else:
             render_dir = out / f".render-{name}"
             shutil.rmtree(render_dir, ignore_errors=True)
             try:
                 project = read_project(project_path)
-                rendered = render_tracks(project_path, project.tracks, render_dir, timeout_s)
-                result = write_song(project, rendered, song_dir, relative, copyright_text, copyright_path)
+                rendered, failures = render_tracks(project_path, project.tracks, render_dir, timeout_s, workers)
+                result = write_song(project, rendered, song_dir, relative, copyright_text, copyright_path, failures)
             except AudioInputError as exc:
                 result = SongResult(name, False, str(exc))
             finally:
