@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from stemstream.export.data import electronic
-from stemstream.export.data.beats import BASS_ROOTS, KIT, SONIC_PI_SAMPLES, STYLES, BeatKit, groove, load_kit
+from stemstream.export.data.beats import BASS_ROOTS, KIT, SONIC_PI_SAMPLES, STYLES, groove, load_kit
 from stemstream.export.data.electronic import (
     CACHE_NAME, RenderedSong, drums_in_tempo, load_lmms, stem_cache, tempo_partners, tempo_ratio,
 )

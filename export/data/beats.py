@@ -89,7 +89,8 @@ def load_kit(root: str | Path = SONIC_PI_SAMPLES) -> BeatKit:
     from stemstream.export.data.loaders import read_audio
 
     base = Path(root)
-    missing = [n for names in (*KIT.values(), tuple(BASS_ROOTS)) for n in names if not (base / f"{n}.flac").is_file()]
+    names = [n for role in KIT.values() for n in role] + list(BASS_ROOTS)
+    missing = [n for n in names if not (base / f"{n}.flac").is_file()]
     if missing:
         raise bad_value("sonic-pi samples", str(base),
                         f"Sonic Pi's samples (apt-get install sonic-pi-samples); missing {missing[:3]}")
@@ -176,7 +177,10 @@ def groove(kit: BeatKit, bpm: float, n: int, rng: np.random.Generator, style: st
     roots = [MINOR_DEGREES[int(rng.integers(len(MINOR_DEGREES)))] for _ in range(bars)]
     for k, (bar, i, s) in enumerate(onsets):
         at = int(round((bar * 16 + i) * step))
-        nxt = int(round((onsets[k + 1][0] * 16 + onsets[k + 1][1]) * step)) if k + 1 < len(onsets) else at + int(4 * step)
+        if k + 1 < len(onsets):
+            nxt = int(round((onsets[k + 1][0] * 16 + onsets[k + 1][1]) * step))
+        else:
+            nxt = at + int(4 * step)
         pitch = key + roots[bar] + (0 if s == "x" else (12 if rng.random() < 0.5 else 7))
         pitch = pitch - 12 if pitch > 12 else pitch + 12 if pitch < -12 else pitch  # within an octave
         x = kit.pitched(name, int(pitch))

@@ -311,7 +311,9 @@ def build_lmms_set(out: str | Path, projects_root: str | Path = LMMS_PROJECTS,
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[SongResult] = []
-    before = json.loads((out / "dataset.json").read_text()).get("skipped", {}) if (out / "dataset.json").is_file() else {}
+    before = {}  # what the last run skipped
+    if (out / "dataset.json").is_file():
+        before = json.loads((out / "dataset.json").read_text()).get("skipped", {})
     for project_path in projects:
         name = song_name(project_path)
         song_dir = out / name
