@@ -75,3 +75,14 @@ def test_a_refiner_without_its_base_is_not_listed(weights_dir: Path) -> None:
     assert registry.available_models() == []
     with pytest.raises(ConfigError, match="not shipped"):
         registry.load_model("quality-refined")
+
+
+def test_eval_scores_the_refined_model(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_refiner_fixtures import write_songs
+
+    songs = write_songs(tmp_path / "test", 1, 4.5, seed=30)
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--dataset", str(songs), "--model", "quality-refined", "--backend", "torch", "--no-sdr",
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert "quality-refined" in json.dumps(data) and np.isfinite(data["overall"]["si_sdri"]["mean"])
