@@ -237,9 +237,11 @@ class JackStemClient:
         if self._closed:
             return
         self._closed = True
+        if self.lost.is_set():
+            abandon_client(self.client)
+            return
         try:
-            if not self.lost.is_set():
-                self.client.deactivate()
+            self.client.deactivate()
         except Exception:  # the server went away meanwhile: closing is all that is left
             pass
         finally:
@@ -250,6 +252,22 @@ class JackStemClient:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def abandon_client(client: Any) -> None:
+    """Let go of a client whose server died without calling ``jack_client_close``: on a dead
+    server libjack's close can deadlock with its own notification thread (seen: close waiting for
+    that thread while it sits in a port-registration callback), and JACK-Client's ``__del__``
+    would call it at garbage collection. Its memory is leaked; nothing else is held."""
+    try:
+        import jack
+
+        client._ptr = jack._ffi.NULL  # JACK-Client's own handle: close() and __del__ skip a NULL one
+    except Exception:  # another JACK-Client layout: keep a reference so __del__ never runs
+        _ABANDONED.append(client)
+
+
+_ABANDONED: list[Any] = []
 
 
 def parse_connections(
