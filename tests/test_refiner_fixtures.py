@@ -30,7 +30,7 @@ def tiny_refiner_teacher(seed: int = 0, net: RefinerConfig = TINY_REFINER) -> Re
 
 def tiny_refiner_student(seed: int = 0, net: RefinerConfig = TINY_REFINER) -> RefinerStep:
     """A tiny untrained refiner student (random head)."""
-    step = RefinerStep(RefinerStudentConfig(net=net, sigmas=(0.5, 0.12, 0.03, 0.008)))
+    step = RefinerStep(RefinerStudentConfig(net=net))
     step.denoiser.load_state_dict(tiny_refiner_teacher(seed, net).state_dict())
     return step.eval().requires_grad_(False)
 

@@ -59,7 +59,10 @@ def test_teacher_refinement_sums_to_the_mixture(sampler: str) -> None:
     refined = refine(tiny_refiner_teacher(), mixture, base, steps=4, sampler=sampler,
                      generator=torch.Generator().manual_seed(4))
     assert float((refined - base).abs().max()) > 1e-4  # the network changed something
-    torch.testing.assert_close(refined.sum(dim=1), mixture, atol=1e-5, rtol=0)
+    # exact up to float32 rounding of the stems (from sigma_max = 10, Algorithm 2 at 4 steps leaves
+    # stems far larger than the mixture that cancel in the sum)
+    scale = max(1.0, float(refined.abs().max()))
+    torch.testing.assert_close(refined.sum(dim=1), mixture, atol=2e-6 * scale, rtol=0)
 
 
 def test_student_refinement_sums_to_the_mixture_and_keeps_the_context() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ class RefinerTrainConfig:
         max_minutes: wall-clock budget of one run (``--time-budget`` replaces it).
         ema_decay: decay of the weight average that is saved.
         p_mean, p_std: ``ln sigma ~ N(p_mean, p_std^2)`` (EDM; centred near ``sigma_data``).
+        high_share: share of excerpts whose ``sigma`` is log-uniform in ``[sigma_max / 20,
+            sigma_max]`` instead: where sampling and the 1-step student start, which the normal
+            draw reaches about once in 10^4.
         dirac_noise: share of excerpts with Dirac-state noise (last stem = minus the others' sum).
         p_context: probability that an excerpt gets its first ``context_samples`` as context.
         leak_amount, leak_share: the leaky-base augmentation (``refiner_data.leak``).
@@ -67,6 +71,7 @@ class RefinerTrainConfig:
     ema_decay: float = 0.999
     p_mean: float = -3.0
     p_std: float = 1.4
+    high_share: float = 0.2
     dirac_noise: float = 0.75
     p_context: float = 0.5
     leak_amount: float = 0.3
@@ -83,7 +88,7 @@ class RefinerTrainConfig:
             raise bad_value("batch", self.batch, "an integer >= 1")
         if self.lr <= 0:
             raise bad_value("lr", self.lr, "a positive float")
-        for name in ("dirac_noise", "p_context", "leak_share"):
+        for name in ("dirac_noise", "p_context", "leak_share", "high_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad_value(name, getattr(self, name), "a fraction in [0, 1]")
         if not 0 <= self.ema_decay < 1:
@@ -115,13 +120,18 @@ def training_noise(shape: torch.Size, generator: torch.Generator, dirac_fraction
 
 def refiner_dsm_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems: torch.Tensor, base: torch.Tensor,
                      generator: torch.Generator, *, p_mean: float, p_std: float, dirac_noise: float,
-                     p_context: float) -> torch.Tensor:
+                     p_context: float, high_share: float = 0.0) -> torch.Tensor:
     """EDM denoising score matching of the residual ``stems - base`` (see the module docstring;
     the keyword arguments are :class:`RefinerTrainConfig`'s)."""
     b = stems.shape[0]
-    sd, o = model.config.sigma_data, model.config.context_samples
+    cfg = model.config
+    sd, o = cfg.sigma_data, cfg.context_samples
     delta = stems - base
-    sigma = torch.exp(p_mean + p_std * torch.randn(b, generator=generator)).clamp(1e-4, 3.0)
+    log_sigma = p_mean + p_std * torch.randn(b, generator=generator)
+    top = math.log(cfg.sigma_max)
+    high = top - math.log(20.0) * torch.rand(b, generator=generator)
+    log_sigma = torch.where(torch.rand(b, generator=generator) < high_share, high, log_sigma)
+    sigma = torch.exp(log_sigma).clamp(cfg.sigma_min, cfg.sigma_max)
     noise = training_noise(delta.shape, generator, dirac_noise)
     mask = (torch.rand(b, generator=generator) < p_context).to(delta.dtype)
     context = torch.nn.functional.pad(delta[..., :o], (0, delta.shape[-1] - o)) * mask.reshape(b, 1, 1, 1)
@@ -212,7 +222,8 @@ def train_refiner_teacher(cfg: RefinerTrainConfig, out: Path, data_root: str, re
     fit.start_clock()
     run_steps(fit, total=total, max_minutes=cfg.max_minutes,
               loss=lambda: refiner_dsm_loss(model, *sampler.batch(cfg.batch), gen, p_mean=cfg.p_mean, p_std=cfg.p_std,
-                                            dirac_noise=cfg.dirac_noise, p_context=cfg.p_context),
+                                            dirac_noise=cfg.dirac_noise, p_context=cfg.p_context,
+                                            high_share=cfg.high_share),
               after_update=lambda step: ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step))),
               checkpoint_every=cfg.checkpoint_every, validate_every=cfg.validate_every, validate=validate,
               log_format="refiner step %d loss %.4f (%.0f s)")

@@ -78,7 +78,7 @@ def refine(denoiser: RefinerDenoiser | Denoiser, mixture: torch.Tensor, base: to
         sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max)
         fn = bind(denoiser, mixture, base, context)
     else:
-        sigmas, fn = karras_sigmas(steps, 1e-4, 0.5), denoiser
+        sigmas, fn = karras_sigmas(steps, 1e-4, 0.5), denoiser  # an oracle: any range will do
     noise = torch.randn(base.shape, generator=generator, dtype=base.dtype) * float(sigmas[0])
     cond = Conditioning(mixture=residual_sum(mixture, base), context=context, constrained=constrained)
     delta = SAMPLERS[sampler](fn, noise, sigmas, cond, s_churn=s_churn, corrections=corrections, generator=generator)
@@ -92,11 +92,12 @@ class RefinerStudentConfig:
     Attributes:
         net: the network (the teacher's configuration).
         sigmas: noise levels of the consistency evaluations, decreasing; 1 step uses the first,
-            ``k`` steps the first ``k``. The first is ``net.sigma_max``.
+            ``k`` steps the first ``k``. The first is ``net.sigma_max``; the second is where a
+            residual of RMS ``sigma_data`` starts to stand out of the noise (1.6 ``sigma_data``).
     """
 
     net: RefinerConfig
-    sigmas: tuple[float, ...] = (0.5, 0.12, 0.03, 0.008)
+    sigmas: tuple[float, ...] = (10.0, 0.08, 0.02, 0.005)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
@@ -175,10 +176,10 @@ def sample_refiner_student(step: RefinerStep, mixture: torch.Tensor, base: torch
 
 
 def init_student(teacher: RefinerDenoiser, sigmas: tuple[float, ...] | None = None) -> RefinerStep:
-    """A student that starts as ``teacher`` (same network and weights); ``sigmas`` default to four
-    levels from the teacher's ``sigma_max`` down, each a quarter of the one before."""
+    """A student that starts as ``teacher`` (same network and weights); ``sigmas`` default to the
+    teacher's ``sigma_max``, then 1.6, 0.4 and 0.1 times its ``sigma_data``."""
     net = teacher.config
-    levels = sigmas or tuple(net.sigma_max * 0.25**k for k in range(4))
+    levels = sigmas or (net.sigma_max, *(net.sigma_data * f for f in (1.6, 0.4, 0.1)))
     step = RefinerStep(RefinerStudentConfig(net=net, sigmas=levels))
     step.denoiser.load_state_dict(teacher.state_dict())
     return step
