@@ -16,7 +16,8 @@ class TrainConfig:
 
     Attributes:
         name: config / model name (``live``, ``quality``, ``live-pruned``).
-        model: the model config.
+        model: the model config; a ``sample_rate`` other than the data's (``dj-live-48k``) trains on
+            resampled batches (``stemstream.export.train.rates``).
         steps: optimiser steps (the schedule's length).
         time_budget_s: wall-clock budget; the LR schedule follows whichever of steps / time
             runs out first, so a slow shared CPU still ends with a decayed LR (0: steps only).
@@ -108,6 +109,20 @@ def _configs() -> dict[str, TrainConfig]:
             excerpt_seconds=3.0,
             lr=4e-4,
             init_from="live",
+            data="dj",
+            ema=0.999,
+        ),
+        # dj-live at 48 kHz (same layers: 128-sample hops of 2.67 ms, 256 = 2 hops at a 48 kHz host and
+        # 1 hop at a 96 kHz host after a 2:1 resample), fine-tuned from dj-live on the resampled batches
+        "dj-live-48k": TrainConfig(
+            name="dj-live-48k",
+            model=HybridConfig(stems=DJ_STEMS, sample_rate=48000),
+            steps=100000,
+            time_budget_s=4800.0,
+            batch=6,
+            excerpt_seconds=3.0,
+            lr=2e-4,
+            init_from="dj-live",
             data="dj",
             ema=0.999,
         ),

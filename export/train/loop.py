@@ -23,10 +23,12 @@ from stemstream.export.train.data import DeviceRemixSampler, RemixSampler, SongS
 from stemstream.export.train.diffusion_fit import ema_update
 from stemstream.export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
 from stemstream.export.train.losses import align, grouped_sdr_loss, thresholded_sdr_loss
+from stemstream.export.train.rates import ResampledSampler, resample_batch, source_samples, whole_hops
 from stemstream.export.train.validation import machine_info, validate, write_curves
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator, count_parameters, macs_per_hop
 from stemstream.realtime.models.weights import save_weights
+from stemstream.realtime.stems import MODEL_SAMPLE_RATE
 
 
 def training_loss(
@@ -103,21 +105,28 @@ def train(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     total = steps if steps is not None else cfg.steps
-    excerpt = int(round(cfg.excerpt_seconds * model.config.sample_rate / model.config.hop)) * model.config.hop
+    rate, hop = model.config.sample_rate, model.config.hop
+    excerpt = int(round(cfg.excerpt_seconds * rate / hop)) * hop  # at the model's rate
+    # the data are made at MODEL_SAMPLE_RATE: another model rate draws them longer and resamples
+    drawn_samples = excerpt if rate == MODEL_SAMPLE_RATE else source_samples(excerpt, rate)
     device = torch.device(cfg.device)
     dj_sources = None
     if cfg.data == "dj":
         if device.type != "cpu":
             raise ConfigError(f"device={cfg.device!r}: the DJ data ({cfg.name}) is mixed on the CPU; expected cpu")
         dj_sources = DjSources.load(cfg.real_data_root, train_songs, "train")
-        sampler = DjSampler(dj_sources, excerpt, seed=cfg.seed)
+        sampler = DjSampler(dj_sources, drawn_samples, seed=cfg.seed)
         log(f"DJ sources: {json.dumps(dj_sources.describe())}")
     elif device.type == "cpu":  # refuses excerpts longer than every song
-        sampler = RemixSampler(train_songs, excerpt, seed=cfg.seed)
+        sampler = RemixSampler(train_songs, drawn_samples, seed=cfg.seed)
     else:
-        sampler = DeviceRemixSampler(train_songs, excerpt, seed=cfg.seed, device=device)
+        sampler = DeviceRemixSampler(train_songs, drawn_samples, seed=cfg.seed, device=device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if rate != MODEL_SAMPLE_RATE:
+        sampler = ResampledSampler(sampler, rate, excerpt)
+        log(f"model rate {rate} Hz: batches resampled from {MODEL_SAMPLE_RATE} Hz "
+            f"({drawn_samples} -> {excerpt} samples)")
     model.to(device)
     if teacher is not None:
         teacher.to(device)
@@ -128,6 +137,9 @@ def train(
             DjSources.load(cfg.real_data_root, valid_songs, "valid"))
     else:
         vset = tuple(t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
+    if rate != MODEL_SAMPLE_RATE:  # the same excerpts, from their first sample, in whole hops
+        length = (vset.mix if isinstance(vset, TrainBatch) else vset[0]).shape[-1]
+        vset = resample_batch(vset, rate, whole_hops(length * rate // MODEL_SAMPLE_RATE, hop), edges=False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
