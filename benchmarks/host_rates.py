@@ -12,6 +12,9 @@ back, at ``--block`` samples) in milliseconds. The row at the model's own rate i
 Where the extra latency comes from: the two conversions hold back ``resampler_ms`` (0.73 ms for
 ``LD``), and a host block is no longer a whole number of model hops (at 48 kHz 256 samples are
 235.2 model samples), so the last hop of a block may wait for the next one: up to one hop more.
+Where a model has a rate sibling (``dj-live`` -> ``dj-live-48k``, ``registry.rate_variant``), the
+rows at 48 and 96 kHz run the sibling, as ``stemstream live`` does (the row's ``model_run``): no
+resampler at 48 kHz, a 2:1 one at 96 kHz, and blocks of whole hops.
 
 Writes ``hostrates.json`` and ``hostrates.md`` under ``--out``.
 """
@@ -23,7 +26,6 @@ import itertools
 import os
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--max-tracks", type=int, default=None, help="evaluate at most this many tracks")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-
-
-def _at_rate(track: Any, rate: int) -> Any:
-    """``track`` converted offline to ``rate`` Hz (soxr VHQ), mixture and stems alike."""
-    import soxr
-
-    if rate == track.sample_rate:
-        return track
-
-    def conv(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(soxr.resample(x.T, track.sample_rate, rate, quality="VHQ").T, dtype=np.float32)
-
-    return replace(track, sample_rate=rate, mixture=conv(track.mixture),
-                   stems={k: conv(v) for k, v in track.stems.items()})
 
 
 def engine_latency(model: Any, rate: int, block: int) -> dict[str, float]:
@@ -81,24 +69,32 @@ def engine_latency(model: Any, rate: int, block: int) -> dict[str, float]:
 def measure(args: argparse.Namespace, rates: list[int]) -> dict[str, Any]:
     """Score the model at every rate; returns the result record."""
     from stemstream.export.data.loaders import load_tracks
+    from stemstream.export.data.tracks import track_at_rate
     from stemstream.export.evaluation.protocol import evaluate_tracks
     from stemstream.export.evaluation.separators import model_separator
+    from stemstream.realtime.models.registry import rate_variant
 
-    separator = model_separator(args.model, backend=args.backend)
-    model = separator.model
-    native = int(model.info.sample_rate)
+    separators = {args.model: model_separator(args.model, backend=args.backend)}
+    native = int(separators[args.model].model.info.sample_rate)
     rows = []
     for rate in rates:
+        run_name = rate_variant(args.model, rate)  # dj-live's 48 kHz sibling at 48/96 kHz, as live runs
+        if run_name not in separators:
+            separators[run_name] = model_separator(run_name, backend=args.backend)
+        separator = separators[run_name]
+        model = separator.model
         started = time.perf_counter()
         tracks = load_tracks(args.dataset)
         if args.max_tracks is not None:
             tracks = itertools.islice(tracks, args.max_tracks)
-        report = evaluate_tracks((_at_rate(t, rate) for t in tracks), separator, separator.stems, with_sdr=False)
-        scores = {s: report["per_stem"][s]["si_sdri"]["mean"] for s in separator.stems}
-        rows.append({"rate": rate, **engine_latency(model, rate, args.block), "si_sdri": scores,
+        report = evaluate_tracks((track_at_rate(t, rate) for t in tracks), separator, separator.stems, with_sdr=False)
+        # the stems the songs hold (a DJ model on the instrument set: drums and bass)
+        scores = {s: report["per_stem"][s]["si_sdri"]["mean"] for s in separator.stems if s in report["per_stem"]}
+        rows.append({"rate": rate, "model_run": run_name, "model_rate": int(model.info.sample_rate),
+                     **engine_latency(model, rate, args.block), "si_sdri": scores,
                      "mean": float(np.mean(list(scores.values()))), "tracks": report["counts"]["tracks"],
                      "seconds": round(time.perf_counter() - started, 1)})
-        print(f"{rate:6d} Hz: latency {rows[-1]['latency_ms']:.2f} ms (algorithmic {rows[-1]['algorithmic_ms']:.2f} ms "
+        print(f"{rate:6d} Hz{'' if run_name == args.model else f' ({run_name})'}: latency {rows[-1]['latency_ms']:.2f} ms (algorithmic {rows[-1]['algorithmic_ms']:.2f} ms "
               f"at {args.block}), mean SI-SDRi {rows[-1]['mean']:.2f} dB", flush=True)
     base = next((r for r in rows if r["rate"] == native), None)
     for r in rows:
@@ -120,7 +116,8 @@ def format_markdown(r: dict[str, Any]) -> str:
         dl = "-" if row["delta_latency_ms"] is None else f"{row['delta_latency_ms']:+.2f}"
         dm = "-" if row["delta_mean"] is None else f"{row['delta_mean']:+.2f}"
         cells = " | ".join(f"{row['si_sdri'][s]:.2f}" for s in stems)
-        lines.append(f"| {row['rate']} | {row['latency_ms']:.2f} | {row['algorithmic_ms']:.2f} | {row['resampler_ms']:.2f} | {dl} | {cells} | "
+        ran = "" if row.get("model_run", r["model"]) == r["model"] else f" ({row['model_run']})"
+        lines.append(f"| {row['rate']}{ran} | {row['latency_ms']:.2f} | {row['algorithmic_ms']:.2f} | {row['resampler_ms']:.2f} | {dl} | {cells} | "
                      f"{row['mean']:.2f} | {dm} |")
     lines += ["", f"Model rate {r['model_rate']} Hz; songs converted offline (soxr VHQ), the engine's own "
               f"low-delay resampler inside; backend {r['backend']}; {r['machine']}; {r['date']}."]

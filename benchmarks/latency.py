@@ -3,7 +3,9 @@
 For each backend, host rate (``--sample-rates``, default 44.1 kHz: the models' own; other rates
 go through the engine's low-delay resampler) and block size (64..1024 samples) a ``RealtimeSession`` runs
 ``--callbacks`` callbacks driven like a sound card: a driver thread sleeps to each block's
-deadline and calls ``session.callback``; the session's worker thread runs the model. Reported:
+deadline and calls ``session.callback``; the session's worker thread runs the model. At 48 and
+96 kHz ``dj-live`` runs as its 48 kHz sibling ``dj-live-48k`` where shipped, as ``stemstream
+live`` does (``registry.rate_variant``; the row's ``model_run``). Reported:
 
 * ``model_latency_ms``: the separator's algorithmic latency (output ``t`` = input ``t - L``).
 * ``algorithmic_latency_ms``: plus the worst-case samples the separator holds back at this
@@ -194,7 +196,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     for r in report["results"]:
         c = r["compute_ms"]
         lines.append(
-            f"| {r['backend']} | {r.get('sample_rate', SAMPLE_RATE)} | {r['block_size']} | {r['queue_blocks']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
+            f"| {r['backend']} | {r.get('sample_rate', SAMPLE_RATE)}{_ran(r, report)} | {r['block_size']} | {r['queue_blocks']} | {r['block_ms']:.2f} | {r['model_latency_ms']:.2f} | "
             f"{r['algorithmic_latency_ms']:.2f} | {r['session_latency_ms']:.2f} | "
             f"{c['p50']:.3f} / {c['p99']:.3f} / {c['max']:.2f} | {r['rtf']:.3f} | {r['callback_us']['p99']:.0f} | "
             f"{r['lateness_ms']['p99']:.2f} | {r['deadline_misses']} | {'yes' if r['p99_under_half_period'] else 'no'} |"
@@ -205,6 +207,12 @@ def format_markdown(report: dict[str, Any]) -> str:
               + ("; ".join(sched) or "n/a") + ". Skipped backends: "
               + (", ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none")]
     return "\n".join(lines) + "\n"
+
+
+def _ran(row: dict[str, Any], report: dict[str, Any]) -> str:
+    """`` (dj-live-48k)`` where a row ran another model than the one asked for (a rate sibling)."""
+    ran = row.get("model_run", report.get("model_name"))
+    return f" ({ran})" if ran != report.get("model_name") else ""
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -248,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stemstream.realtime.backends import available_backends, open_backend
+    from stemstream.realtime.models.registry import rate_variant
 
     if args.callbacks < 10:
         raise bad_value("--callbacks", args.callbacks, "an integer >= 10")
@@ -267,23 +276,31 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("--sample-rates", args.sample_rates, "host rates in [8000, 192000] Hz")
     torch.set_num_threads(args.threads)
     name = args.model or _default_model()
-    module, label = _module(name)
+    modules = {name: _module(name)}  # by the name that runs: at 48/96 kHz, dj-live's 48 kHz sibling
+    label = modules[name][1]
     have = available_backends()
     wanted = list(have) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
     results: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     load_before = os.getloadavg()
     for backend in wanted:
-        try:
-            model = open_backend(backend, module, name)
-        except StemstreamError as exc:
-            skipped[backend] = str(exc).split(";")[0]
-            continue
+        opened: dict[str, Any] = {}
         for rate in rates:
+            run_name = name if name in BUILTIN else rate_variant(name, rate)
+            if run_name not in opened:
+                if run_name not in modules:
+                    modules[run_name] = _module(run_name)
+                try:
+                    opened[run_name] = open_backend(backend, modules[run_name][0], run_name)
+                except StemstreamError as exc:
+                    skipped[backend] = str(exc).split(";")[0]
+                    break
+            model = opened[run_name]
             for block in blocks:
                 queue = args.queue_blocks or auto_queue_blocks(block, rate)
                 row = measure(model, block, args.callbacks, queue, realtime=not args.no_realtime, sample_rate=rate)
                 row["backend"] = backend
+                row["model_run"] = run_name
                 results.append(row)
                 c = row["compute_ms"]
                 print(

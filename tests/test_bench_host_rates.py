@@ -57,3 +57,34 @@ def test_bench_latency_at_several_host_rates(tmp_path: Path) -> None:
 def test_bench_hostrates_refuses_bad_options(tmp_path: Path, argv: list[str], capsys) -> None:
     assert main(["bench", "hostrates", "--dataset", str(tmp_path), *argv]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_bench_runs_dj_live_as_its_48k_sibling_at_48k_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            tiny_live_config) -> None:
+    from dataclasses import replace
+
+    from stemstream.realtime.models import registry
+    from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator
+    from stemstream.realtime.models.weights import save_weights
+    from stemstream.realtime.stems import DJ_STEMS
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    for name, rate in (("dj-live", 44100), ("dj-live-48k", 48000)):
+        config = replace(tiny_live_config, stems=DJ_STEMS, sample_rate=rate)
+        save_weights(tmp_path / f"{name}.safetensors", HybridSeparator(config).eval(), ARCHITECTURE, config.to_json(), {})
+    _song(tmp_path / "data" / "song-a", seconds=3.0)
+    out = tmp_path / "hostrates"
+    assert main(["bench", "hostrates", "--dataset", str(tmp_path / "data"), "--model", "dj-live",
+                 "--rates", "44100,48000,96000", "--backend", "torch", "--out", str(out)]) == 0
+    rows = json.loads((out / "hostrates.json").read_text())["rows"]
+    assert [(r["model_run"], r["model_rate"]) for r in rows] == [("dj-live", 44100), ("dj-live-48k", 48000),
+                                                                ("dj-live-48k", 48000)]
+    at48 = rows[1]
+    assert at48["resampler_ms"] == 0.0 and at48["delta_latency_ms"] < 0.0  # 128 samples at 48 kHz, no wait
+    assert 0.0 < rows[2]["resampler_ms"] and "| 48000 (dj-live-48k) |" in (out / "hostrates.md").read_text()
+    assert main(["bench", "latency", "--model", "dj-live", "--backends", "torch", "--block-sizes", "256",
+                 "--sample-rates", "44100,48000", "--callbacks", "12", "--queue-blocks", "2",
+                 "--out", str(tmp_path / "latency")]) == 0
+    rows = json.loads((tmp_path / "latency" / "latency.json").read_text())["results"]
+    assert [r["model_run"] for r in rows] == ["dj-live", "dj-live-48k"]
+    assert rows[1]["algorithmic_latency_ms"] == pytest.approx(1000 * 128 / 48000)

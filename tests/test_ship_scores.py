@@ -111,3 +111,29 @@ def test_ship_writes_the_record_into_the_weights_and_beside_them(shipped: dict) 
     assert json.loads((tmp / "weights" / "tiny.run_record.json").read_text()) == record
     assert json.loads((tmp / "runs" / "tiny" / "final_scores.json").read_text()) == scores
     assert any(line.startswith("tiny test: ") for line in shipped["logged"])
+
+
+def test_ship_scores_a_48k_model_on_songs_converted_to_48k(shipped: dict, tiny_live_config) -> None:
+    """A model at 48 kHz (``dj-live-48k``) is scored as at a 48 kHz host: the 44.1 kHz songs are
+    converted offline (soxr VHQ), not passed through the engine's low-delay resampler."""
+    from dataclasses import replace
+
+    from stemstream.export.data.tracks import track_at_rate
+    from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator
+    from stemstream.realtime.models.weights import save_weights
+
+    tmp = shipped["tmp"]
+    config = replace(tiny_live_config, sample_rate=48000)
+    (tmp / "runs" / "tiny48").mkdir(parents=True)
+    torch.manual_seed(0)
+    save_weights(tmp / "runs" / "tiny48" / "tiny48.safetensors", HybridSeparator(config).eval(), ARCHITECTURE,
+                 config.to_json(), {"train": {"steps": 1}})
+    scores = ship("tiny48", tmp / "runs", tmp / "test", (), log=lambda line: None, weights_dir=tmp / "weights")
+    assert "converted offline to the model's 48000 Hz" in scores["protocol"]
+    separator = model_separator(tmp / "weights" / "tiny48.safetensors")
+    assert separator.model.info.sample_rate == 48000
+    report = evaluate_tracks((track_at_rate(t, 48000) for t in load_tracks(tmp / "test")), separator,
+                             separator.stems, with_sdr=False)
+    assert scores["test"] == summarise(report) | {"data": str(tmp / "test")}
+    converted = track_at_rate(next(load_tracks(tmp / "test")), 48000)
+    assert converted.sample_rate == 48000 and converted.num_samples == round(4.5 * 48000)

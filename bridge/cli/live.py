@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from stemstream.bridge.hosts.portaudio import parse_device
     from stemstream.bridge.live.runner import HostOptions, LiveRun, model_stems
     from stemstream.realtime.errors import bad_value
-    from stemstream.realtime.models.registry import default_model
+    from stemstream.realtime.models.registry import default_model, model_label
 
     if args.duration is not None and not args.duration > 0:
         raise bad_value("duration", args.duration, "a positive number of seconds")
@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         where += f"; MIDI: {session.midi_inputs}"
     if session.web is not None:
         where += f"; control page: {session.web.url}"
-    print(f"stemstream live: model {session.processor.model_name}, {choice.detail}, block {config.block_size}, "
+    label = model_label(session.processor.model_name, config.sample_rate)
+    print(f"stemstream live: model {label}, {choice.detail}, block {config.block_size}, "
           f"routing {config.routing}, {where}; Ctrl-C stops", file=sys.stderr, flush=True)
     console = _console(args.status, args.status_interval, session, f"{choice.detail}, block {config.block_size}")
     try:
@@ -193,7 +194,9 @@ def _console(mode: str, interval_s: float, session: Any, header: str) -> StatusS
 def format_summary(s: dict) -> str:
     """The session summary as a few human-readable lines."""
     return "\n".join([
-        f"session: {s['seconds']:.1f} s, model {s['model']}, {s['audio']}, {s['sample_rate']} Hz, "
+        f"session: {s['seconds']:.1f} s, model {s['model']}"
+        + (f" (ran {s['model_run']})" if s.get("model_run", s["model"]) != s["model"] else "")
+        + f", {s['audio']}, {s['sample_rate']} Hz, "
         f"block {s['block_size']}, routing {s['routing']}",
         f"latency: engine {s['engine_latency_samples']} samples ({s['engine_latency_ms']:.2f} ms), "
         f"with host buffers {s['total_latency_ms']:.2f} ms",

@@ -157,9 +157,10 @@ def engine_factory(
         from stemstream.realtime.engine.session import RealtimeSession
         from stemstream.realtime.engine.streamer import StreamingSeparator
         from stemstream.realtime.models.grouped import grouped
-        from stemstream.realtime.models.registry import load_model
+        from stemstream.realtime.models.registry import load_model, rate_variant
 
-        model = grouped(load_model(name, config.backend), config.stems)
+        # at a 48/96 kHz host, dj-live runs as its 48 kHz sibling when shipped (a switch to it too)
+        model = grouped(load_model(rate_variant(name, config.sample_rate), config.backend), config.stems)
         separator: Any = StreamingSeparator(model, config.sample_rate, config.channels)
         if rack is not None and rack.active:
             separator = EffectsSeparator(separator, rack, config.channels)

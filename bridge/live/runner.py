@@ -256,6 +256,8 @@ class LiveRun:
 
     def summary(self) -> dict[str, Any]:
         """Latency, misses, xruns, status flags, CPU: the session's figures so far."""
+        from stemstream.realtime.models.registry import rate_variant
+
         stats = self.processor.stats()
         wall = max(1e-9, time.monotonic() - self._t0)
         cpu = time.process_time() - self._cpu0
@@ -264,6 +266,7 @@ class LiveRun:
         total = engine + self.host_latency_samples
         out = {
             "model": self.processor.model_name,
+            "model_run": rate_variant(self.processor.model_name, sr),  # its 48 kHz sibling at 48/96 kHz
             "audio": self.options.audio,
             "sample_rate": sr,
             "block_size": self.config.block_size,

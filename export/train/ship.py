@@ -55,15 +55,21 @@ def summarise(report: dict[str, Any], metric: str = "si_sdri") -> dict[str, Any]
 def evaluate_model(model: HybridSeparator, data: str | Path, stems: tuple[str, ...] | None = None,
                    with_sdr: bool = False) -> dict[str, Any]:
     """``evaluate_tracks`` report of the in-memory ``model`` on every track under ``data``,
-    scoring ``stems`` (default: all the model's outputs)."""
+    scoring ``stems`` (default: all the model's outputs), at the model's rate: a track stored at
+    another rate (the 44.1 kHz songs for ``dj-live-48k``) is converted offline first (soxr VHQ,
+    mixture and stems alike, ``track_at_rate``), so the model runs as at a host of its own rate,
+    not through the engine's low-delay resampler."""
     from stemstream.export.evaluation.protocol import evaluate_tracks
     from stemstream.export.evaluation.separators import SubsetSeparator, model_separator
     from stemstream.export.data.loaders import load_tracks
+    from stemstream.export.data.tracks import track_at_rate
 
     separator: Any = model_separator(model, name="ship")
     if stems is not None and tuple(stems) != separator.stems:
         separator = SubsetSeparator(separator, stems)
-    return evaluate_tracks(load_tracks(data), separator, separator.stems, with_sdr=with_sdr)
+    rate = model.config.sample_rate
+    tracks = (track_at_rate(t, rate) for t in load_tracks(data))
+    return evaluate_tracks(tracks, separator, separator.stems, with_sdr=with_sdr)
 
 
 def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: str | None = None,
@@ -105,19 +111,24 @@ def ship(name: str, runs: Path, test: Path, real: tuple[str, ...], consistency: 
     # instrumental is scored as the sum of its stems)
     sets = [("test", Path(test))] + [(Path(f).name, Path(f)) for f in real if Path(f).exists()]
     scores: dict[str, Any] = {}
+    converted = False  # a set stored at another rate than the model's (evaluate_model converts it)
     for label, folder in sets:
         first = next(iter(load_tracks(folder)))
+        converted = converted or first.sample_rate != model.config.sample_rate
         stems = scorable_stems(model.config.stems, tuple(first.stems))
         if not stems:
             log(f"{name} {label}: nothing this model separates is in {folder}; skipped")
             continue
         report = evaluate_model(model, folder, stems, with_sdr=with_sdr)
-        report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "stemstream.export.train.ship"}
+        report["run"] = {"model": name, "dataset": str(folder), "backend": "torch", "shipped_by": "stemstream.export.train.ship",
+                         "sample_rate": model.config.sample_rate}
         write_json(report, reports_dir / f"{label}.json")
         scores[label] = summarise(report) | {"data": str(folder)}
         log(f"{name} {label}: {json.dumps(scores[label])}")
     scores["eval_wall_s"] = round(time.time() - t0, 1)
     scores["protocol"] = "stemstream.export.evaluation.protocol.evaluate_tracks (stemstream eval), streaming engine, torch"
+    if converted:
+        scores["protocol"] += f"; songs converted offline to the model's {model.config.sample_rate} Hz (soxr VHQ)"
     record["final_scores"] = scores
     dj = record.get("data", {}).get("dj_sources")
     if dj is not None:  # what a model card must say: the real recordings and their licences

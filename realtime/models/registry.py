@@ -1,7 +1,8 @@
 """The shipped models, by name: cards for listing, loaders for PyTorch and the engine.
 
 Names: ``dj-live`` (vocals, drums, bass, other; 5.8 ms; trained on real recordings and synthetic
-songs), ``dj-live-pruned`` and ``dj-quality`` (when shipped); ``live`` (5.8 ms),
+songs), ``dj-live-48k`` (``dj-live`` fine-tuned at 48 kHz: what a 48 or 96 kHz host runs for
+``dj-live``, :func:`rate_variant`), ``dj-live-pruned`` and ``dj-quality`` (when shipped); ``live`` (5.8 ms),
 ``live-pruned`` (pruned + fine-tuned ``live``), ``quality`` (same architecture, longer synthesis
 window and look-ahead): the instrument set (bass, drums, guitar, piano); hop models whose weights
 live in ``realtime/weights/<name>.safetensors``. ``diffusion-1step`` / ``diffusion-2step``: the
@@ -32,7 +33,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 #: Shipped hop-model names, in the order they are listed: the DJ stem set (vocals, drums, bass,
 #: other), then the instrument set of the seeds' protocol (bass, drums, guitar, piano).
-SHIPPED: tuple[str, ...] = ("dj-live", "dj-live-pruned", "dj-quality", "live", "live-pruned", "quality")
+SHIPPED: tuple[str, ...] = ("dj-live", "dj-live-48k", "dj-live-pruned", "dj-quality", "live", "live-pruned", "quality")
+
+#: Models trained at another rate than :data:`MODEL_SAMPLE_RATE`, by base name: ``{rate: name}``.
+#: ``dj-live-48k`` is ``dj-live`` fine-tuned at 48 kHz, where a 256-sample block is two hops.
+RATE_VARIANTS: dict[str, dict[int, str]] = {"dj-live": {48000: "dj-live-48k"}}
 
 #: The model each stem set runs by default (``stemstream separate / live / demo``).
 DEFAULT_MODELS: dict[str, str] = {"dj": "dj-live", "instruments": "live"}
@@ -50,6 +55,31 @@ def default_model(stems: tuple[str, ...] | None = None) -> str:
         return DEFAULT_MODELS["instruments"]
     name = DEFAULT_MODELS["dj"]
     return name if _weights_path(name).exists() else DEFAULT_MODELS["instruments"]
+
+def rate_variant(name: str, host_rate: int) -> str:
+    """The model to run for ``name`` at a host rate of ``host_rate`` Hz: its rate sibling
+    (:data:`RATE_VARIANTS`) when the host rate is a whole multiple of the sibling's rate but not
+    of :data:`MODEL_SAMPLE_RATE` (48 and 96 kHz for ``dj-live-48k``: no resampler, or a clean
+    2:1 one, and host blocks in whole hops) and the sibling's weights are shipped; else ``name``."""
+    from stemstream.realtime.stems import MODEL_SAMPLE_RATE
+
+    if not isinstance(name, str) or int(host_rate) % MODEL_SAMPLE_RATE == 0:
+        return name
+    for rate, variant in RATE_VARIANTS.get(name, {}).items():
+        if int(host_rate) % rate == 0 and _weights_path(variant).exists():
+            return variant
+    return name
+
+
+def model_label(name: str, host_rate: int) -> str:
+    """``name`` as the start lines show it at ``host_rate``: ``dj-live (48 kHz variant)`` when
+    :func:`rate_variant` runs a sibling, else ``name``."""
+    variant = rate_variant(name, host_rate)
+    if variant == name:
+        return name
+    rate = next(r for r, v in RATE_VARIANTS[name].items() if v == variant)
+    return f"{name} ({rate / 1000:g} kHz variant)"
+
 
 #: Diffusion student names and their network evaluations per segment (listed after ``SHIPPED``).
 DIFFUSION_STEPS: dict[str, int] = {"diffusion-1step": 1, "diffusion-2step": 2}
