@@ -16,10 +16,10 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model (dj-live, dj-quality, dj-live-pruned, live, quality, live-pruned, diffusion*, refiner*)",
+        help="train a model (dj-live, dj-live-48k, dj-quality, dj-live-pruned, live, quality, live-pruned, diffusion*, refiner*)",
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
-    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-quality | dj-live-pruned | tiny | "
+    parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-live-48k | dj-quality | dj-live-pruned | tiny | "
                         "diffusion* | refiner-teacher | refiner-student | refiner-tiny")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
