@@ -56,6 +56,7 @@ def default_model(stems: tuple[str, ...] | None = None) -> str:
     name = DEFAULT_MODELS["dj"]
     return name if _weights_path(name).exists() else DEFAULT_MODELS["instruments"]
 
+
 def rate_variant(name: str, host_rate: int) -> str:
     """The model to run for ``name`` at a host rate of ``host_rate`` Hz: its rate sibling
     (:data:`RATE_VARIANTS`) when the host rate is a whole multiple of the sibling's rate but not
