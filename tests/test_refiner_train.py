@@ -71,6 +71,10 @@ def test_the_cli_trains_the_tiny_config_and_distils_it(tiny_world: Path, tmp_pat
                  "--quiet"]) == 0
     teacher = out / "teacher.safetensors"
     assert json.loads((out / "record.json").read_text())["steps"] == 2
+    again = tmp_path / "runs" / "refiner-tiny-again"  # a new run started from that teacher's weights
+    assert main(["train", "--config", "refiner-tiny", "--data", str(tiny_world), "--steps", "1", "--out", str(again),
+                 "--init-from", str(teacher), "--quiet"]) == 0
+    assert json.loads((again / "record.json").read_text())["steps"] == 1
     student = tmp_path / "runs" / "refiner-student"
     assert main(["train", "--config", "refiner-student", "--teacher", str(teacher), "--data", str(tiny_world),
                  "--steps", "2", "--out", str(student), "--quiet"]) == 0
@@ -80,7 +84,7 @@ def test_the_cli_trains_the_tiny_config_and_distils_it(tiny_world: Path, tmp_pat
 def test_refiner_options_are_checked_by_family() -> None:
     assert family("refiner-teacher") == "refiner-teacher" and family("refiner-tiny") == "refiner-teacher"
     assert family("refiner-student") == "refiner-student"
-    check_options("refiner-teacher", TrainOptions(base="quality", limit_songs=2, batch=3))
+    check_options("refiner-teacher", TrainOptions(base="quality", limit_songs=2, batch=3, init_from="t.safetensors"))
     with pytest.raises(ConfigError, match="--ema"):
         check_options("refiner-teacher", TrainOptions(ema=0.99))
     with pytest.raises(ConfigError, match="--base"):

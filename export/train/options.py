@@ -102,7 +102,7 @@ FAMILY_OPTIONS: dict[str, set[str]] = {
                         "device", "real_data", "limit_songs"},
     "diffusion-teacher": COMMON,
     "diffusion-student": COMMON | {"init_from", "teacher"},
-    "refiner-teacher": COMMON | {"base", "lr", "seed", "batch", "limit_songs"},
+    "refiner-teacher": COMMON | {"init_from", "base", "lr", "seed", "batch", "limit_songs"},
     "refiner-student": COMMON | {"init_from", "teacher", "lr", "seed", "batch", "limit_songs"},
 }
 

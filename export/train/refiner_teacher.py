@@ -34,7 +34,7 @@ import torch
 
 from stemstream.export.train.diffusion_fit import Fit, budget_minutes, ema_update, run_record, run_steps
 from stemstream.export.train.options import TrainOptions
-from stemstream.realtime.diffusion.refiner import refine
+from stemstream.realtime.diffusion.refiner import load_refiner_teacher, refine
 from stemstream.realtime.diffusion.refiner_net import REFINER_ARCHITECTURE, RefinerConfig, RefinerDenoiser, count_parameters
 from stemstream.realtime.errors import bad_value
 
@@ -71,11 +71,11 @@ class RefinerTrainConfig:
     ema_decay: float = 0.999
     p_mean: float = -3.0
     p_std: float = 1.4
-    high_share: float = 0.2
+    high_share: float = 0.4
     dirac_noise: float = 0.75
     p_context: float = 0.5
     leak_amount: float = 0.3
-    leak_share: float = 0.5
+    leak_share: float = 0.25
     valid_excerpts: int = 6
     checkpoint_every: int = 100
     validate_every: int = 500
@@ -192,13 +192,19 @@ def training_sets(cfg: RefinerTrainConfig, data_root: str, seed: int) -> tuple[A
 
 
 def train_refiner_teacher(cfg: RefinerTrainConfig, out: Path, data_root: str, resume: bool,
-                          steps: int | None) -> dict[str, Any]:
-    """Train the refiner's denoiser; returns the run record (also ``out/record.json``)."""
+                          steps: int | None, init_from: str | None = None) -> dict[str, Any]:
+    """Train the refiner's denoiser; returns the run record (also ``out/record.json``).
+    ``init_from``: a teacher weight file of the same network to start a new run from."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     model = RefinerDenoiser(cfg.net)
     ema = RefinerDenoiser(cfg.net)
+    if init_from is not None:
+        start = load_refiner_teacher(init_from)
+        if start.config != cfg.net:
+            raise bad_value("init_from", init_from, f"a refiner teacher of this config's network ({cfg.net.to_json()})")
+        model.load_state_dict(start.state_dict())
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     fit = Fit(out, {"model": model, "ema": ema}, "model", cfg.lr)
@@ -266,7 +272,8 @@ def run_refiner_training(config_name: str, options: TrainOptions) -> int:
     if options.base:
         changes["net"] = replace(cfg.net, base=str(options.base))
     cfg = replace(cfg, **changes)
-    record = train_refiner_teacher(cfg, out, options.data, bool(options.resume), options.steps)
+    init_from = None if options.resume else options.init_from
+    record = train_refiner_teacher(cfg, out, options.data, bool(options.resume), options.steps, init_from)
     LOG.info("done: %d steps in %.0f s", record["steps"], record["wall_seconds"])
     return 0
 
