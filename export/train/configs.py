@@ -40,6 +40,8 @@ class TrainConfig:
         data: ``synth`` (our synthetic songs, the instrument set) or ``dj`` (the DJ stem set from
             real recordings and synthetic backings, ``stemstream.export.train.dj_data``).
         real_data: the real training recordings for ``dj`` (None: ``../shared/realdata-train``).
+        electronic: for ``dj``: also draw the LMMS songs and Sonic Pi beats when ``stemstream data
+            lmms`` has rendered them (False: the material ``dj-live`` was trained on, nothing else).
     """
 
     name: str
@@ -60,6 +62,7 @@ class TrainConfig:
     device: str = "cpu"
     data: str = "synth"
     real_data: str | None = None
+    electronic: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -125,6 +128,7 @@ def _configs() -> dict[str, TrainConfig]:
             init_from="dj-live",
             data="dj",
             ema=0.999,
+            electronic=False,  # dj-live's own material: the run learns the rate, nothing else
         ),
         "dj-quality": TrainConfig(
             name="dj-quality",
