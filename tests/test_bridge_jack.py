@@ -242,7 +242,9 @@ def test_stemstream_live_through_portaudio_on_jack(tiny_live_weights):
     weights = str(tiny_live_weights)
     with DummyJackServer(SR, PERIOD, realtime=True, playback_channels=10) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--portaudio", "--model", weights,
+        # named: with alsa-plugins installed, ALSA's 'jack' PCM (2 channels) is PortAudio's default
+        cmd = [sys.executable, "-m", "stemstream.bridge", "live", "--portaudio", "--input", "system", "--output",
+               "system", "--model", weights,
                "--samplerate", str(SR), "--block-size", str(PERIOD), "--routing", "both", "--osc-port", "0",
                "--queue-blocks", "2",
                "--backend", "torch",

@@ -214,14 +214,19 @@ def test_no_reconnect_exits_3_with_one_line_and_adopts_48k(tiny_live_weights: Pa
 
 
 def test_portaudio_device_lost_exits_3_with_one_line(tiny_live_weights: Path) -> None:
-    """PortAudio on a 2-channel device (PortAudio's JACK host API): the device's rate and a routing
-    that fits its channels ('mix') are adopted (was: "Invalid number of channels"); the device
-    going away ends the session with one line and exit 3."""
+    """PortAudio on a 2-channel device (PortAudio's JACK host API, named: with alsa-plugins installed
+    ALSA's 'jack' PCM is PortAudio's default): the device's rate and a routing that fits its
+    channels ('mix') are adopted (was: "Invalid number of channels"); the device going away ends
+    the session with one line and exit 3, even without --no-reconnect (a device on PortAudio's
+    JACK host API cannot be reopened once its server went away; other PortAudio devices are:
+    tests/test_bridge_portaudio_reconnect.py)."""
     with DummyJackServer(SR, 512, realtime=True, playback_channels=2) as server:
         code, summary, err = _run_cli_and_kill_server(
-            ["--portaudio", "--model", str(tiny_live_weights), "--backend", "torch", "--osc-port", "0"], server,
+            ["--portaudio", "--input", "system", "--output", "system", "--model", str(tiny_live_weights),
+             "--backend", "torch", "--osc-port", "0"], server,
             "PortAudio")
     assert code == 3, err
     assert (summary["audio"], summary["sample_rate"], summary["routing"]) == ("portaudio", SR, "mix")
-    assert summary["host_outages"] == 1 and summary["host_failure"].startswith("audio device stopped")
+    assert summary["host_outages"] == 1 and summary["host_failure"].startswith("audio device 'system' stopped")
+    assert "JACK host API" in err[1] and err[1].endswith("exiting"), err  # PortAudio cannot reopen it
     assert len(err) == 2 and all(line.startswith("stemstream live: ") for line in err), err

@@ -2,13 +2,14 @@
 
 Exit codes: 0 after Ctrl-C or ``--duration``; 2 for a bad argument or a host that cannot be
 opened; :data:`EXIT_HOST_LOST` when the audio host went away and the session could not go on
-(``--no-reconnect``, a lost PortAudio device, a JACK server back at another rate)."""
+(``--no-reconnect``, a JACK server back at another rate, PortAudio unable to start again)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -63,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--portaudio", action="store_true",
                         help="use PortAudio's devices even when a JACK server runs")
     parser.add_argument("--no-reconnect", dest="reconnect", action="store_false",
-                        help=f"exit (code {EXIT_HOST_LOST}) when the JACK server goes away (default: say so, wait for "
-                        "it, reconnect ports and connections)")
+                        help=f"exit (code {EXIT_HOST_LOST}) when the JACK server or the audio device goes away "
+                        "(default: say so, wait for it, reconnect: ports and connections, or the devices by name)")
     parser.add_argument("--jack-server", metavar="NAME",
                         help="JACK server name (implies --jack; default: $JACK_DEFAULT_SERVER, else the default server)")
     parser.add_argument("--jack-connect", action="append", default=[], metavar="SPEC",
@@ -178,7 +179,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
-    return EXIT_HOST_LOST if summary["host_failure"] else 0
+    code = EXIT_HOST_LOST if summary["host_failure"] else 0
+    if session.host_left_open:
+        # a lost stream PortAudio could not close still has its threads (ALSA's, libjack's): the
+        # libraries' teardown at a normal exit may crash under them, so leave without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _console(mode: str, interval_s: float, session: Any, header: str) -> StatusScreen | StatusLog | None:

@@ -137,10 +137,44 @@ class ConnectionLog:
         return [tuple(":" + n if not n.count(":") else n for n in pair) for pair in pairs]  # type: ignore[misc]
 
 
+class JackLink:
+    """What ``stemstream.bridge.hosts.supervisor.HostSupervisor`` asks while a JACK server is away:
+    :meth:`find` opens a client on a server of that name (``None`` while none runs).
+
+    Args:
+        server_name: the server to look for (``None``: ``$JACK_DEFAULT_SERVER`` or the default).
+        client_name: the name to open the client with.
+    """
+
+    #: a server back at another rate or with a longer period ends the session
+    refusal_ends = True
+
+    def __init__(self, server_name: str | None, client_name: str) -> None:
+        self.server_name = server_name
+        self.client_name = client_name
+
+    def blocker(self, lost: Any) -> str:
+        """A JACK server can always be looked for."""
+        return ""
+
+    def find(self, lost: Any) -> Any:
+        """An open ``jack.Client`` on the server once it is back, else ``None``."""
+        return try_open_client(self.client_name, self.server_name)
+
+    def describe(self, client: Any) -> str:
+        """``48000 Hz, period 256``."""
+        fmt = client_format(client)
+        return f"{fmt.sample_rate} Hz, period {fmt.period}"
+
+    def discard(self, client: Any) -> None:
+        """Close the client :meth:`find` opened."""
+        client.close()
+
+
 def full_name(port: str, client_name: str) -> str:
     """``":mix_L"`` -> ``"<client_name>:mix_L"``; other names unchanged."""
     return f"{client_name}{port}" if port.startswith(":") else port
 
 
-__all__ = ["ConnectionLog", "JACK_MESSAGES", "JackFormat", "client_format", "full_name", "open_client",
+__all__ = ["ConnectionLog", "JACK_MESSAGES", "JackFormat", "JackLink", "client_format", "full_name", "open_client",
            "quiet_libjack", "server_format", "server_label", "try_open_client"]

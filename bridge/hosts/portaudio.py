@@ -6,9 +6,11 @@ not possible (``native_reason``), a Python callback calls ``processor.process_in
 PortAudio's status flags are counted either way (input overflow / output underflow as xruns).
 
 Device loss: a stream that ends without :meth:`PortAudioHost.stop` (PortAudio's finished
-callback, or ``active`` turning False, which ``stemstream.bridge.hosts.supervisor`` looks at) sets
-:attr:`PortAudioHost.lost`. PortAudio cannot reopen a device it lost without re-initialising
-itself, so the session ends there with a message and a non-zero exit.
+callback, or ``active`` turning False), or whose callbacks stop coming for :data:`STALL_S` while
+it still calls itself active (ALSA's JACK plugin when its server goes away), sets
+:attr:`PortAudioHost.lost`; ``stemstream.bridge.hosts.supervisor`` calls :meth:`PortAudioHost.check`
+every :data:`CHECK_S`. The devices are then looked for again by name (``stemstream.bridge.hosts.portaudio_link``,
+:attr:`PortAudioHost.wanted`) and a new host opened on them runs the same processor.
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ import threading
 import time
 from typing import Any
 
+from stemstream.bridge.hosts.portaudio_link import WantedDevices, reopen_blocker, wanted_devices
 from stemstream.bridge.live.processor import LiveProcessor, output_channels, tune_interpreter
 from stemstream.realtime.errors import StemstreamError, require
+
+#: A stream whose callbacks stopped for this long (seconds, or 4 blocks if longer) while it says
+#: it is active is lost.
+STALL_S: float = 0.3
+#: How often the supervisor calls :meth:`PortAudioHost.check`, seconds (a few microseconds each).
+CHECK_S: float = 0.1
+#: How long a started stream may take to call back the first time, seconds (PulseAudio's ALSA
+#: plugin takes about 2 s to fill its capture buffer).
+FIRST_CALLBACK_S: float = 5.0
 
 
 def parse_device(value: str | None) -> int | str | None:
@@ -70,6 +82,14 @@ class PortAudioHost:
         self.lost_reason = ""
         self.lost_at = 0.0
         self.stopping = False
+        self._progress = (-1, 0.0)  # callbacks seen, and when they last moved (monotonic s)
+        self._started_at = -1  # callbacks when the stream started
+        #: callbacks standing still this long (seconds) is a loss; :meth:`check` wants calling this often
+        self.stall_s = max(STALL_S, 4 * cfg.block_size / cfg.sample_rate)
+        self.check_s = CHECK_S
+        #: set once a lost stream is closed (:meth:`stop`)
+        self.closed = threading.Event()
+        self._closer: threading.Thread | None = None
         device = (input_device, output_device)
         try:
             if native:
@@ -91,6 +111,9 @@ class PortAudioHost:
                 f"{cfg.channels} in / {self.output_channels} out channels at {cfg.sample_rate} Hz: {exc} "
                 "(see 'stemstream devices')"
             ) from None
+        #: the devices as they would be looked for again after a loss
+        self.wanted: WantedDevices = wanted_devices(self.stream, cfg.channels, self.output_channels,
+                                                    cfg.sample_rate)
 
     @property
     def callback_mode(self) -> str:
@@ -104,6 +127,47 @@ class PortAudioHost:
             return bool(self.stream.active)
         except Exception:  # a stream PortAudio no longer knows
             return False
+
+    def check(self, now: float | None = None) -> bool:
+        """Whether the stream is lost (sets :attr:`lost`): ended without :meth:`stop`, or its
+        callbacks stopped for :attr:`stall_s` (:data:`FIRST_CALLBACK_S` before the first one)
+        while it says it is active. Called every :attr:`check_s`."""
+        if self.lost.is_set():
+            return True
+        if self.stopping:
+            return False
+        now = time.monotonic() if now is None else now
+        callbacks = int(self.processor.callbacks)
+        if callbacks != self._progress[0]:
+            self._progress = (callbacks, now)
+            stalled = False
+        else:
+            limit = self.stall_s if callbacks != self._started_at else FIRST_CALLBACK_S
+            stalled = now - self._progress[1] >= limit
+        if self.active and not stalled:
+            return False
+        self.lost_reason = self.lost_reason or ("its callbacks stopped: device gone or hung" if stalled
+                                                else "its stream ended: device gone or failed")
+        self.lost_at = self._progress[1] if stalled else now
+        self.lost.set()
+        return True
+
+    @property
+    def left_open(self) -> bool:
+        """Whether a lost stream was left open (not closable, or its close has not returned):
+        PortAudio and the libraries under it may then crash when the process exits normally."""
+        return self.stopping and self.lost.is_set() and not self.closed.is_set()
+
+    def wait_closed(self, timeout_s: float) -> None:
+        """Give a lost stream's close (:meth:`stop`) up to ``timeout_s`` seconds to return."""
+        if self._closer is not None:
+            self._closer.join(timeout_s)
+
+    def _close_lost(self) -> None:
+        try:
+            self.stream.close(ignore_errors=True)  # aborts a stalled stream's thread
+        finally:
+            self.closed.set()
 
     def _finished(self) -> None:
         # PortAudio's thread, once the stream has ended: a loss unless we stopped it
@@ -131,14 +195,18 @@ class PortAudioHost:
 
     def start(self) -> "PortAudioHost":
         tune_interpreter()
+        self._started_at = int(self.processor.callbacks)
+        self._progress = (self._started_at, time.monotonic())
         self.stream.start()
         return self
 
     def stop(self) -> None:
-        """Stop and close the stream (once). A lost stream is left alone: PortAudio's JACK host
-        API waits up to 10 minutes to stop or close a stream whose server is gone (pa_jack's
-        ``WaitCondition``), and so would ``Pa_Terminate`` at exit, so sounddevice's exit handler is
-        unregistered too; the operating system reclaims the stream when the process ends."""
+        """Stop and close the stream (once). A lost stream is closed on a thread of its own
+        (:attr:`closed` is set once it is: ``Pa_CloseStream`` never returns on some lost streams,
+        PulseAudio's ALSA plugin stalled when its server went away), except on PortAudio's JACK
+        host API, which waits up to 10 minutes to close a stream whose server is gone (pa_jack's
+        ``WaitCondition``): that one is left alone. Either way sounddevice's exit handler is
+        unregistered (``Pa_Terminate`` at exit would wait on the stream too, or abort)."""
         if self.stopping:
             return
         self.stopping = True
@@ -150,6 +218,9 @@ class PortAudioHost:
             handler = getattr(sounddevice, "_exit_handler", None)
             if handler is not None:
                 atexit.unregister(handler)
+            if not reopen_blocker(self.wanted):
+                self._closer = threading.Thread(target=self._close_lost, name="stemstream-close-lost", daemon=True)
+                self._closer.start()
             return
         try:
             self.stream.stop()

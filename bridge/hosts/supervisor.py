@@ -1,39 +1,59 @@
-"""Watching the audio host of a live session: a server or device that goes away, and a JACK
-server that comes back.
+"""Watching the audio host of a live session: a server or device that goes away, and comes back.
 
 A :class:`HostSupervisor` runs one thread beside the session. It waits on the host's ``lost``
-event (set from JACK's shutdown callback, or by the supervisor itself when a PortAudio stream
-stops being active without being stopped), waking every ``poll_s`` to see whether it should stop:
-a few microseconds of Python four times a second. When
-the host is lost it reports one line through ``notify`` at once (JACK tells us within
-milliseconds; a PortAudio stream is looked at every ``poll_s``), and then:
+event (set from JACK's shutdown callback, or by a PortAudio host's ``check()``, called every
+``check_s``, 0.1 s: its stream ended, or its callbacks stopped), waking every ``poll_s`` to see
+whether it should stop: a few microseconds of Python a few times a second. When the host is lost it
+reports one line through ``notify`` at once (JACK tells us within milliseconds; a PortAudio stream
+that ends is seen within 0.1 s, one whose callbacks stop within 0.4 s), and then, with
+``reconnect``, every ``poll_s`` asks the host's link (``jack_link.JackLink``,
+``portaudio_link.PortAudioLink``) whether it is back:
 
-* JACK with ``reconnect``: closes the dead client and, every ``poll_s``, tries to open a client
-  on a server of the same name. When one answers at the session's sample rate (and a period no
-  longer than the session's block), a new client runs the same live processor - the model, its
-  state, gains, mutes, solos, effects and OSC are the session's own and never stopped - with the
-  same ports; the connections our ports had (followed as JACK reported them, and those asked for
-  with ``--jack-connect``) are made again, and those whose other side has not come back yet are
-  made as soon as its ports appear. A server back at another rate or with a longer period ends the
-  session (the engine was built for the old ones), with a line saying so.
-* otherwise (``--no-reconnect``, or PortAudio, which cannot reopen a device it lost): the
-  session ends; :attr:`HostSupervisor.failure` says why and the command exits non-zero.
+* JACK: a client opens on a server of the same name. When one answers at the session's sample rate
+  (and a period no longer than the session's block), a new client runs the same live processor -
+  the model, its state, gains, mutes, solos, effects and OSC are the session's own and never
+  stopped - with the same ports; the connections our ports had (followed as JACK reported them,
+  and those asked for with ``--jack-connect``) are made again, and those whose other side has not
+  come back yet are made as soon as its ports appear. A server back at another rate or with a
+  longer period ends the session (the engine was built for the old ones), with a line saying so.
+* PortAudio: PortAudio is re-initialised (its device list is made once, at start; where that is
+  safe: ``portaudio_link.rescan_blocker``) and devices of the same names with enough channels at
+  the session's rate are looked for; when they are there a new stream runs the same live processor
+  with the same settings. A device on PortAudio's JACK host API cannot be reopened: the session
+  ends with a line saying why.
 
-Every outage is counted: :attr:`HostSupervisor.outages` (start and end, monotonic seconds) and
-:meth:`HostSupervisor.outage_seconds`.
+Without ``reconnect`` (``--no-reconnect``) the session ends; :attr:`HostSupervisor.failure` says
+why and the command exits non-zero. Every outage is counted: :attr:`HostSupervisor.outages`
+(start and end, monotonic seconds) and :meth:`HostSupervisor.outage_seconds`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from stemstream.bridge.hosts.jack_link import client_format, server_label, try_open_client
+from stemstream.bridge.hosts.jack_link import server_label
 from stemstream.realtime.errors import StemstreamError
 
-#: How often a lost JACK server is looked for, and a PortAudio stream checked, seconds.
+#: How often a lost host is looked for, and a PortAudio stream checked, seconds.
 POLL_S: float = 0.25
+
+
+class HostLink(Protocol):
+    """How a lost host is looked for (``jack_link.JackLink``, ``portaudio_link.PortAudioLink``)."""
+
+    #: whether a host found again but refused by ``reopen`` ends the session (JACK: a server at
+    #: another rate) rather than being looked for again (PortAudio: a device still settling)
+    refusal_ends: bool
+
+    def blocker(self, lost: Any) -> str: ...  # why it cannot be looked for ("" when it can)
+
+    def find(self, lost: Any) -> Any: ...  # what ``reopen`` takes once the host is back, else None
+
+    def describe(self, found: Any) -> str: ...  # how it came back ("48000 Hz, period 256")
+
+    def discard(self, found: Any) -> None: ...  # release what ``find`` opened
 
 
 class HostSupervisor:
@@ -41,31 +61,29 @@ class HostSupervisor:
 
     Args:
         host: the running host (``JackStemClient`` or ``PortAudioHost``): it has a ``lost``
-            event, ``lost_reason``, ``lost_at`` and ``stop()``; a PortAudio host also ``active``.
-        reopen: builds and starts a new host on the same JACK server (``client`` an open
-            ``jack.Client``), or ``None`` where the host cannot be reopened (PortAudio).
+            event, ``lost_reason``, ``lost_at`` and ``stop()``; a PortAudio host also ``check()``.
+        link: looks for the lost host (:class:`HostLink`).
+        reopen: builds and starts a new host on what ``link.find()`` returned (JACK: an open
+            ``jack.Client``; PortAudio: the devices' indices), running the same processor.
         describe: names the host in messages (``"JACK server 'default'"``).
         notify: gets each one-line message (the CLI prints it on stderr).
         on_end: called when the session must end (host lost for good).
-        reconnect: wait for a lost JACK server to come back (False: end the session).
+        reconnect: wait for a lost host to come back (False: end the session).
         poll_s: see :data:`POLL_S`.
-        server_name / client_name: the JACK server to look for and the name to open with.
-        wanted: connections asked for at start, ``(source, destination)`` (ours as ``":in_L"``).
+        wanted: JACK connections asked for at start, ``(source, destination)`` (ours as ``":in_L"``).
     """
 
-    def __init__(self, host: Any, reopen: Callable[[Any], Any] | None, describe: str,
+    def __init__(self, host: Any, link: HostLink, reopen: Callable[[Any], Any], describe: str,
                  notify: Callable[[str], None], on_end: Callable[[], None], reconnect: bool = True,
-                 poll_s: float = POLL_S, server_name: str | None = None, client_name: str = "stemstream",
-                 wanted: Sequence[tuple[str, str]] = ()) -> None:
+                 poll_s: float = POLL_S, wanted: Sequence[tuple[str, str]] = ()) -> None:
         self.host = host
+        self.link = link
         self.reopen = reopen
         self.describe = describe
         self.notify = notify
         self.on_end = on_end
-        self.reconnect = reconnect and reopen is not None
+        self.reconnect = reconnect
         self.poll_s = poll_s
-        self.server_name = server_name
-        self.client_name = client_name
         self.wanted = list(wanted)
         #: ``[start, end]`` of each outage (monotonic seconds; end None while it lasts)
         self.outages: list[list[float | None]] = []
@@ -116,15 +134,8 @@ class HostSupervisor:
     def _wait_for_loss(self) -> bool:
         """Sleep until the host is lost (True), retrying pending connections as ports appear."""
         host = self.host
-        if hasattr(host, "active"):  # PortAudio: look at the stream now and then
-            if host.lost.wait(self.poll_s):
-                return True
-            if not host.active and not host.stopping:
-                host.lost_reason = host.lost_reason or "its stream ended: device gone or failed"
-                host.lost_at = time.monotonic()
-                host.lost.set()
-                return True
-            return False
+        if hasattr(host, "check"):  # PortAudio: look at the stream every host.check_s
+            return host.lost.wait(host.check_s) or host.check()
         if self._pending:
             changed = getattr(host, "ports_changed", None)
             if changed is not None and changed.wait(self.poll_s):
@@ -141,11 +152,10 @@ class HostSupervisor:
         before = start
         reason = host.lost_reason or "lost"
         if not self.reconnect:
-            how = "exiting (--no-reconnect)" if self.reopen is not None else "exiting"
-            self.failure = f"{self.describe} stopped ({reason})"
-            self.notify(f"stemstream live: {self.failure}; {how}")
-            self.on_end()
-            return False
+            return self._end(f"{self.describe} stopped ({reason})", "exiting (--no-reconnect)")
+        blocker = self.link.blocker(host)
+        if blocker:
+            return self._end(f"{self.describe} stopped ({reason}); {blocker}", "exiting")
         self.notify(f"stemstream live: {self.describe} stopped ({reason}); waiting for it to come back (Ctrl-C stops)")
         pairs = self._pairs(host, before)
         try:
@@ -153,10 +163,21 @@ class HostSupervisor:
         except Exception:  # a dead server: nothing left to close cleanly
             pass
         while not self._closed.wait(self.poll_s):
-            client = try_open_client(self.client_name, self.server_name)
-            if client is None:
+            blocker = self.link.blocker(host)
+            if blocker:
+                return self._end(f"{self.describe} stopped ({reason}); {blocker}", "exiting")
+            found = self.link.find(host)
+            if found is None:
                 continue
-            return self._resume(client, pairs)
+            resumed = self._resume(found, pairs)
+            if resumed is not None:
+                return resumed
+        return False
+
+    def _end(self, failure: str, how: str) -> bool:
+        self.failure = failure
+        self.notify(f"stemstream live: {failure}; {how}")
+        self.on_end()
         return False
 
     def _pairs(self, host: Any, before: float) -> list[tuple[str, str]]:
@@ -167,28 +188,32 @@ class HostSupervisor:
                 pairs.append(pair)
         return pairs
 
-    def _resume(self, client: Any, pairs: list[tuple[str, str]]) -> bool:
-        fmt = client_format(client)
+    def _resume(self, found: Any, pairs: list[tuple[str, str]]) -> bool | None:
+        """Run a new host on ``found``: True when it runs, False when the session must end, None
+        to go on looking (a refusal the link does not take as final)."""
+        what = self.link.describe(found)
         try:
-            new = self.reopen(client)  # type: ignore[misc]
+            new = self.reopen(found)
         except StemstreamError as exc:
             try:
-                client.close()
+                self.link.discard(found)
             except Exception:
                 pass
-            self.failure = f"{self.describe} came back at {fmt.sample_rate} Hz, period {fmt.period}: {exc}"
-            self.notify(f"stemstream live: {self.failure}; restart stemstream live to adopt it")
-            self.on_end()
-            return False
+            if not self.link.refusal_ends:
+                return None
+            return self._end(f"{self.describe} came back ({what}): {exc}", "restart stemstream live to adopt it")
         with self._lock:
             self.host = new
-        self._pending = new.restore(pairs)
+        restore = getattr(new, "restore", None)
+        self._pending = restore(pairs) if restore is not None else []
         self.outages[-1][1] = time.monotonic()
         seconds = self.outages[-1][1] - self.outages[-1][0]  # type: ignore[operator]
-        made = len(pairs) - len(self._pending)
-        later = f"; the other {len(self._pending)} when their ports appear" if self._pending else ""
-        self.notify(f"stemstream live: {self.describe} is back ({fmt.sample_rate} Hz, period {fmt.period}): "
-                    f"reconnected after {seconds:.1f} s, {made} of {len(pairs)} connections restored{later}")
+        line = f"stemstream live: {self.describe} is back ({what}): reconnected after {seconds:.1f} s"
+        if restore is not None:
+            made = len(pairs) - len(self._pending)
+            line += f", {made} of {len(pairs)} connections restored"
+            line += f"; the other {len(self._pending)} when their ports appear" if self._pending else ""
+        self.notify(line)
         return True
 
 
@@ -197,4 +222,4 @@ def jack_description(server_name: str | None) -> str:
     return f"JACK server {server_label(server_name)}"
 
 
-__all__ = ["HostSupervisor", "POLL_S", "jack_description"]
+__all__ = ["HostLink", "HostSupervisor", "POLL_S", "jack_description"]

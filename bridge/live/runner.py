@@ -39,8 +39,8 @@ class HostOptions:
         native_callback: run the audio callback as native code (no Python, no GIL on the
             audio thread: ``stemstream.bridge.hosts.jack_native`` / ``stemstream.bridge.hosts.portaudio_native``); False: a
             Python callback (JACK-Client's / sounddevice's).
-        reconnect: when the JACK server goes away, wait for it and reconnect (False: end the
-            session, :attr:`LiveRun.failure` says why). A lost PortAudio device always ends it.
+        reconnect: when the JACK server or the PortAudio device goes away, wait for it and
+            reconnect (False: end the session, :attr:`LiveRun.failure` says why).
         midi_map: a MIDI mapping file, or a shipped one's name (``generic-8``): MIDI on (the JACK
             port ``midi_in``, and the ALSA sequencer where present); None: off unless ``midi_learn``.
         midi_learn: build the mapping in this file by moving controls (``stemstream.bridge.control.midi``).
@@ -112,6 +112,7 @@ class LiveRun:
         self.options = options
         self.notify = notify or (lambda line: None)
         self.supervisor: Any = None
+        self.host_left_open = False
         self._ended = threading.Event()
         if factory is None:
             validate_model_name(config.model)
@@ -192,6 +193,7 @@ class LiveRun:
         return ", ".join(where)
 
     def _start_host(self) -> None:
+        from stemstream.bridge.hosts.jack_link import JackLink
         from stemstream.bridge.hosts.supervisor import HostSupervisor, jack_description
 
         o = self.options
@@ -208,16 +210,21 @@ class LiveRun:
 
             wanted = [(src, f":{port.shortname}") for src, port in zip(o.jack_inputs, self.host.inports)]
             wanted += [(f":{ours}", dest) for ours, dests in o.jack_outputs.items() for dest in dests]
-            self.supervisor = HostSupervisor(self.host, reopen, jack_description(o.jack_server), self._note,
-                                             self._end, reconnect=o.reconnect, server_name=o.jack_server,
-                                             client_name=o.jack_client, wanted=wanted).start()
+            link: Any = JackLink(o.jack_server, o.jack_client)
+            describe = jack_description(o.jack_server)
         else:
             from stemstream.bridge.hosts.portaudio import PortAudioHost
+            from stemstream.bridge.hosts.portaudio_link import PortAudioLink
 
             self.host = PortAudioHost(self.processor, o.input_device, o.output_device,
                                       native=o.native_callback).start()
-            self.supervisor = HostSupervisor(self.host, None, "audio device", self._note, self._end,
-                                             reconnect=False).start()
+
+            def reopen(client: Any) -> Any:  # the same devices, found again by name: (input, output)
+                return PortAudioHost(self.processor, client[0], client[1], native=o.native_callback).start()
+
+            wanted, link, describe = [], PortAudioLink(self.host.wanted), f"audio device {self.host.wanted.label}"
+        self.supervisor = HostSupervisor(self.host, link, reopen, describe, self._note, self._end,
+                                         reconnect=o.reconnect, wanted=wanted).start()
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
 
@@ -322,6 +329,11 @@ class LiveRun:
             self.host = self.supervisor.close()
         if self.host is not None:
             self.host.stop()
+            if hasattr(self.host, "wait_closed"):
+                self.host.wait_closed(1.0)
+            #: a lost host was left open (PortAudio: ``PortAudioHost.left_open``)
+            link = getattr(self.supervisor, "link", None)
+            self.host_left_open = bool(getattr(self.host, "left_open", False) or getattr(link, "left_open", False))
             self.host = None
         if self.web is not None:
             self.web.stop()
