@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -211,19 +212,39 @@ def _steady_session(weights: Path, folder: Path, server: PulseServer, *extra: st
     raise AssertionError(f"no steady first stream in 3 sessions: {live.log(time.monotonic())}")
 
 
+class PulseRig:
+    """A PulseAudio server in a temporary folder with a player feeding it; ``live`` is the
+    session under test. Leaving the ``with`` kills the session and the player and stops the
+    server."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="stemstream-pulse-"))
+        self.server = PulseServer(self.folder).start()
+        self.player = self.server.play(120.0)
+        self.live: Any = None
+
+    def __enter__(self) -> "PulseRig":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.kill()
+        self.player.kill()
+        self.server.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @need_pulse
 def test_device_lost_and_back_reconnects_the_same_session(tiny_live_weights: Path) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="stemstream-pulse-"))
-    server = PulseServer(folder).start()
-    player = server.play(120.0)
-    live = None
-    try:
-        live, started = _steady_session(tiny_live_weights, folder, server)
+    with PulseRig() as rig:
+        server = rig.server
+        live, started = _steady_session(tiny_live_weights, rig.folder, server)
+        rig.live = live
         port = int(started[1].split("OSC on ")[1].split(";")[0].rsplit(":", 1)[1])
         _osc(port, "/stemstream/stem/drums/gain", 0.5)
         killed = time.monotonic()
         server.stop()  # SIGTERM: the device goes away
-        player.wait(timeout=10)
+        rig.player.wait(timeout=10)
         lost = live.wait_line("stopped", 5.0, after=killed)
         assert lost is not None, live.log(killed)
         assert lost[0] - killed < 1.0 and "waiting for it to come back" in lost[1], live.log(killed)
@@ -231,7 +252,7 @@ def test_device_lost_and_back_reconnects_the_same_session(tiny_live_weights: Pat
         time.sleep(1.0)
         server.start()  # the device comes back, on the same socket
         back_at = time.monotonic()
-        player = server.play(60.0)
+        rig.player = server.play(60.0)
         back = live.wait_line("is back", 15.0, after=back_at)
         assert back is not None and "reconnected after" in back[1], live.log(killed)
         assert _until(lambda: server.output_rms() > 1e-3, 20.0, 0.0), "no audio out after reconnecting"
@@ -242,12 +263,6 @@ def test_device_lost_and_back_reconnects_the_same_session(tiny_live_weights: Pat
               f"the server answered; {back[1]}")
         _until(lambda: live.steady(1.0), 20.0)  # not in a hiccup's outage
         code, summary = live.finish(interrupt=True)
-    finally:
-        if live is not None:
-            live.kill()
-        player.kill()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     ours = [line for _, line in live.lines if line.startswith("stemstream live: ")]
     stopped = [line for line in ours if "stopped" in line]
     assert code == 0, live.lines
@@ -264,22 +279,13 @@ def test_device_lost_and_back_reconnects_the_same_session(tiny_live_weights: Pat
 
 @need_pulse
 def test_device_lost_with_no_reconnect_exits_3(tiny_live_weights: Path) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="stemstream-pulse-"))
-    server = PulseServer(folder).start()
-    player = server.play(120.0)
-    live = None
-    try:
-        live, _ = _steady_session(tiny_live_weights, folder, server, "--no-reconnect")
+    with PulseRig() as rig:
+        live, _ = _steady_session(tiny_live_weights, rig.folder, rig.server, "--no-reconnect")
+        rig.live = live
         killed = time.monotonic()
-        server.stop()
+        rig.server.stop()
         lost = live.wait_line("stopped", 5.0)
         code, summary = live.finish(interrupt=False)
-    finally:
-        if live is not None:
-            live.kill()
-        player.kill()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     assert lost is not None and 0.0 < lost[0] - killed < 1.0, live.log(killed)
     print(f"\n--no-reconnect: loss line {1000 * (lost[0] - killed):.0f} ms after the kill, exit {code}")
     assert code == 3 and "exiting (--no-reconnect)" in lost[1], (code, live.log(killed))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stemstream.realtime.errors import bad_value
@@ -84,6 +84,18 @@ class TrainConfig:
 
 def _configs() -> dict[str, TrainConfig]:
     live = HybridConfig()
+    dj_live = TrainConfig(
+        name="dj-live",
+        model=HybridConfig(stems=DJ_STEMS),
+        steps=100000,
+        time_budget_s=7200.0,
+        batch=6,
+        excerpt_seconds=3.0,
+        lr=4e-4,
+        init_from="live",
+        data="dj",
+        ema=0.999,
+    )
     return {
         "live": TrainConfig(name="live", model=live, steps=3000, time_budget_s=3200.0),
         "quality": TrainConfig(
@@ -103,58 +115,32 @@ def _configs() -> dict[str, TrainConfig]:
             init_from="live",
             prune_macs=0.45,
         ),
-        "dj-live": TrainConfig(
-            name="dj-live",
-            model=HybridConfig(stems=DJ_STEMS),
-            steps=100000,
-            time_budget_s=7200.0,
-            batch=6,
-            excerpt_seconds=3.0,
-            lr=4e-4,
-            init_from="live",
-            data="dj",
-            ema=0.999,
-        ),
+        "dj-live": dj_live,
         # dj-live at 48 kHz (same layers: 128-sample hops of 2.67 ms, 256 = 2 hops at a 48 kHz host and
         # 1 hop at a 96 kHz host after a 2:1 resample), fine-tuned from dj-live on the resampled batches
-        "dj-live-48k": TrainConfig(
+        "dj-live-48k": replace(
+            dj_live,
             name="dj-live-48k",
-            model=HybridConfig(stems=DJ_STEMS, sample_rate=48000),
-            steps=100000,
+            model=replace(dj_live.model, sample_rate=48000),
             time_budget_s=4800.0,
-            batch=6,
-            excerpt_seconds=3.0,
             lr=2e-4,
             init_from="dj-live",
-            data="dj",
-            ema=0.999,
             electronic=False,  # dj-live's own material: the run learns the rate, nothing else
         ),
-        "dj-quality": TrainConfig(
+        "dj-quality": replace(
+            dj_live,
             name="dj-quality",
-            model=HybridConfig(stems=DJ_STEMS, synthesis_samples=1024, lookahead_frames=12),
-            steps=100000,
-            time_budget_s=7200.0,
-            batch=6,
-            excerpt_seconds=3.0,
+            model=replace(dj_live.model, synthesis_samples=1024, lookahead_frames=12),
             lr=2e-4,
             init_from="dj-live",
-            data="dj",
-            ema=0.999,
         ),
-        "dj-live-pruned": TrainConfig(
-            name="dj-live-pruned",
-            model=HybridConfig(stems=DJ_STEMS),  # replaced by the pruned config at run time
-            steps=100000,
-            time_budget_s=7200.0,
-            batch=6,
-            excerpt_seconds=3.0,
+        "dj-live-pruned": replace(
+            dj_live,
+            name="dj-live-pruned",  # the model is replaced by the pruned config at run time
             lr=3e-4,
             init_from="dj-live",
             prune_macs=0.45,
             distill=0.5,
-            data="dj",
-            ema=0.999,
         ),
         "tiny": TrainConfig(
             name="tiny",
