@@ -324,7 +324,8 @@ def test_jack_midi_ccs_drive_the_gains_and_the_latency_is_measured(jack_live) ->
           f"misses {summary['deadline_misses']}; windows disturbed (offsets) {disturbed}")
     # the event is read at the start of its period; the control thread sets the target before the
     # next period, whose output ramps: at most one period after the event on a machine that keeps up
-    assert len(latencies) >= 3 and all(1 <= lat <= 8 * PERIOD for lat in latencies), (latencies, disturbed)
+    # (0: an event stamped on the very frame where a period begins ramps there; seen once under CI load)
+    assert len(latencies) >= 3 and all(0 <= lat <= 8 * PERIOD for lat in latencies), (latencies, disturbed)
     assert summary["midi_applied"] >= 4 + 1 + len(offsets) and summary["midi_dropped"] == 0
     assert summary["control_surfaces"]["midi"]["refused"] == 0
 
