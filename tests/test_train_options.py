@@ -48,6 +48,16 @@ def test_options_reach_the_config() -> None:
     assert (pruned.teacher, pruned.distill) == ("x.safetensors", 0.5)
 
 
+def test_electronic_material_is_switched_per_run_for_the_dj_configs_only() -> None:
+    assert get_config("dj-live").electronic and not get_config("dj-live-48k").electronic
+    assert not apply_options(get_config("dj-live"), TrainOptions(electronic=False)).electronic
+    assert apply_options(get_config("dj-live-48k"), TrainOptions(electronic=True)).electronic
+    assert apply_options(get_config("dj-live"), TrainOptions()).electronic  # None: the config's
+    with pytest.raises(ConfigError, match="only the DJ configs"):
+        apply_options(get_config("live"), TrainOptions(electronic=False))
+    assert main(["train", "--config", "diffusion-teacher", "--no-electronic"]) == 2
+
+
 def test_cli_refuses_flags_of_another_family(capsys) -> None:
     assert main(["train", "--config", "diffusion-teacher", "--lr", "1e-3", "--ema", "0.9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--real-data", default=None, metavar="DIR",
                         help="real training recordings for the DJ configs (mir1k/, musicdelta/; "
                              "default ../shared/realdata-train)")
+    parser.add_argument("--electronic", action=argparse.BooleanOptionalAction, default=None,
+                        help="DJ configs: also draw LMMS' electronic songs and Sonic Pi's beats when rendered "
+                             "(default: the config's; --no-electronic trains on the real and synthetic songs only)")
     parser.add_argument("--limit-songs", type=int, default=None, metavar="N",
                         help="read at most N songs of each split (smoke runs)")
     parser.add_argument("--base", default=None, metavar="NAME",

@@ -167,6 +167,11 @@ def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
         if not Path(options.real_data).is_dir():
             raise ConfigError(f"real_data={options.real_data!r}: expected a folder with mir1k/ and musicdelta/")
         changes["real_data"] = str(options.real_data)
+    if options.electronic is not None:
+        if cfg.data != "dj":
+            raise ConfigError(f"electronic={options.electronic!r}: only the DJ configs draw the LMMS songs; "
+                              f"{cfg.name} trains on synthetic songs")
+        changes["electronic"] = bool(options.electronic)
     if options.init_from:
         changes["init_from"] = str(options.init_from)
     cfg = replace(cfg, **changes)
