@@ -63,6 +63,23 @@ def test_teacher_then_student_end_to_end(tiny_world: Path, tmp_path: Path) -> No
     assert model.separate_segment(audio, None).shape == (4, 2, model.segment_samples)
 
 
+def test_the_regression_ablation_trains_the_same_network_on_its_one_step_error(tiny_world: Path, tmp_path: Path) -> None:
+    from stemstream.export.train.refiner_teacher import CONFIGS, refiner_regression_loss
+
+    assert CONFIGS["refiner-regression"].net == CONFIGS["refiner-teacher"].net
+    with pytest.raises(ConfigError, match="objective"):
+        RefinerTrainConfig(net=TINY_REFINER, objective="gan")
+    cfg = RefinerTrainConfig(net=TINY_REFINER, batch=2, steps=3, validate_every=3, valid_excerpts=2, objective="regression")
+    record = train_refiner_teacher(cfg, tmp_path / "regression", str(tiny_world), resume=False, steps=None)
+    assert record["role"] == "refiner regression ablation" and record["steps"] == 3
+    assert np.isfinite(record["history"][-1]["refined_projected1_sisdri"])
+    model = load_refiner_teacher(tmp_path / "regression" / "teacher.safetensors")
+    n = TINY_REFINER.train_samples
+    mixture, stems = torch.randn(2, 2, n), torch.randn(2, 4, 2, n)
+    loss = refiner_regression_loss(model, mixture, stems, stems.clone(), torch.Generator().manual_seed(0), p_context=0.0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
 def test_the_cli_trains_the_tiny_config_and_distils_it(tiny_world: Path, tmp_path: Path) -> None:
     from stemstream.bridge.cli.main import main
 

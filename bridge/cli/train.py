@@ -4,7 +4,7 @@
 Configs: ``live``, ``quality`` (starts from ``live``), ``live-pruned`` (prunes ``live`` then
 fine-tunes), ``dj-live`` / ``dj-quality`` / ``dj-live-pruned`` (the DJ stem set, real and
 synthetic data), ``tiny`` (smoke test); ``diffusion*`` go to ``stemstream.export.train.diffusion``;
-``refiner-teacher`` / ``refiner-tiny`` to ``stemstream.export.train.refiner_teacher`` and
+``refiner-teacher`` / ``refiner-regression`` (an ablation) / ``refiner-tiny`` to ``stemstream.export.train.refiner_teacher`` and
 ``refiner-student`` to ``stemstream.export.refiner_distill`` (the diffusion refiner of a base model).
 """
 
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
     parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-live-48k | dj-quality | dj-live-pruned | tiny | "
-                        "diffusion* | refiner-teacher | refiner-student | refiner-tiny")
+                        "diffusion* | refiner-teacher | refiner-student | refiner-regression | refiner-tiny")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")

@@ -59,6 +59,10 @@ class RefinerTrainConfig:
         dirac_noise: share of excerpts with Dirac-state noise (last stem = minus the others' sum).
         p_context: probability that an excerpt gets its first ``context_samples`` as context.
         leak_amount, leak_share: the leaky-base augmentation (``refiner_data.leak``).
+        objective: ``"edm"`` (denoising score matching: the teacher) or ``"regression"`` (the
+            ablation ``refiner-regression``: the same network and data, always at ``sigma_max``,
+            trained on :func:`refiner_regression_loss`, the error of its one-step estimate in dB;
+            what any second stage of this size could win over the base at this training budget).
         valid_excerpts: validation excerpts (fixed, from ``valid``).
         limit_songs: read at most this many training songs (smoke runs; None: all).
     """
@@ -76,6 +80,7 @@ class RefinerTrainConfig:
     p_context: float = 0.5
     leak_amount: float = 0.3
     leak_share: float = 0.25
+    objective: str = "edm"
     valid_excerpts: int = 6
     checkpoint_every: int = 100
     validate_every: int = 500
@@ -91,6 +96,8 @@ class RefinerTrainConfig:
         for name in ("dirac_noise", "p_context", "leak_share", "high_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad_value(name, getattr(self, name), "a fraction in [0, 1]")
+        if self.objective not in ("edm", "regression"):
+            raise bad_value("objective", self.objective, "'edm' or 'regression'")
         if not 0 <= self.ema_decay < 1:
             raise bad_value("ema_decay", self.ema_decay, "a float in [0, 1)")
 
@@ -103,6 +110,8 @@ CONFIGS: dict[str, RefinerTrainConfig] = {
     # the refiner of ``quality`` (bass, drums, guitar, piano; 44.1 kHz stereo): 2.1 M parameters,
     # 1.49 s segments with 0.37 s of context, trained on 0.74 s crops
     "refiner-teacher": RefinerTrainConfig(net=RefinerConfig()),
+    # the ablation: the same network and data as ``refiner-teacher``, trained as a plain regressor
+    "refiner-regression": RefinerTrainConfig(net=RefinerConfig(), objective="regression"),
     "refiner-tiny": RefinerTrainConfig(net=TINY_NET, batch=2, steps=20, max_minutes=2.0, checkpoint_every=10,
                                        validate_every=10, valid_excerpts=2, limit_songs=4),
 }
@@ -138,6 +147,26 @@ def refiner_dsm_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems: torch
     denoised = model(delta + sigma.reshape(b, 1, 1, 1) * noise, sigma, mixture, base, context, mask)
     weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).reshape(b, 1, 1, 1)
     return (weight * (denoised - delta) ** 2).mean()
+
+
+def refiner_regression_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems: torch.Tensor, base: torch.Tensor,
+                            generator: torch.Generator, *, p_context: float) -> torch.Tensor:
+    """The ablation's loss: the one-step estimate ``base + D(sigma_max n)`` against the stems, as
+    the mean over stems of ``10 log10(error energy + 1e-3 mixture energy / S)``: decibels like
+    the metric, so a quiet stem counts as much as a loud one (the floor keeps a silent stem
+    from dominating). Context is given as in training the teacher."""
+    b, s = stems.shape[:2]
+    cfg = model.config
+    o = cfg.context_samples
+    delta = stems - base
+    sigma = torch.full((b,), cfg.sigma_max)
+    noise = training_noise(delta.shape, generator, 1.0)
+    mask = (torch.rand(b, generator=generator) < p_context).to(delta.dtype)
+    context = torch.nn.functional.pad(delta[..., :o], (0, delta.shape[-1] - o)) * mask.reshape(b, 1, 1, 1)
+    denoised = model(sigma.reshape(b, 1, 1, 1) * noise, sigma, mixture, base, context, mask)
+    error = (denoised - delta).pow(2).flatten(2).sum(-1)
+    floor = 1e-3 * mixture.pow(2).flatten(1).sum(-1, keepdim=True) / s
+    return (10.0 * torch.log10(error + floor)).mean()
 
 
 def sisdri(estimate: torch.Tensor, stems: torch.Tensor, mixture: torch.Tensor) -> float:
@@ -226,10 +255,14 @@ def train_refiner_teacher(cfg: RefinerTrainConfig, out: Path, data_root: str, re
     if fit.step == 0:
         validate()
     fit.start_clock()
-    run_steps(fit, total=total, max_minutes=cfg.max_minutes,
-              loss=lambda: refiner_dsm_loss(model, *sampler.batch(cfg.batch), gen, p_mean=cfg.p_mean, p_std=cfg.p_std,
-                                            dirac_noise=cfg.dirac_noise, p_context=cfg.p_context,
-                                            high_share=cfg.high_share),
+    def loss() -> torch.Tensor:
+        batch = sampler.batch(cfg.batch)
+        if cfg.objective == "regression":
+            return refiner_regression_loss(model, *batch, gen, p_context=cfg.p_context)
+        return refiner_dsm_loss(model, *batch, gen, p_mean=cfg.p_mean, p_std=cfg.p_std, dirac_noise=cfg.dirac_noise,
+                                p_context=cfg.p_context, high_share=cfg.high_share)
+
+    run_steps(fit, total=total, max_minutes=cfg.max_minutes, loss=loss,
               after_update=lambda step: ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step))),
               checkpoint_every=cfg.checkpoint_every, validate_every=cfg.validate_every, validate=validate,
               log_format="refiner step %d loss %.4f (%.0f s)")
@@ -246,7 +279,7 @@ def _write(path: Path, ema: RefinerDenoiser, cfg: RefinerTrainConfig, fit: Fit, 
     from stemstream.realtime.models.weights import save_weights
 
     record = run_record({
-        "role": "refiner teacher", "data": "synthetic", "data_detail": data, "base": cfg.net.base, "steps": fit.step,
+        "role": "refiner teacher" if cfg.objective == "edm" else "refiner regression ablation", "data": "synthetic", "data_detail": data, "base": cfg.net.base, "steps": fit.step,
         "wall_seconds": round(fit.seconds(), 1), "params": count_parameters(ema), "history": history,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "net"},
     })
@@ -278,5 +311,5 @@ def run_refiner_training(config_name: str, options: TrainOptions) -> int:
     return 0
 
 
-__all__ = ["CONFIGS", "RefinerTrainConfig", "refiner_dsm_loss", "run_refiner_training", "sisdri",
+__all__ = ["CONFIGS", "RefinerTrainConfig", "refiner_dsm_loss", "refiner_regression_loss", "run_refiner_training", "sisdri",
            "train_refiner_teacher", "training_noise", "validate_teacher"]
