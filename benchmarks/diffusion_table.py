@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     seg_rows = _segments(args, teacher, student, live, rate, stems, separate_long, teacher_record, groups)
     result = {"machine": f"{platform.node()} ({platform.machine()}), {args.threads} torch thread(s), 2-core CPU dev box",
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "teacher": str(teacher_path), "student": str(student_path) if student_path else None,
               "live": f"{args.live_model} ({args.live_backend})" if live is not None else None,
               "teacher_record": {k: teacher_record.get(k) for k in ("data", "steps", "wall_seconds", "params")},
@@ -296,7 +298,8 @@ def _markdown(result: dict[str, Any], stems: tuple[str, ...]) -> str:
     rec = result["teacher_record"]
     lines = [
         "# Diffusion separators (SI-SDRi dB, mono, %d Hz)" % result["sample_rate"], "",
-        f"Machine: {result['machine']} (ONNX Runtime: 1 thread). Data: {result['data']}.",
+        f"Machine: {result['machine']} (ONNX Runtime: 1 thread), {result.get('date', 'date not recorded')}. "
+        f"Data: {result['data']}.",
         f"Teacher: {result['teacher']} ({rec.get('params')} params, {rec.get('steps')} steps, "
         f"{rec.get('wall_seconds')} s of training on {rec.get('data')}). Student: {result['student']}.",
         f"Latency: wall-clock per window of {result['window_samples']} samples; RTF = time / audio time.",
