@@ -127,6 +127,17 @@ def training_noise(shape: torch.Size, generator: torch.Generator, dirac_fraction
     return noise
 
 
+def training_context(delta: torch.Tensor, context_samples: int, generator: torch.Generator,
+                     p_context: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context of a training batch and its mask ``(B,)``: with probability ``p_context`` an
+    excerpt's first ``context_samples`` of true residual (zero after them), as the previous
+    segment would give it; otherwise none."""
+    b = delta.shape[0]
+    mask = (torch.rand(b, generator=generator) < p_context).to(delta.dtype)
+    context = torch.nn.functional.pad(delta[..., :context_samples], (0, delta.shape[-1] - context_samples))
+    return context * mask.reshape(b, 1, 1, 1), mask
+
+
 def refiner_dsm_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems: torch.Tensor, base: torch.Tensor,
                      generator: torch.Generator, *, p_mean: float, p_std: float, dirac_noise: float,
                      p_context: float, high_share: float = 0.0) -> torch.Tensor:
@@ -142,8 +153,7 @@ def refiner_dsm_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems: torch
     log_sigma = torch.where(torch.rand(b, generator=generator) < high_share, high, log_sigma)
     sigma = torch.exp(log_sigma).clamp(cfg.sigma_min, cfg.sigma_max)
     noise = training_noise(delta.shape, generator, dirac_noise)
-    mask = (torch.rand(b, generator=generator) < p_context).to(delta.dtype)
-    context = torch.nn.functional.pad(delta[..., :o], (0, delta.shape[-1] - o)) * mask.reshape(b, 1, 1, 1)
+    context, mask = training_context(delta, o, generator, p_context)
     denoised = model(delta + sigma.reshape(b, 1, 1, 1) * noise, sigma, mixture, base, context, mask)
     weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).reshape(b, 1, 1, 1)
     return (weight * (denoised - delta) ** 2).mean()
@@ -161,8 +171,7 @@ def refiner_regression_loss(model: RefinerDenoiser, mixture: torch.Tensor, stems
     delta = stems - base
     sigma = torch.full((b,), cfg.sigma_max)
     noise = training_noise(delta.shape, generator, 1.0)
-    mask = (torch.rand(b, generator=generator) < p_context).to(delta.dtype)
-    context = torch.nn.functional.pad(delta[..., :o], (0, delta.shape[-1] - o)) * mask.reshape(b, 1, 1, 1)
+    context, mask = training_context(delta, o, generator, p_context)
     denoised = model(sigma.reshape(b, 1, 1, 1) * noise, sigma, mixture, base, context, mask)
     error = (denoised - delta).pow(2).flatten(2).sum(-1)
     floor = 1e-3 * mixture.pow(2).flatten(1).sum(-1, keepdim=True) / s
@@ -279,7 +288,8 @@ def _write(path: Path, ema: RefinerDenoiser, cfg: RefinerTrainConfig, fit: Fit, 
     from stemstream.realtime.models.weights import save_weights
 
     record = run_record({
-        "role": "refiner teacher" if cfg.objective == "edm" else "refiner regression ablation", "data": "synthetic", "data_detail": data, "base": cfg.net.base, "steps": fit.step,
+        "role": "refiner teacher" if cfg.objective == "edm" else "refiner regression ablation",
+        "data": "synthetic", "data_detail": data, "base": cfg.net.base, "steps": fit.step,
         "wall_seconds": round(fit.seconds(), 1), "params": count_parameters(ema), "history": history,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "net"},
     })
@@ -312,4 +322,4 @@ def run_refiner_training(config_name: str, options: TrainOptions) -> int:
 
 
 __all__ = ["CONFIGS", "RefinerTrainConfig", "refiner_dsm_loss", "refiner_regression_loss", "run_refiner_training", "sisdri",
-           "train_refiner_teacher", "training_noise", "validate_teacher"]
+           "train_refiner_teacher", "training_context", "training_noise", "validate_teacher"]
