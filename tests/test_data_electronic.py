@@ -501,3 +501,28 @@ def test_relabelling_applies_todays_rules_without_rendering(tmp_path: Path) -> N
     meta["tracks"][1]["name"] = "Pad"  # no bass any more
     (song / "tracks.json").write_text(json.dumps(meta))
     assert relabel_song(song).reason.startswith("no bass track")
+
+
+def test_dj_training_scores_the_held_out_lmms_songs_as_their_own_column(
+        real_root: Path, lmms_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_live_config) -> None:
+    from dataclasses import replace
+    from functools import partial
+
+    from stemstream.export.train import loop
+    from stemstream.export.train.configs import TrainConfig
+    from stemstream.realtime.models.hybrid import HybridSeparator
+    from stemstream.realtime.stems import DJ_STEMS
+
+    monkeypatch.setattr(dj_data, "DEFAULT_LMMS_ROOT", lmms_root)
+    monkeypatch.setattr(loop, "validation_batch", partial(dj_data.validation_batch, seconds=0.5))  # 6 s: minutes
+    cfg = TrainConfig(name="tiny-dj", model=replace(tiny_live_config, stems=DJ_STEMS), steps=2, time_budget_s=0.0,
+                      batch=2, excerpt_seconds=0.25, valid_every=2, data="dj", real_data=str(real_root),
+                      electronic=False, init_from="a starting point")
+    torch.manual_seed(0)
+    record = loop.train(cfg, HybridSeparator(cfg.model), _synth(), _synth(), tmp_path / "run", progress=False)
+    columns = [*DJ_STEMS, "mean"]
+    assert set(record["train"]["init_valid"]) == {*columns, *(f"lmms_{k}" for k in columns)}
+    last = record["valid_history"][-1]
+    assert np.isfinite(last["mean"]) and np.isfinite(last["lmms_mean"])
+    assert "lmms_vocals" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "lmms_songs" not in record["data"]["dj_sources"]  # validated on, not trained on

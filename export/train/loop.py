@@ -21,10 +21,10 @@ import torch
 from stemstream.export.train.configs import TrainConfig
 from stemstream.export.train.data import DeviceRemixSampler, RemixSampler, SongSet, dataset_info, load_songs, valid_excerpts
 from stemstream.export.train.diffusion_fit import ema_update
-from stemstream.export.train.dj_data import DjSampler, DjSources, TrainBatch, validation_batch
+from stemstream.export.train.dj_data import LMMS_VALIDATION, DjSampler, DjSources, TrainBatch, validation_batch
 from stemstream.export.train.losses import align, grouped_sdr_loss, thresholded_sdr_loss
 from stemstream.export.train.rates import ResampledSampler, resample_batch, source_samples, whole_hops
-from stemstream.export.train.validation import machine_info, validate, write_curves
+from stemstream.export.train.validation import machine_info, validate_columns, write_curves
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator, count_parameters, macs_per_hop
 from stemstream.realtime.models.weights import save_weights
@@ -133,14 +133,23 @@ def train(
         teacher.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # extra validation columns, scored and recorded beside the main one (``lmms_mean`` ...) but never
+    # choosing anything: the held-out LMMS songs whenever they are there, trained on or not
+    extra_vsets: dict[str, TrainBatch] = {}
     if dj_sources is not None:
-        vset: TrainBatch | tuple[torch.Tensor, torch.Tensor] = validation_batch(
-            DjSources.load(cfg.real_data_root, valid_songs, "valid"))
+        valid_sources = DjSources.load(cfg.real_data_root, valid_songs, "valid")
+        vset: TrainBatch | tuple[torch.Tensor, torch.Tensor] = validation_batch(valid_sources)
+        if valid_sources.lmms:
+            extra_vsets["lmms"] = validation_batch(valid_sources, recipes=LMMS_VALIDATION)
     else:
         vset = tuple(t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
     if rate != MODEL_SAMPLE_RATE:  # the same excerpts, from their first sample, in whole hops
-        length = (vset.mix if isinstance(vset, TrainBatch) else vset[0]).shape[-1]
-        vset = resample_batch(vset, rate, whole_hops(length * rate // MODEL_SAMPLE_RATE, hop), edges=False)
+        def at_rate(v):
+            length = (v.mix if isinstance(v, TrainBatch) else v[0]).shape[-1]
+            return resample_batch(v, rate, whole_hops(length * rate // MODEL_SAMPLE_RATE, hop), edges=False)
+
+        vset = at_rate(vset)
+        extra_vsets = {name: at_rate(v) for name, v in extra_vsets.items()}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
@@ -190,6 +199,10 @@ def train(
         bar = tqdm(total=total, initial=step, desc=cfg.name, mininterval=5.0)
     model.train()
     model.fast_dsp = True  # FFT path for training; the export path is numerically the same
+    init_valid = None
+    if cfg.init_from and step == 0:  # where the starting weights stand, on every column
+        init_valid = {k: round(v, 3) for k, v in validate_columns(model, vset, extra_vsets).items()}
+        log(f"starting weights ({cfg.init_from}): {json.dumps(init_valid)}")
     running, t_last = [], time.time()
     while step < total and progress_fraction() < 1.0:
         frac = progress_fraction()
@@ -225,7 +238,7 @@ def train(
                 sampler.update_pool()
                 log(f"step {step}: {added} more train songs ({len(train_songs.names)} in all)")
         if step % cfg.valid_every == 0 or done:
-            scores = validate(model, *_as_args(vset))
+            scores = validate_columns(model, vset, extra_vsets)
             entry = {
                 "epoch": len(history) + 1,
                 "step": step,
@@ -260,7 +273,7 @@ def train(
     if average is not None:
         last = history[-1]["mean"] if history else float("-inf")
         average.fast_dsp = True
-        ema_scores = validate(average, *_as_args(vset))
+        ema_scores = validate_columns(average, vset, extra_vsets)
         chosen = "ema" if ema_scores["mean"] > last else "last"
         ema_choice = {"decay": cfg.ema, "updates": averaged, "chosen": chosen,
                       "valid_last_mean": last, "valid_ema": {k: round(v, 3) for k, v in ema_scores.items()}}
@@ -293,6 +306,7 @@ def train(
             "lr": cfg.lr,
             "seed": cfg.seed,
             "init_from": cfg.init_from,
+            "init_valid": init_valid,
             "distill": cfg.distill,
             "teacher": cfg.teacher_source,
             "phases": phases,
@@ -311,10 +325,6 @@ def train(
     (out_dir / "run_record.json").write_text(json.dumps(record, indent=1))
     save_weights(out_dir / f"{cfg.name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record)
     return record
-
-
-def _as_args(vset: TrainBatch | tuple[torch.Tensor, torch.Tensor]) -> tuple:
-    return (vset,) if isinstance(vset, TrainBatch) else vset
 
 
 def load_data(data_root: str | Path, limit: int | None = None) -> tuple[SongSet, SongSet]:

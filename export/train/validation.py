@@ -81,6 +81,16 @@ def validate(model: HybridSeparator, mix: torch.Tensor | TrainBatch, stems: torc
     return out
 
 
+def validate_columns(model: HybridSeparator, main: TrainBatch | tuple[torch.Tensor, torch.Tensor],
+                     extra: dict[str, TrainBatch] | None = None) -> dict[str, float]:
+    """:func:`validate` on the ``main`` set (its keys as they are) and on each ``extra`` set, whose
+    keys come prefixed with its name (``lmms_vocals``, ``lmms_mean``)."""
+    scores = validate(model, main) if isinstance(main, TrainBatch) else validate(model, *main)
+    for name, batch in (extra or {}).items():
+        scores.update({f"{name}_{k}": v for k, v in validate(model, batch).items()})
+    return scores
+
+
 @torch.no_grad()
 def validate_grouped(model: HybridSeparator, data: TrainBatch, batch: int = 4) -> dict[str, float]:
     """:func:`validate` for a :class:`TrainBatch`: band-limited rows compared below their band."""
@@ -115,6 +125,7 @@ def write_curves(out_dir: Path, history: list[dict[str, Any]], stems: tuple[str,
     """``metrics.json``, ``metrics.csv`` and ``curve.png`` from the validation history."""
     (out_dir / "metrics.json").write_text(json.dumps(history, indent=1))
     keys = ["epoch", "step", "elapsed_s", "train_loss", *stems, "mean"]
+    keys += [k for k in (history[-1] if history else {}) if k not in keys]  # extra columns (lmms_mean ...)
     with open(out_dir / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
