@@ -35,7 +35,6 @@ Wiener-like denoiser each need as one number per bin. Everything is ``Conv2d`` /
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -43,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stemstream.realtime.diffusion.trunk import UNetTrunk, noise_embedding
 from stemstream.realtime.errors import bad_value
 from stemstream.realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
@@ -239,7 +239,7 @@ class _Block(nn.Module):
         return self.skip(x) + self.conv2(h)
 
 
-class RefinerCore(nn.Module):
+class RefinerCore(UNetTrunk, nn.Module):
     """The exported graph: ``forward(features (B, feature_channels, F, frames), c_noise (B,)) ->
     spectrum (B, stem_channels, 2, F, frames)``, the network output ``F`` of the preconditioned
     denoiser in the STFT domain (Nyquist bin zero). ``frames`` may be any count (padded inside
@@ -248,8 +248,7 @@ class RefinerCore(nn.Module):
     def __init__(self, config: RefinerConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.freqs = nn.Parameter(torch.randn(c.embed_dim // 2) * 4.0, requires_grad=False)
-        self.embed = nn.Sequential(nn.Linear(c.embed_dim, c.embed_dim), nn.SiLU(), nn.Linear(c.embed_dim, c.embed_dim))
+        self.freqs, self.embed = noise_embedding(c.embed_dim)
         w0 = c.widths[0]
         self.split = nn.Conv2d(c.feature_channels * c.band_bins, w0, 1)
         self.band_embedding = nn.Parameter(torch.zeros(1, w0, c.bands, 1))
@@ -272,29 +271,12 @@ class RefinerCore(nn.Module):
         #: head spectra are the feature spectra at the scale of ``sigma_data`` (see ``features``)
         self.cond_to_head = TARGET_RMS / c.sigma_data
 
-    def _embed(self, c_noise: torch.Tensor) -> torch.Tensor:
-        angles = c_noise[:, None] * self.freqs[None, :] * (2 * math.pi)
-        return self.embed(torch.cat([angles.cos(), angles.sin()], dim=1))
-
     def forward(self, features: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         c = self.config
         b, _, bands, frames = features.shape
         emb = self._embed(c_noise)
         h = self.split(features) + self.band_embedding
-        skips = []
-        for level, blocks in enumerate(self.enc):
-            for block in blocks:
-                h = block(h, emb)
-            skips.append(h)
-            if level < len(self.down):
-                h = self.down[level](h)
-        h = self.mid(h, emb)
-        for level in reversed(range(len(self.dec))):
-            if level < len(self.up):
-                h = self.up[level](h)
-            h = torch.cat([h, skips[level]], dim=1)
-            for block in self.dec[level]:
-                h = block(h, emb)
+        h = self._trunk(h, emb)
         out = self.head(F.silu(self.norm_out(h)))  # (B, sc * 8 * bb, bands, frames)
         return self._gains(out.reshape(b, c.stem_channels, HEAD_OUTPUTS, c.band_bins, bands, frames), features)
 

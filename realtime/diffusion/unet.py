@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stemstream.realtime.diffusion.trunk import UNetTrunk, noise_embedding
 from stemstream.realtime.errors import bad_value
 from stemstream.realtime.stems import STEMS
 
@@ -224,7 +225,7 @@ class _ResBlock(nn.Module):
         return self.skip(x) + self.conv2(h)
 
 
-class ScoreUNet(nn.Module):
+class ScoreUNet(UNetTrunk, nn.Module):
     """EDM-preconditioned denoiser ``D(x, sigma, cond)`` over all stems jointly.
 
     ``forward(x (B, S, C, T), sigma (B,), cond (B, cond_channels, T) | None) -> (B, S, C, T)``:
@@ -235,8 +236,7 @@ class ScoreUNet(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.freqs = nn.Parameter(torch.randn(c.embed_dim // 2) * 4.0, requires_grad=False)
-        self.embed = nn.Sequential(nn.Linear(c.embed_dim, c.embed_dim), nn.SiLU(), nn.Linear(c.embed_dim, c.embed_dim))
+        self.freqs, self.embed = noise_embedding(c.embed_dim)
         self.frames = FrameTransform(c.frame_size) if c.frame_size else None
         k_io = 3 if c.frame_size else 7
         self.conv_in = nn.Conv1d((c.stem_channels + c.cond_channels) * c.features, c.widths[0], k_io, padding=k_io // 2)
@@ -262,10 +262,6 @@ class ScoreUNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def _embed(self, c_noise: torch.Tensor) -> torch.Tensor:
-        angles = c_noise[:, None] * self.freqs[None, :] * (2 * math.pi)
-        return self.embed(torch.cat([angles.cos(), angles.sin()], dim=1))
-
     def raw(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The bare network ``F``: ``x (B, S*C, T)``, ``c_noise (B,)`` -> ``(B, S*C, T)``."""
         emb = self._embed(c_noise)
@@ -277,20 +273,7 @@ class ScoreUNet(nn.Module):
             x = self.frames.analyse(x)
         inputs = x
         h = self.conv_in(x)
-        skips = []
-        for level, blocks in enumerate(self.enc):
-            for block in blocks:
-                h = block(h, emb)
-            skips.append(h)
-            if level < len(self.down):
-                h = self.down[level](h)
-        h = self.mid(h, emb)
-        for level in reversed(range(len(self.dec))):
-            if level < len(self.up):
-                h = self.up[level](h)
-            h = torch.cat([h, skips[level]], dim=1)
-            for block in self.dec[level]:
-                h = block(h, emb)
+        h = self._trunk(h, emb)
         out = self.conv_out(F.silu(self.norm_out(h)))
         if self.frames is None:
             return out
