@@ -20,12 +20,12 @@ CC-BY-SA-3/4 and BSD-2-clause.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stemstream.export.data.npy_cache import CACHE_NAME, read_cache, write_cache
 from stemstream.realtime.errors import AudioInputError, bad_value
 from stemstream.realtime.stems import MODEL_SAMPLE_RATE
 
@@ -34,7 +34,6 @@ DEFAULT_LMMS_ROOT = Path(__file__).resolve().parents[2] / "data" / "lmms"
 
 #: The stems an LMMS song has (LMMS ships no recorded voice), in the cache's order.
 CACHED_STEMS: tuple[str, ...] = ("drums", "bass", "other")
-CACHE_NAME = ".stems-cache.npy"
 
 #: Tempo ratios up to this far from 1 (after halving or doubling) are matched by resampling.
 MAX_TEMPO_RATIO = 1.19  # three semitones of pitch at most
@@ -117,23 +116,9 @@ def stem_cache(song_dir: str | Path) -> np.ndarray:
     cache = d / CACHE_NAME
     newest = max([(d / "tracks.json").stat().st_mtime] + [(d / t["file"]).stat().st_mtime for t in meta["tracks"]
                                                           if (d / t["file"]).exists()])
-    if cache.exists() and cache.stat().st_mtime >= newest:
-        try:
-            arr = np.load(cache, mmap_mode="r")
-            if arr.ndim == 3 and arr.shape[:2] == (len(CACHED_STEMS), 2) and arr.dtype == np.float16:
-                return arr
-        except (OSError, ValueError):
-            pass
-    stems = _decode(d, meta).astype(np.float16)
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, stems)
-        tmp.replace(cache)
-    except OSError:  # read-only data: keep it in memory
-        tmp.unlink(missing_ok=True)
-        return stems
-    return np.load(cache, mmap_mode="r")
+    cached = read_cache(cache, newest, lambda a: a.ndim == 3 and a.shape[:2] == (len(CACHED_STEMS), 2)
+                        and a.dtype == np.float16)
+    return cached if cached is not None else write_cache(cache, _decode(d, meta).astype(np.float16))
 
 
 def lmms_set_exists(root: str | Path) -> bool:

@@ -9,7 +9,6 @@ random gain and a random left/right swap; the mixture is the sum of the stems.
 from __future__ import annotations
 
 import hashlib
-import os
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stemstream.export.data.npy_cache import CACHE_NAME, read_cache, write_cache
 from stemstream.realtime.errors import AudioInputError, bad_value
 from stemstream.realtime.stems import MODEL_SAMPLE_RATE, STEMS
 
@@ -88,9 +88,6 @@ def load_songs(root: str | Path, stems: tuple[str, ...] = STEMS, limit: int | No
     return SongSet(names, audio, str(root))
 
 
-CACHE_NAME = ".stems-cache.npy"
-
-
 def _read_song(files: list[Path]) -> np.ndarray:
     """Stems ``(S, 2, T)`` float32 from one WAV per stem (mono duplicated, trimmed to the shortest).
 
@@ -99,23 +96,8 @@ def _read_song(files: list[Path]) -> np.ndarray:
     """
     cache = files[0].parent / CACHE_NAME
     newest = max(f.stat().st_mtime for f in files)
-    if cache.exists() and cache.stat().st_mtime >= newest:
-        try:
-            arr = np.load(cache, mmap_mode="r")
-            if arr.ndim == 3 and arr.shape[0] == len(files) and arr.dtype == np.float32:
-                return arr
-        except (OSError, ValueError):
-            pass
-    stems = _decode_song(files)
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, stems)
-        tmp.replace(cache)
-    except OSError:  # read-only data: keep it in memory
-        tmp.unlink(missing_ok=True)
-        return stems
-    return np.load(cache, mmap_mode="r")
+    cached = read_cache(cache, newest, lambda a: a.ndim == 3 and a.shape[0] == len(files) and a.dtype == np.float32)
+    return cached if cached is not None else write_cache(cache, _decode_song(files))
 
 
 def _decode_song(files: list[Path]) -> np.ndarray:
