@@ -526,3 +526,28 @@ def test_dj_training_scores_the_held_out_lmms_songs_as_their_own_column(
     assert np.isfinite(last["mean"]) and np.isfinite(last["lmms_mean"])
     assert "lmms_vocals" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "lmms_songs" not in record["data"]["dj_sources"]  # validated on, not trained on
+
+
+def test_weight_files_are_scored_on_every_validation_column(
+        real_root: Path, lmms_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_live_config) -> None:
+    from dataclasses import replace
+    from functools import partial
+
+    from stemstream.export.train import loop, score_validation
+    from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridSeparator
+    from stemstream.realtime.models.weights import save_weights
+    from stemstream.realtime.stems import DJ_STEMS, STEMS
+
+    monkeypatch.setattr(dj_data, "DEFAULT_LMMS_ROOT", lmms_root)
+    monkeypatch.setattr(loop, "validation_batch", partial(dj_data.validation_batch, seconds=0.5))
+    song = tmp_path / "synth" / "valid" / "s0"
+    song.mkdir(parents=True)
+    for k, stem in enumerate(STEMS):
+        sf.write(song / f"{stem}.wav", _synth().audio[0][k].T, SR)
+    config = replace(tiny_live_config, stems=DJ_STEMS)
+    torch.manual_seed(1)
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, HybridSeparator(config).eval(), ARCHITECTURE, config.to_json(), {})
+    scores = score_validation.score_files("dj-live", [weights], tmp_path / "synth", real_data=real_root)
+    assert set(scores[str(weights)]) == {*DJ_STEMS, "mean", *(f"lmms_{s}" for s in (*DJ_STEMS, "mean"))}
+    assert score_validation.main(["--config", "no-such-config", str(weights)]) == 2  # one line, no traceback

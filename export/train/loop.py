@@ -133,23 +133,7 @@ def train(
         teacher.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # extra validation columns, scored and recorded beside the main one (``lmms_mean`` ...) but never
-    # choosing anything: the held-out LMMS songs whenever they are there, trained on or not
-    extra_vsets: dict[str, TrainBatch] = {}
-    if dj_sources is not None:
-        valid_sources = DjSources.load(cfg.real_data_root, valid_songs, "valid")
-        vset: TrainBatch | tuple[torch.Tensor, torch.Tensor] = validation_batch(valid_sources)
-        if valid_sources.lmms:
-            extra_vsets["lmms"] = validation_batch(valid_sources, recipes=LMMS_VALIDATION)
-    else:
-        vset = tuple(t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
-    if rate != MODEL_SAMPLE_RATE:  # the same excerpts, from their first sample, in whole hops
-        def at_rate(v):
-            length = (v.mix if isinstance(v, TrainBatch) else v[0]).shape[-1]
-            return resample_batch(v, rate, whole_hops(length * rate // MODEL_SAMPLE_RATE, hop), edges=False)
-
-        vset = at_rate(vset)
-        extra_vsets = {name: at_rate(v) for name, v in extra_vsets.items()}
+    vset, extra_vsets = validation_sets(cfg, valid_songs, rate, hop, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed, history, phases = 0, 0.0, [], []
     ckpt = out_dir / "checkpoint.pt"
@@ -325,6 +309,29 @@ def train(
     (out_dir / "run_record.json").write_text(json.dumps(record, indent=1))
     save_weights(out_dir / f"{cfg.name}.safetensors", model, ARCHITECTURE, model.config.to_json(), record)
     return record
+
+
+def validation_sets(cfg: TrainConfig, valid_songs: SongSet, rate: int, hop: int, device: torch.device
+                    ) -> tuple[TrainBatch | tuple[torch.Tensor, torch.Tensor], dict[str, TrainBatch]]:
+    """The fixed validation set of ``cfg`` at the model's ``rate`` and the extra columns beside it,
+    scored and recorded (``lmms_mean`` ...) but never choosing anything: for the DJ set, the held-out
+    LMMS songs whenever they are there, trained on or not."""
+    extra: dict[str, TrainBatch] = {}
+    if cfg.data == "dj":
+        valid_sources = DjSources.load(cfg.real_data_root, valid_songs, "valid")
+        vset: TrainBatch | tuple[torch.Tensor, torch.Tensor] = validation_batch(valid_sources)
+        if valid_sources.lmms:
+            extra["lmms"] = validation_batch(valid_sources, recipes=LMMS_VALIDATION)
+    else:
+        vset = tuple(t.to(device) for t in valid_excerpts(valid_songs, seconds=6.0, count=16))
+    if rate == MODEL_SAMPLE_RATE:
+        return vset, extra
+
+    def at_rate(v):  # the same excerpts, from their first sample, in whole hops
+        length = (v.mix if isinstance(v, TrainBatch) else v[0]).shape[-1]
+        return resample_batch(v, rate, whole_hops(length * rate // MODEL_SAMPLE_RATE, hop), edges=False)
+
+    return at_rate(vset), {name: at_rate(v) for name, v in extra.items()}
 
 
 def load_data(data_root: str | Path, limit: int | None = None) -> tuple[SongSet, SongSet]:
