@@ -16,7 +16,7 @@ from stemstream.export.data.mixing import (
 )
 from stemstream.export.data.real import load_mir1k, load_musicdelta
 from stemstream.export.train.data import SongSet
-from stemstream.export.train.dj_data import RECIPES, DjExampleMaker, DjSampler, DjSources
+from stemstream.export.train.dj_data import RECIPES, VARIED_VOICE_RECIPES, DjExampleMaker, DjSampler, DjSources
 from stemstream.export.train.losses import band_limit, grouped_sdr_loss
 
 SR = 44100
@@ -231,6 +231,26 @@ def test_every_recipe_gives_a_mixture_that_is_the_sum_of_its_targets(sources: Dj
         np.testing.assert_array_equal(groups, np.eye(4))
     if recipe == "synth":
         assert not stems[0].any()  # no voice in a synthetic song
+
+
+@pytest.mark.parametrize("recipe", sorted(VARIED_VOICE_RECIPES & set(RECIPES)))
+def test_varied_voices_keep_every_example_exact(sources: DjSources, recipe: str) -> None:
+    maker = DjExampleMaker(sources, voice_variants=True)
+    for seed in range(4):  # some draws shift, some harmonise, some leave the voice alone
+        stems, groups, valid, band = maker.make(SR // 2, np.random.default_rng(seed), recipe)
+        assert stems.shape == (4, 2, SR // 2) and np.isfinite(stems).all()
+        assert (0 < band <= 8000.0) if recipe.startswith("mir1k") else band == 0.0
+        again = maker.make(SR // 2, np.random.default_rng(seed), recipe)[0]
+        np.testing.assert_array_equal(stems, again)  # seeded
+
+
+def test_voice_variants_leave_the_other_recipes_and_the_draws_alone(sources: DjSources) -> None:
+    plain, varied = DjExampleMaker(sources), DjExampleMaker(sources, voice_variants=True)
+    for recipe in ("synth", "musicdelta", "mir1k_pair"):  # a song as recorded keeps its singer
+        a = plain.make(SR // 4, np.random.default_rng(2), recipe)
+        b = varied.make(SR // 4, np.random.default_rng(2), recipe)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[3] == b[3]
 
 
 def test_sampler_is_seeded(sources: DjSources) -> None:

@@ -42,6 +42,8 @@ class TrainConfig:
         real_data: the real training recordings for ``dj`` (None: ``../shared/realdata-train``).
         electronic: for ``dj``: also draw the LMMS songs and Sonic Pi beats when ``stemstream data
             lmms`` has rendered them (False: the material ``dj-live`` was trained on, nothing else).
+        voice_variants: for ``dj``: pitch-shift the real voices and add sung harmonies to some
+            examples (``stemstream.export.data.voice_variants``); validation never varies them.
     """
 
     name: str
@@ -63,6 +65,7 @@ class TrainConfig:
     data: str = "synth"
     real_data: str | None = None
     electronic: bool = True
+    voice_variants: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

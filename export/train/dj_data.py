@@ -35,6 +35,7 @@ from stemstream.export.data.electronic import (
 )
 from stemstream.export.data.mixing import MasterSettings, draw_pan, master, pan_mono, stem_chain
 from stemstream.export.data.real import MultitrackSong, VocalClip, load_mir1k, load_musicdelta
+from stemstream.export.data.voice_variants import VoiceVariant, vary_voice
 from stemstream.export.train.data import SongSet
 from stemstream.realtime.errors import bad_value
 from stemstream.realtime.stems import DJ_STEMS, MODEL_SAMPLE_RATE, STEMS
@@ -66,6 +67,13 @@ LMMS_RECIPES: dict[str, float] = {
 BEATS_RECIPES: dict[str, float] = {
     "beats_lmms": 0.04,  # an LMMS song's other over drums and bass played from Sonic Pi's one-shots, in its tempo
 }
+
+#: Recipes whose voice may be varied (``voice_variants``): a voice over a backing it was not sung
+#: with. A song as recorded (``musicdelta``, ``mir1k_pair``) keeps its singer in tune with it.
+VARIED_VOICE_RECIPES: frozenset[str] = frozenset({
+    "mir1k_over_synth", "mir1k_over_musicdelta", "musicdelta_over_synth", "musicdelta_remix", "mir1k_over_mir1k",
+    "mir1k_over_lmms", "musicdelta_over_lmms",
+})
 
 #: Validation examples of the held-out LMMS songs (pass as ``validation_batch(..., recipes=)``).
 LMMS_VALIDATION: dict[str, int] = {"lmms": 6, "mir1k_over_lmms": 2}
@@ -159,10 +167,16 @@ def _rms(x: np.ndarray) -> float:
 
 
 class DjExampleMaker:
-    """Draws single examples ``(stems (4, 2, n), groups (4, 4), valid (4,), band_hz)``."""
+    """Draws single examples ``(stems (4, 2, n), groups (4, 4), valid (4,), band_hz)``.
 
-    def __init__(self, sources: DjSources, recipes: dict[str, float] | None = None) -> None:
+    ``voice_variants``: the voice of a :data:`VARIED_VOICE_RECIPES` example goes through a drawn
+    :class:`VoiceVariant` (pitch shift, sung harmony); off, the draws are exactly those without it.
+    """
+
+    def __init__(self, sources: DjSources, recipes: dict[str, float] | None = None,
+                 voice_variants: bool = False) -> None:
         self.src = sources
+        self.voice_variants = voice_variants
         if recipes is None:
             recipes = dict(RECIPES)
             if sources.lmms:
@@ -285,6 +299,9 @@ class DjExampleMaker:
             tracks = {DRUMS: [drums], BASS: [bass], OTHER: backing[OTHER]}
         else:
             raise bad_value("recipe", recipe, f"one of {self.names}")
+        if self.voice_variants and recipe in VARIED_VOICE_RECIPES and tracks.get(VOCALS):
+            tracks[VOCALS], varied_band = vary_voice(tracks[VOCALS], band, VoiceVariant.draw(rng), self.sr)
+            band = min(band, varied_band) if band > 0 else varied_band
         stems = self._mix(tracks, m, rng, raw_accompaniment=grouped)
         stems = master(stems, self.sr, MasterSettings.draw(rng))[..., pre:]
         groups = np.eye(4, dtype=np.float32)
@@ -328,8 +345,8 @@ class DjSampler:
     """Seeded batches of DJ examples (``batch(size) -> TrainBatch``); ``rng`` is checkpointed."""
 
     def __init__(self, sources: DjSources, excerpt_samples: int, seed: int,
-                 recipes: dict[str, float] | None = None) -> None:
-        self.maker = DjExampleMaker(sources, recipes)
+                 recipes: dict[str, float] | None = None, voice_variants: bool = False) -> None:
+        self.maker = DjExampleMaker(sources, recipes, voice_variants=voice_variants)
         self.excerpt = excerpt_samples
         self.rng = np.random.default_rng(seed)
 

@@ -39,6 +39,7 @@ class TrainOptions:
         limit_songs: read at most this many songs per split (smoke runs).
         base: the registry name of the base model a diffusion refiner refines.
         electronic: DJ configs: draw the LMMS songs and Sonic Pi beats too (None: the config's).
+        voice_variants: DJ configs: pitch-shifted voices and sung harmonies (None: the config's).
         resume: continue from ``out/checkpoint.pt``.
         ship: copy the final weights into ``realtime/weights``.
         quiet: no progress bar.
@@ -63,6 +64,7 @@ class TrainOptions:
     limit_songs: int | None = None
     base: str | None = None
     electronic: bool | None = None
+    voice_variants: bool | None = None
     resume: bool = False
     ship: bool = False
     quiet: bool = False
@@ -101,7 +103,8 @@ COMMON = {"steps", "time_budget", "out", "data", "runs", "threads", "resume", "s
 #: teacher configs, the consistency-distilled student, and the diffusion refiner's teacher and student.
 FAMILY_OPTIONS: dict[str, set[str]] = {
     "hybrid": COMMON | {"init_from", "distill", "teacher", "lr", "seed", "ema", "batch", "excerpt_seconds",
-                        "device", "real_data", "limit_songs", "electronic"},
+                        "device", "real_data", "limit_songs", "electronic",
+                        "voice_variants"},
     "diffusion-teacher": COMMON,
     "diffusion-student": COMMON | {"init_from", "teacher"},
     "refiner-teacher": COMMON | {"init_from", "base", "lr", "seed", "batch", "limit_songs"},

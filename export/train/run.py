@@ -172,6 +172,11 @@ def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
             raise ConfigError(f"electronic={options.electronic!r}: only the DJ configs draw the LMMS songs; "
                               f"{cfg.name} trains on synthetic songs")
         changes["electronic"] = bool(options.electronic)
+    if options.voice_variants is not None:
+        if cfg.data != "dj":
+            raise ConfigError(f"voice_variants={options.voice_variants!r}: only the DJ configs have voices; "
+                              f"{cfg.name} trains on synthetic songs")
+        changes["voice_variants"] = bool(options.voice_variants)
     if options.init_from:
         changes["init_from"] = str(options.init_from)
     cfg = replace(cfg, **changes)
