@@ -58,6 +58,15 @@ def test_electronic_material_is_switched_per_run_for_the_dj_configs_only() -> No
     assert main(["train", "--config", "diffusion-teacher", "--no-electronic"]) == 2
 
 
+def test_voice_variants_are_switched_per_run_for_the_dj_configs_only() -> None:
+    assert not get_config("dj-live").voice_variants  # off unless asked: the shipped runs did not vary voices
+    assert apply_options(get_config("dj-live"), TrainOptions(voice_variants=True)).voice_variants
+    assert not apply_options(get_config("dj-quality"), TrainOptions()).voice_variants
+    with pytest.raises(ConfigError, match="only the DJ configs"):
+        apply_options(get_config("live"), TrainOptions(voice_variants=True))
+    assert main(["train", "--config", "diffusion-teacher", "--voice-variants"]) == 2
+
+
 def test_cli_refuses_flags_of_another_family(capsys) -> None:
     assert main(["train", "--config", "diffusion-teacher", "--lr", "1e-3", "--ema", "0.9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
