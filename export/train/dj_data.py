@@ -301,7 +301,7 @@ class DjExampleMaker:
             raise bad_value("recipe", recipe, f"one of {self.names}")
         if self.voice_variants and recipe in VARIED_VOICE_RECIPES and tracks.get(VOCALS):
             tracks[VOCALS], varied_band = vary_voice(tracks[VOCALS], band, VoiceVariant.draw(rng), self.sr)
-            band = min(band, varied_band) if band > 0 else varied_band
+            band = min(band, varied_band)  # a shift up does not lift a band-limited backing's limit; 0 stays 0
         stems = self._mix(tracks, m, rng, raw_accompaniment=grouped)
         stems = master(stems, self.sr, MasterSettings.draw(rng))[..., pre:]
         groups = np.eye(4, dtype=np.float32)
