@@ -13,12 +13,15 @@ refiner (``stemstream.realtime.diffusion.refined_model``: a consistency-distille
 diffusion model of ``quality``'s residual) at 1 or 2 network evaluations per segment, a segment
 model; its weight file is ``quality-refiner.safetensors`` beside ``quality``'s. A path to a
 ``.safetensors`` file also works as a name (a student or refiner file runs 1 step).
+Any hop model's name followed by ``+wiener`` (or ``+wiener2048``) runs it through the long-window
+ratio-mask post-filter (``stemstream.realtime.models.wiener``): better stems for files, at
+``window * 3/4`` samples more latency.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +203,15 @@ def _student(name: str) -> tuple[Path, int, str] | None:
     return None
 
 
+def _post_filter(name: Any) -> tuple[Any, int | None]:
+    """``(base name, window)`` for ``NAME+wiener[WINDOW]``, else ``(name, None)``."""
+    if not isinstance(name, str):
+        return name, None
+    from stemstream.realtime.models.wiener import split_name
+
+    return split_name(name)
+
+
 def _unknown(name: str) -> ConfigError:
     names = available_models()
     listed = ", ".join(names) if names else "(none shipped)"
@@ -224,6 +236,16 @@ def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
 
 def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
+    base, window = _post_filter(name)
+    if window is not None:
+        from stemstream.realtime.models.wiener import SUFFIX, check_window
+
+        card = model_card(base)
+        if card.buffer_samples != card.hop_samples:  # a segment model
+            raise ConfigError(f"model={name!r}: {SUFFIX} re-masks hop models' stems; {base!r} is a segment model")
+        hop = check_window(window, card.hop_samples) // 4
+        return replace(card, name=f"{card.name}{SUFFIX}{window}", hop_samples=hop, buffer_samples=hop,
+                       latency_samples=card.latency_samples + window - hop)
     refined = _refined(name)
     if refined is not None:
         from stemstream.realtime.diffusion.refined_model import describe_refined
@@ -284,6 +306,11 @@ def load_model(name: str, backend: str = "torch") -> Any:
     """
     from stemstream.realtime.backends import open_backend
 
+    base, window = _post_filter(name)
+    if window is not None:
+        from stemstream.realtime.models.wiener import wiener
+
+        return wiener(load_model(base, backend), window)
     refined = _refined(name)
     if refined is not None:
         from stemstream.realtime.backends import segment_backend
