@@ -96,3 +96,10 @@ def test_separate_post_filters_by_default_and_not_when_a_model_is_named(tmp_path
     assert code == 0 and any("model 'live+wiener8192'" in line for line in out), err
     code, out, err = separate(capsys, src, "-o", tmp_path / "plain", "--model", "dj-live")
     assert code == 0 and any("model 'dj-live' " in line for line in out), err
+
+
+def test_models_says_how_to_ask_for_the_post_filter(capsys) -> None:
+    from stemstream.bridge.cli.main import main
+
+    assert main(["models"]) == 0
+    assert "NAME+wiener" in capsys.readouterr().out
