@@ -103,3 +103,13 @@ def test_models_says_how_to_ask_for_the_post_filter(capsys) -> None:
 
     assert main(["models"]) == 0
     assert "NAME+wiener" in capsys.readouterr().out
+
+
+def test_a_48k_host_gets_the_48k_sibling_post_filtered_alike() -> None:
+    from stemstream.realtime.models.registry import model_label, rate_variant
+
+    assert rate_variant("dj-live+wiener", 48000) == "dj-live-48k+wiener"
+    assert rate_variant("dj-live+wiener2048", 96000) == "dj-live-48k+wiener2048"
+    assert rate_variant("dj-live+wiener", 44100) == "dj-live+wiener"
+    assert model_label("dj-live+wiener", 48000) == "dj-live+wiener (48 kHz variant)"
+    assert load_model("dj-live-48k+wiener").info.sample_rate == 48000

@@ -69,6 +69,9 @@ def rate_variant(name: str, host_rate: int) -> str:
 
     if not isinstance(name, str) or int(host_rate) % MODEL_SAMPLE_RATE == 0:
         return name
+    base, window = _post_filter(name)
+    if window is not None:  # the sibling, post-filtered alike
+        return rate_variant(base, host_rate) + name[len(base):]
     for rate, variant in RATE_VARIANTS.get(name, {}).items():
         if int(host_rate) % rate == 0 and _weights_path(variant).exists():
             return variant
@@ -81,7 +84,8 @@ def model_label(name: str, host_rate: int) -> str:
     variant = rate_variant(name, host_rate)
     if variant == name:
         return name
-    rate = next(r for r, v in RATE_VARIANTS[name].items() if v == variant)
+    base, _ = _post_filter(name)
+    rate = next(r for r, v in RATE_VARIANTS[base].items() if variant.startswith(v))
     return f"{name} ({rate / 1000:g} kHz variant)"
 
 
