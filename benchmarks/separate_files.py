@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each crate song (default 30 s)")
     parser.add_argument("--long-minutes", default="10,20",
                         help="lengths of the long files, comma-separated minutes (default 10,20; '' for none)")
-    parser.add_argument("--model", default=None, help="model (default: separate's default, dj-live)")
+    parser.add_argument("--model", default=None, help="model (default: separate's default, dj-live+wiener)")
     parser.add_argument("--format", default="wav", help="output format (default wav)")
     parser.add_argument("--work", default=None, help="folder for the songs and stems (default: a temporary one)")
     parser.add_argument("--out", default="runs/bench/files", help="where files.json / files.md go")
