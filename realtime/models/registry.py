@@ -30,6 +30,7 @@ import torch
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator, macs_per_hop
 from stemstream.realtime.models.weights import WeightFileError, read_weights
+from stemstream.realtime.models.wiener import SUFFIX, added_delay, check_window, split_name, wiener
 
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -69,7 +70,7 @@ def rate_variant(name: str, host_rate: int) -> str:
 
     if not isinstance(name, str) or int(host_rate) % MODEL_SAMPLE_RATE == 0:
         return name
-    base, window = _post_filter(name)
+    base, window = split_name(name)
     if window is not None:  # the sibling, post-filtered alike
         return rate_variant(base, host_rate) + name[len(base):]
     for rate, variant in RATE_VARIANTS.get(name, {}).items():
@@ -84,8 +85,9 @@ def model_label(name: str, host_rate: int) -> str:
     variant = rate_variant(name, host_rate)
     if variant == name:
         return name
-    base, _ = _post_filter(name)
-    rate = next(r for r, v in RATE_VARIANTS[base].items() if variant.startswith(v))
+    base, _ = split_name(name)
+    sibling = rate_variant(base, host_rate)
+    rate = next(r for r, v in RATE_VARIANTS[base].items() if v == sibling)
     return f"{name} ({rate / 1000:g} kHz variant)"
 
 
@@ -207,15 +209,6 @@ def _student(name: str) -> tuple[Path, int, str] | None:
     return None
 
 
-def _post_filter(name: Any) -> tuple[Any, int | None]:
-    """``(base name, window)`` for ``NAME+wiener[WINDOW]``, else ``(name, None)``."""
-    if not isinstance(name, str):
-        return name, None
-    from stemstream.realtime.models.wiener import split_name
-
-    return split_name(name)
-
-
 def _unknown(name: str) -> ConfigError:
     names = available_models()
     listed = ", ".join(names) if names else "(none shipped)"
@@ -240,16 +233,14 @@ def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
 
 def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
-    base, window = _post_filter(name)
+    base, window = split_name(name)
     if window is not None:
-        from stemstream.realtime.models.wiener import SUFFIX, check_window
-
-        card = model_card(base)
-        if card.buffer_samples != card.hop_samples:  # a segment model
+        if _refined(base) is not None or _student(base) is not None:
             raise ConfigError(f"model={name!r}: {SUFFIX} re-masks hop models' stems; {base!r} is a segment model")
+        card = model_card(base)
         hop = check_window(window, card.hop_samples) // 4
         return replace(card, name=f"{card.name}{SUFFIX}{window}", hop_samples=hop, buffer_samples=hop,
-                       latency_samples=card.latency_samples + window - hop)
+                       latency_samples=card.latency_samples + added_delay(window))
     refined = _refined(name)
     if refined is not None:
         from stemstream.realtime.diffusion.refined_model import describe_refined
@@ -310,10 +301,8 @@ def load_model(name: str, backend: str = "torch") -> Any:
     """
     from stemstream.realtime.backends import open_backend
 
-    base, window = _post_filter(name)
+    base, window = split_name(name)
     if window is not None:
-        from stemstream.realtime.models.wiener import wiener
-
         return wiener(load_model(base, backend), window)
     refined = _refined(name)
     if refined is not None:

@@ -41,9 +41,11 @@ MAX_HOPS_PER_CALL = 16
 SUFFIX = "+wiener"
 
 
-def split_name(name: str) -> tuple[str, int | None]:
+def split_name(name: Any) -> tuple[Any, int | None]:
     """``("dj-live", 8192)`` for ``"dj-live+wiener"``, ``("dj-live", 2048)`` for
-    ``"dj-live+wiener2048"``, ``(name, None)`` for a name without the suffix."""
+    ``"dj-live+wiener2048"``, ``(name, None)`` for a name without the suffix (or not a string)."""
+    if not isinstance(name, str):
+        return name, None
     base, sep, rest = name.rpartition(SUFFIX)
     if not sep or not base:
         return name, None
@@ -66,6 +68,12 @@ def check_window(window: int, model_hop: int) -> int:
     return window
 
 
+def added_delay(window: int) -> int:
+    """Samples of delay the stage adds at ``window``: a frame's last three quarters wait for the
+    frames after it."""
+    return window - window // 4
+
+
 class WienerHopModel:
     """``model``'s stems re-masked over a ``window``-sample STFT (see the module docstring)."""
 
@@ -78,7 +86,7 @@ class WienerHopModel:
         self.window = check_window(window, model.hop_samples)
         self.hop_samples: int = window // 4
         self.max_hops_per_call: int = MAX_HOPS_PER_CALL
-        self.tail = window - self.hop_samples  # samples each frame shares with the past
+        self.tail = added_delay(window)  # samples each frame shares with the past
         self.inner_latency = int(model.info.latency_samples)
         self.info: ModelInfo = replace(model.info, name=f"{model.info.name}{SUFFIX}{window}",
                                        latency_samples=self.inner_latency + self.tail)
