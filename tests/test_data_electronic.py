@@ -455,6 +455,19 @@ def test_sources_describe_the_lmms_songs(sources: DjSources) -> None:
         DjExampleMaker(no_beats, {"beats_lmms": 1.0})
 
 
+def test_the_electronic_share_scales_only_the_electronic_recipes(sources: DjSources) -> None:
+    full, low = DjExampleMaker(sources), DjExampleMaker(sources, electronic_share=0.25)
+    electronic = set(LMMS_RECIPES) | set(BEATS_RECIPES)
+    for name, p_full, p_low in zip(full.names, full.p, low.p):
+        w_full, w_low = p_full / full.p[0], p_low / low.p[0]  # relative to "synth", never scaled
+        assert w_low == pytest.approx(w_full * (0.25 if name in electronic else 1.0))
+    share = sum(w for k, w in {**LMMS_RECIPES, **BEATS_RECIPES}.items()) * 0.25
+    assert sum(p for k, p in zip(low.names, low.p) if k in electronic) == pytest.approx(share / (1 + share))
+    for bad in (0.0, -1.0, float("nan"), 11.0):
+        with pytest.raises(ConfigError, match="electronic_share"):
+            DjExampleMaker(sources, electronic_share=bad)
+
+
 def test_the_sampler_works_without_lmms(real_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dj_data, "DEFAULT_LMMS_ROOT", tmp_path / "no-lmms")
     plain = DjSources.load(real_root, _synth(), "train")  # "auto": no data/lmms here

@@ -56,6 +56,11 @@ def test_electronic_material_is_switched_per_run_for_the_dj_configs_only() -> No
     with pytest.raises(ConfigError, match="only the DJ configs"):
         apply_options(get_config("live"), TrainOptions(electronic=False))
     assert main(["train", "--config", "diffusion-teacher", "--no-electronic"]) == 2
+    assert apply_options(get_config("dj-live"), TrainOptions(electronic_share=0.4)).electronic_share == 0.4
+    with pytest.raises(ConfigError, match="electronic_share"):  # nothing electronic to weight
+        apply_options(get_config("dj-live"), TrainOptions(electronic=False, electronic_share=0.4))
+    with pytest.raises(ConfigError, match="electronic_share"):
+        TrainOptions(electronic_share=0.0)
 
 
 def test_voice_variants_are_switched_per_run_for_the_dj_configs_only() -> None:

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--electronic", action=argparse.BooleanOptionalAction, default=None,
                         help="DJ configs: also draw LMMS' electronic songs and Sonic Pi's beats when rendered "
                              "(default: the config's; --no-electronic trains on the real and synthetic songs only)")
+    parser.add_argument("--electronic-share", type=float, default=None, metavar="X",
+                        help="DJ configs with --electronic: multiply the electronic recipes' weights by X "
+                             "(default 1: about a fifth of the draws; 0.3: about 7 %%)")
     parser.add_argument("--voice-variants", action=argparse.BooleanOptionalAction, default=None,
                         help="DJ configs: pitch-shift the real voices and add sung harmonies to some examples "
                              "(stemstream.export.data.voice_variants; default: the config's)")

@@ -42,6 +42,8 @@ class TrainConfig:
         real_data: the real training recordings for ``dj`` (None: ``../shared/realdata-train``).
         electronic: for ``dj``: also draw the LMMS songs and Sonic Pi beats when ``stemstream data
             lmms`` has rendered them (False: the material ``dj-live`` was trained on, nothing else).
+        electronic_share: for ``dj`` with ``electronic``: a factor on the electronic recipes'
+            weights (1: as listed in ``dj_data``, about a fifth of the draws).
         voice_variants: for ``dj``: pitch-shift the real voices and add sung harmonies to some
             examples (``stemstream.export.data.voice_variants``); validation never varies them.
     """
@@ -65,6 +67,7 @@ class TrainConfig:
     data: str = "synth"
     real_data: str | None = None
     electronic: bool = True
+    electronic_share: float = 1.0
     voice_variants: bool = False
     extra: dict = field(default_factory=dict)
 

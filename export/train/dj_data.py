@@ -171,17 +171,22 @@ class DjExampleMaker:
 
     ``voice_variants``: the voice of a :data:`VARIED_VOICE_RECIPES` example goes through a drawn
     :class:`VoiceVariant` (pitch shift, sung harmony); off, the draws are exactly those without it.
+    ``electronic_share``: with the default recipes, the weights of :data:`LMMS_RECIPES` and
+    :data:`BEATS_RECIPES` are multiplied by this (1: as listed, about a fifth of the draws).
     """
 
     def __init__(self, sources: DjSources, recipes: dict[str, float] | None = None,
-                 voice_variants: bool = False) -> None:
+                 voice_variants: bool = False, electronic_share: float = 1.0) -> None:
         self.src = sources
         self.voice_variants = voice_variants
+        if not (np.isfinite(electronic_share) and 0.0 < electronic_share <= 10.0):
+            raise bad_value("electronic_share", electronic_share,
+                            "a factor in (0, 10] on the electronic recipes' weights (1: as listed)")
         if recipes is None:
             recipes = dict(RECIPES)
             if sources.lmms:
-                recipes.update(LMMS_RECIPES)
-                recipes.update(BEATS_RECIPES if sources.beats is not None else {})
+                electronic = {**LMMS_RECIPES, **(BEATS_RECIPES if sources.beats is not None else {})}
+                recipes.update({k: w * electronic_share for k, w in electronic.items()})
         recipes = dict(recipes)
         known = {**RECIPES, **LMMS_RECIPES, **BEATS_RECIPES}
         unknown = set(recipes) - set(known)
@@ -345,8 +350,10 @@ class DjSampler:
     """Seeded batches of DJ examples (``batch(size) -> TrainBatch``); ``rng`` is checkpointed."""
 
     def __init__(self, sources: DjSources, excerpt_samples: int, seed: int,
-                 recipes: dict[str, float] | None = None, voice_variants: bool = False) -> None:
-        self.maker = DjExampleMaker(sources, recipes, voice_variants=voice_variants)
+                 recipes: dict[str, float] | None = None, voice_variants: bool = False,
+                 electronic_share: float = 1.0) -> None:
+        self.maker = DjExampleMaker(sources, recipes, voice_variants=voice_variants,
+                                    electronic_share=electronic_share)
         self.excerpt = excerpt_samples
         self.rng = np.random.default_rng(seed)
 

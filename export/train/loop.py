@@ -116,7 +116,8 @@ def train(
             raise ConfigError(f"device={cfg.device!r}: the DJ data ({cfg.name}) is mixed on the CPU; expected cpu")
         dj_sources = DjSources.load(cfg.real_data_root, train_songs, "train",
                                     lmms_root="auto" if cfg.electronic else None)
-        sampler = DjSampler(dj_sources, drawn_samples, seed=cfg.seed, voice_variants=cfg.voice_variants)
+        sampler = DjSampler(dj_sources, drawn_samples, seed=cfg.seed, voice_variants=cfg.voice_variants,
+                            electronic_share=cfg.electronic_share)
         log(f"DJ sources: {json.dumps(dj_sources.describe())}")
     elif device.type == "cpu":  # refuses excerpts longer than every song
         sampler = RemixSampler(train_songs, drawn_samples, seed=cfg.seed)

@@ -39,6 +39,7 @@ class TrainOptions:
         limit_songs: read at most this many songs per split (smoke runs).
         base: the registry name of the base model a diffusion refiner refines.
         electronic: DJ configs: draw the LMMS songs and Sonic Pi beats too (None: the config's).
+        electronic_share: DJ configs with the LMMS songs: a factor on their recipes' weights.
         voice_variants: DJ configs: pitch-shifted voices and sung harmonies (None: the config's).
         resume: continue from ``out/checkpoint.pt``.
         ship: copy the final weights into ``realtime/weights``.
@@ -64,6 +65,7 @@ class TrainOptions:
     limit_songs: int | None = None
     base: str | None = None
     electronic: bool | None = None
+    electronic_share: float | None = None
     voice_variants: bool | None = None
     resume: bool = False
     ship: bool = False
@@ -89,6 +91,10 @@ class TrainOptions:
             raise bad_value("distill", self.distill, "a weight in [0, 1]")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise bad_value("threads", self.threads, "1 to 256 torch threads")
+        if self.electronic_share is not None and not (math.isfinite(self.electronic_share)
+                                                      and 0.0 < self.electronic_share <= 10.0):
+            raise bad_value("electronic_share", self.electronic_share,
+                            "a factor in (0, 10] on the electronic recipes' weights (1: as listed)")
         if self.limit_songs is not None and self.limit_songs < 1:
             raise bad_value("limit_songs", self.limit_songs, "a positive number of songs")
 
@@ -104,7 +110,7 @@ COMMON = {"steps", "time_budget", "out", "data", "runs", "threads", "resume", "s
 FAMILY_OPTIONS: dict[str, set[str]] = {
     "hybrid": COMMON | {"init_from", "distill", "teacher", "lr", "seed", "ema", "batch", "excerpt_seconds",
                         "device", "real_data", "limit_songs", "electronic",
-                        "voice_variants"},
+                        "electronic_share", "voice_variants"},
     "diffusion-teacher": COMMON,
     "diffusion-student": COMMON | {"init_from", "teacher"},
     "refiner-teacher": COMMON | {"init_from", "base", "lr", "seed", "batch", "limit_songs"},

@@ -172,6 +172,11 @@ def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
             raise ConfigError(f"electronic={options.electronic!r}: only the DJ configs draw the LMMS songs; "
                               f"{cfg.name} trains on synthetic songs")
         changes["electronic"] = bool(options.electronic)
+    if options.electronic_share is not None:
+        if cfg.data != "dj" or not changes.get("electronic", cfg.electronic):
+            raise ConfigError(f"electronic_share={options.electronic_share!r}: weights the LMMS songs' recipes, "
+                              f"which {cfg.name} does not draw here; expected --electronic")
+        changes["electronic_share"] = float(options.electronic_share)
     if options.voice_variants is not None:
         if cfg.data != "dj":
             raise ConfigError(f"voice_variants={options.voice_variants!r}: only the DJ configs have voices; "
