@@ -67,8 +67,6 @@ def test_the_regression_ablation_trains_the_same_network_on_its_one_step_error(t
     from stemstream.export.train.refiner_teacher import CONFIGS, refiner_regression_loss
 
     assert CONFIGS["refiner-regression"].net == CONFIGS["refiner-teacher"].net
-    assert CONFIGS["refiner-regression-long"].net == CONFIGS["refiner-teacher-long"].net
-    assert CONFIGS["refiner-teacher-long"].net.mask_prior and not CONFIGS["refiner-teacher"].net.mask_prior
     with pytest.raises(ConfigError, match="objective"):
         RefinerTrainConfig(net=TINY_REFINER, objective="gan")
     cfg = RefinerTrainConfig(net=TINY_REFINER, batch=2, steps=3, validate_every=3, valid_excerpts=2, objective="regression")

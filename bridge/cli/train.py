@@ -20,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model on the synthetic data; checkpoints, validation curves and a run record go to --out.",
     )
     parser.add_argument("--config", required=True, help="live | quality | live-pruned | dj-live | dj-live-48k | dj-quality | dj-live-pruned | tiny | "
-                        "diffusion* | refiner-teacher | refiner-student | refiner-regression | refiner-tiny | "
-                        "refiner-teacher-long | refiner-regression-long (a 4096-sample window starting from the base's mask)")
+                        "diffusion* | refiner-teacher | refiner-student | refiner-regression | refiner-tiny")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's, with its time budget)")
     parser.add_argument("--out", default=None, help="output folder (default runs/CONFIG)")

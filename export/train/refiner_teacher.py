@@ -103,9 +103,6 @@ class RefinerTrainConfig:
 
 
 #: A tiny network for the smoke test (seconds per step on one thread).
-#: The long-window refiner: 4096-sample frames, hop 2048, 128 bands of 16 bins (2.17 M
-#: parameters, 0.75 GMAC per second of segment audio), starting from the base's ratio mask.
-LONG_NET = RefinerConfig(n_fft=4096, hop=2048, band_bins=16, mask_prior=True)
 TINY_NET = RefinerConfig(segment_samples=4096, context_samples=1024, train_samples=2048, n_fft=256, hop=128,
                          band_bins=8, widths=(8, 16), blocks=(0, 1), embed_dim=16)
 
@@ -115,10 +112,6 @@ CONFIGS: dict[str, RefinerTrainConfig] = {
     "refiner-teacher": RefinerTrainConfig(net=RefinerConfig()),
     # the ablation: the same network and data as ``refiner-teacher``, trained as a plain regressor
     "refiner-regression": RefinerTrainConfig(net=RefinerConfig(), objective="regression"),
-    # a 4096-sample window (93 ms frames, hop 2048) whose denoiser starts from the base's own ratio
-    # mask there (``mask_prior``): on the hop models that mask alone adds 0.2-0.4 dB at long windows
-    "refiner-teacher-long": RefinerTrainConfig(net=LONG_NET),
-    "refiner-regression-long": RefinerTrainConfig(net=LONG_NET, objective="regression"),
     "refiner-tiny": RefinerTrainConfig(net=TINY_NET, batch=2, steps=20, max_minutes=2.0, checkpoint_every=10,
                                        validate_every=10, valid_excerpts=2, limit_songs=4),
 }

@@ -28,11 +28,7 @@ channels), each band projected to ``widths[0]`` features by one 1x1 convolution 
 band keeps its own weights; the same projection for every band), plus a learned embedding per band. Its head gives, for every stem channel and bin, three complex gains (on the
 mixture's spectrum, on that stem's base spectrum, on the noisy input's own spectrum) and a
 complex residual: what a complex ratio mask on the mixture, a correction of the base and a
-Wiener-like denoiser each need as one number per bin. With ``mask_prior`` the denoiser's prior
-mean is the base's own ratio mask instead of the base (:meth:`RefinerCore.mask_prior`): the
-mixture re-masked with each stem's share of the base's magnitudes at the refiner's window, which
-at a long window is better than the base by itself (the ``+wiener`` post-filter of the hop
-models), so an untrained head starts there and learns the rest. Everything is ``Conv2d`` /
+Wiener-like denoiser each need as one number per bin. Everything is ``Conv2d`` /
 ``ConvTranspose2d`` / ``GroupNorm`` / elementwise, so it exports to ONNX (opset 17).
 """
 
@@ -86,9 +82,6 @@ class RefinerConfig:
             first teacher, 1000 steps: one evaluation on the true residual plus noise at 0.5,
             +1.6 dB over the base on validation excerpts; from pure noise, -1.8 dB).
         base: the registry name of the base model whose residual this refines.
-        mask_prior: the denoiser's prior mean is the residual of the base's ratio mask
-            (:meth:`RefinerCore.mask_prior`) rather than zero; an untrained network then returns
-            the mixture re-masked by the base's magnitude shares at ``n_fft``.
     """
 
     stems: tuple[str, ...] = STEMS
@@ -107,7 +100,6 @@ class RefinerConfig:
     sigma_min: float = 1e-4
     sigma_max: float = 10.0
     base: str = "quality"
-    mask_prior: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stems", tuple(self.stems))
@@ -286,12 +278,12 @@ class RefinerCore(UNetTrunk, nn.Module):
         h = self.split(features) + self.band_embedding
         h = self._trunk(h, emb)
         out = self.head(F.silu(self.norm_out(h)))  # (B, sc * 8 * bb, bands, frames)
-        return self._gains(out.reshape(b, c.stem_channels, HEAD_OUTPUTS, c.band_bins, bands, frames), features, c_noise)
+        return self._gains(out.reshape(b, c.stem_channels, HEAD_OUTPUTS, c.band_bins, bands, frames), features)
 
-    def _gains(self, out: torch.Tensor, features: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def _gains(self, out: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``G_mix * mixture + G_base * base + G_own * input + residual`` per stem channel (complex
-        products), from the head ``out (B, sc, 8, bb, bands, frames)`` and the input features,
-        plus :meth:`mask_prior` when the config asks for it; returns ``(B, sc, 2, bb, bands, frames)``."""
+        products), from the head ``out (B, sc, 8, bb, bands, frames)`` and the input features;
+        returns ``(B, sc, 2, bb, bands, frames)``."""
         c = self.config
         b, sc, _, bb, bands, frames = out.shape
         ch, s = c.channels, len(c.stems)
@@ -306,26 +298,7 @@ class RefinerCore(UNetTrunk, nn.Module):
             im = gain[:, :, 0] * spec[:, :, 1] + gain[:, :, 1] * spec[:, :, 0]
             return torch.stack([re, im], dim=2)
 
-        gains = times(out[:, :, 0:2], mix) + times(out[:, :, 2:4], base) + times(out[:, :, 4:6], own) + out[:, :, 6:8]
-        if c.mask_prior:
-            gains = gains + self.mask_prior(mix, base, c_noise)
-        return gains
-
-    def mask_prior(self, mix: torch.Tensor, base: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        """The prior's share of the head output, ``(B, sc, 2, bb, bands, frames)`` at the head's
-        scale: ``w = m * mixture - base``, with ``m`` each stem's share of the base magnitudes per
-        channel and bin (the masks sum to one, so ``w`` sums to zero over stems and the Dirac
-        constraint holds), times ``sigma / sqrt(sigma^2 + sigma_data^2)``. The denoiser ``c_skip x
-        + c_out F`` then reads ``c_skip x + (1 - c_skip) w + c_out F'``: an untrained ``F'`` gives
-        the posterior mean under a prior centred on ``w``, so one step from ``sigma_max`` returns
-        the base's ratio mask, and near ``sigma = 0`` the input itself."""
-        c = self.config
-        b, sc, _, bb, bands, frames = base.shape
-        mag = torch.sqrt(base[:, :, 0] ** 2 + base[:, :, 1] ** 2 + 1e-20)  # (B, sc, bb, bands, frames)
-        per_stem = mag.reshape(b, len(c.stems), c.channels, bb, bands, frames)
-        share = (per_stem / (per_stem.sum(dim=1, keepdim=True) + 1e-12)).reshape(b, sc, 1, bb, bands, frames)
-        sigma = torch.exp(4.0 * c_noise).reshape(-1, 1, 1, 1, 1, 1)  # c_noise = ln(sigma) / 4
-        return (share * mix - base) * (sigma / torch.sqrt(sigma**2 + c.sigma_data**2))
+        return times(out[:, :, 0:2], mix) + times(out[:, :, 2:4], base) + times(out[:, :, 4:6], own) + out[:, :, 6:8]
 
 
 def from_band_layout(out: torch.Tensor) -> torch.Tensor:
