@@ -37,6 +37,7 @@ from stemstream.export.data.mixing import MasterSettings, draw_pan, master, pan_
 from stemstream.export.data.real import MultitrackSong, VocalClip, load_mir1k, load_musicdelta
 from stemstream.export.data.voice_variants import VoiceVariant, vary_voice
 from stemstream.export.train.data import SongSet
+from stemstream.export.train.options import check_electronic_share
 from stemstream.realtime.errors import bad_value
 from stemstream.realtime.stems import DJ_STEMS, MODEL_SAMPLE_RATE, STEMS
 
@@ -179,9 +180,7 @@ class DjExampleMaker:
                  voice_variants: bool = False, electronic_share: float = 1.0) -> None:
         self.src = sources
         self.voice_variants = voice_variants
-        if not (np.isfinite(electronic_share) and 0.0 < electronic_share <= 10.0):
-            raise bad_value("electronic_share", electronic_share,
-                            "a factor in (0, 10] on the electronic recipes' weights (1: as listed)")
+        check_electronic_share(electronic_share)
         if recipes is None:
             recipes = dict(RECIPES)
             if sources.lmms:

@@ -15,6 +15,14 @@ from dataclasses import dataclass, fields
 from stemstream.realtime.errors import ConfigError, bad_value
 
 
+def check_electronic_share(value: float) -> float:
+    """``value`` if it is a factor in (0, 10] on the electronic recipes' weights, else a one-line error."""
+    if not (math.isfinite(value) and 0.0 < value <= 10.0):
+        raise bad_value("electronic_share", value,
+                        "a factor in (0, 10] on the electronic recipes' weights (1: as listed)")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """One run's options (None: the config's own value).
@@ -91,10 +99,8 @@ class TrainOptions:
             raise bad_value("distill", self.distill, "a weight in [0, 1]")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise bad_value("threads", self.threads, "1 to 256 torch threads")
-        if self.electronic_share is not None and not (math.isfinite(self.electronic_share)
-                                                      and 0.0 < self.electronic_share <= 10.0):
-            raise bad_value("electronic_share", self.electronic_share,
-                            "a factor in (0, 10] on the electronic recipes' weights (1: as listed)")
+        if self.electronic_share is not None:
+            check_electronic_share(self.electronic_share)
         if self.limit_songs is not None and self.limit_songs < 1:
             raise bad_value("limit_songs", self.limit_songs, "a positive number of songs")
 
