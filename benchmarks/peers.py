@@ -143,7 +143,7 @@ def _spleeter_estimator() -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="dj-live,dj-live+wiener,dj-live-pruned,dj-quality,live",
+    parser.add_argument("--models", default="dj-live,dj-live+wiener,dj-live+mask,dj-live-pruned,dj-quality,live",
                         help="comma-separated stemstream models (registry names or .safetensors paths)")
     parser.add_argument("--datasets", default=",".join(str(REALDATA / d) for d in DEFAULT_DATASETS),
                         help="comma-separated dataset folders (default: the shared real songs)")

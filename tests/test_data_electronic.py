@@ -31,6 +31,7 @@ from stemstream.export.train.dj_data import (
     BEATS_RECIPES, LMMS_RECIPES, RECIPES, DjExampleMaker, DjSampler, DjSources,
 )
 from stemstream.realtime.errors import ConfigError
+from stemstream.realtime.models.wiener import PostFilter
 
 SR = 44100
 
@@ -565,7 +566,7 @@ def test_weight_files_are_scored_on_every_validation_column(
     assert set(scores[str(weights)]) == {*DJ_STEMS, "mean", *(f"lmms_{s}" for s in (*DJ_STEMS, "mean"))}
     # the same file followed by the +wiener stage, streamed as the engine runs it: every column, other figures
     filtered = score_validation.score_files("dj-live", [weights], tmp_path / "synth", real_data=real_root,
-                                            post_filter=1024)[str(weights)]
+                                            post_filter=PostFilter("+wiener", 1024))[str(weights)]
     assert set(filtered) == set(scores[str(weights)]) and np.isfinite(filtered["mean"])
     assert filtered != scores[str(weights)]
     assert score_validation.main(["--config", "no-such-config", str(weights)]) == 2  # one line, no traceback

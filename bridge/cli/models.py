@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    from stemstream.realtime.models.wiener import DEFAULT_WINDOW, SUFFIX, added_delay
+    from stemstream.realtime.models.wiener import DEFAULT_WINDOW, MASK_SUFFIX, SUFFIX, added_delay
 
-    print(f"\nNAME{SUFFIX} (any hop model above): its stems re-mask the input over a {DEFAULT_WINDOW}-sample STFT, "
-          f"better stems for {added_delay(DEFAULT_WINDOW)} samples more delay; what `stemstream separate` runs by default")
+    print(f"\nNAME{SUFFIX} (any hop model above): its stems re-filter the input over a {DEFAULT_WINDOW}-sample STFT "
+          f"(stereo: the multichannel Wiener filter), better stems for {added_delay(DEFAULT_WINDOW)} samples more "
+          f"delay; what `stemstream separate` runs by default. NAME{MASK_SUFFIX}: the per-channel ratio mask alone")
     return 0

@@ -32,8 +32,8 @@ from stemstream.realtime.errors import StemstreamError, bad_value
 BLOCK_RANGE = (1, 65536)
 #: Songs shorter than this (seconds) get no progress lines between start and end.
 PROGRESS_MIN_SECONDS = 20.0
-#: What files get after the default model: the long-window ratio-mask post-filter
-#: (``stemstream.realtime.models.wiener``; +0.2 to +0.5 dB, 139 ms more delay). ``--model dj-live``
+#: What files get after the default model: the long-window multichannel Wiener filter
+#: (``stemstream.realtime.models.wiener``; 139 ms more delay). ``--model dj-live``
 #: runs the model alone.
 FILE_POST_FILTER = "+wiener"
 #: Runtimes behind ``--backend``, by the class ``open_backend`` returned.

@@ -14,8 +14,9 @@ diffusion model of ``quality``'s residual) at 1 or 2 network evaluations per seg
 model; its weight file is ``quality-refiner.safetensors`` beside ``quality``'s. A path to a
 ``.safetensors`` file also works as a name (a student or refiner file runs 1 step).
 Any hop model's name followed by ``+wiener`` (or ``+wiener2048``) runs it through the long-window
-ratio-mask post-filter (``stemstream.realtime.models.wiener``): better stems for files, at
-``window * 3/4`` samples more latency.
+multichannel Wiener filter, ``+mask`` (or ``+mask4096``) through the long-window ratio mask
+(``stemstream.realtime.models.wiener``): better stems for files, at ``window * 3/4`` samples
+more latency.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from stemstream.realtime.errors import ConfigError
 from stemstream.realtime.models.hybrid import ARCHITECTURE, HybridConfig, HybridSeparator, macs_per_hop
 from stemstream.realtime.models.weights import WeightFileError, read_weights
-from stemstream.realtime.models.wiener import SUFFIX, added_delay, check_window, split_name, wiener
+from stemstream.realtime.models.wiener import added_delay, check_window, split_name, wiener
 
 #: Folder holding the shipped weight files.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -70,8 +71,8 @@ def rate_variant(name: str, host_rate: int) -> str:
 
     if not isinstance(name, str) or int(host_rate) % MODEL_SAMPLE_RATE == 0:
         return name
-    base, window = split_name(name)
-    if window is not None:  # the sibling, post-filtered alike
+    base, spec = split_name(name)
+    if spec is not None:  # the sibling, post-filtered alike
         return rate_variant(base, host_rate) + name[len(base):]
     for rate, variant in RATE_VARIANTS.get(name, {}).items():
         if int(host_rate) % rate == 0 and _weights_path(variant).exists():
@@ -233,14 +234,14 @@ def _read(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
 
 def model_card(name: str) -> ModelCard:
     """The card of model ``name``."""
-    base, window = split_name(name)
-    if window is not None:
+    base, spec = split_name(name)
+    if spec is not None:
         if _refined(base) is not None or _student(base) is not None:
-            raise ConfigError(f"model={name!r}: {SUFFIX} re-masks hop models' stems; {base!r} is a segment model")
+            raise ConfigError(f"model={name!r}: {spec.suffix} re-filters hop models' stems; {base!r} is a segment model")
         card = model_card(base)
-        hop = check_window(window, card.hop_samples) // 4
-        return replace(card, name=f"{card.name}{SUFFIX}{window}", hop_samples=hop, buffer_samples=hop,
-                       latency_samples=card.latency_samples + added_delay(window))
+        hop = check_window(spec.window, card.hop_samples) // 4
+        return replace(card, name=f"{card.name}{spec.label()}", hop_samples=hop, buffer_samples=hop,
+                       latency_samples=card.latency_samples + added_delay(spec.window))
     refined = _refined(name)
     if refined is not None:
         from stemstream.realtime.diffusion.refined_model import describe_refined
@@ -301,9 +302,9 @@ def load_model(name: str, backend: str = "torch") -> Any:
     """
     from stemstream.realtime.backends import open_backend
 
-    base, window = split_name(name)
-    if window is not None:
-        return wiener(load_model(base, backend), window)
+    base, spec = split_name(name)
+    if spec is not None:
+        return wiener(load_model(base, backend), spec)
     refined = _refined(name)
     if refined is not None:
         from stemstream.realtime.backends import segment_backend
