@@ -119,6 +119,20 @@ def test_the_multichannel_filter_separates_by_where_stems_sit() -> None:
     assert scores[False] < 7.0 and scores[True] > scores[False] + 3.0, scores
 
 
+def test_after_a_long_silence_the_images_start_afresh() -> None:
+    # Silence does not count as heard: after it, a song is filtered as from a fresh state (the
+    # images start again from the identity), not from the last song's nearly forgotten images.
+    true, mix, stems = _bleed_scene()
+    gap = np.zeros((2, 2, 5120 * 256 + (-mix.shape[1]) % 256), np.float32)  # 30 s; the song restarts on a frame
+    both = np.concatenate([stems[:, :, : mix.shape[1]], gap, stems], axis=2)
+    model = WienerHopModel(BleedModel(both), 1024)
+    lat, start = model.info.latency_samples, mix.shape[1] + gap.shape[2]
+    x = np.concatenate([mix, gap[0], mix], axis=1)
+    after = _stream(model, x, 4096)[:, :, lat + start :][:, :, : mix.shape[1]]
+    fresh = _stream(WienerHopModel(BleedModel(stems), 1024), mix, 4096)[:, :, lat:][:, :, : mix.shape[1]]
+    np.testing.assert_allclose(after, fresh, atol=1e-4)
+
+
 def test_mono_input_gets_the_mask() -> None:
     true, mix, stems = _bleed_scene(channels=1)
     wiener, mask = WienerHopModel(BleedModel(stems), 1024), WienerHopModel(BleedModel(stems), 1024, spatial=False)
