@@ -141,9 +141,9 @@ class WienerHopModel:
     kind = "hop"
 
     def __init__(self, model: Any, window: int = DEFAULT_WINDOW, spatial: bool = True) -> None:
-        suffix = SUFFIX if spatial else MASK_SUFFIX
+        spec = PostFilter(SUFFIX if spatial else MASK_SUFFIX, window)
         if getattr(model, "kind", "hop") != "hop":
-            raise bad_value("model", model.info.name, f"a hop model ({suffix} re-filters hop models' stems)")
+            raise bad_value("model", model.info.name, f"a hop model ({spec.suffix} re-filters hop models' stems)")
         self.model = model
         self.window = check_window(window, model.hop_samples)
         self.spatial = bool(spatial) and model.info.channels == 2
@@ -151,7 +151,7 @@ class WienerHopModel:
         self.max_hops_per_call: int = MAX_HOPS_PER_CALL
         self.tail = added_delay(window)  # samples each frame shares with the past
         self.inner_latency = int(model.info.latency_samples)
-        self.info: ModelInfo = replace(model.info, name=f"{model.info.name}{suffix}{window}",
+        self.info: ModelInfo = replace(model.info, name=f"{model.info.name}{spec.label()}",
                                        latency_samples=self.inner_latency + self.tail)
         n = np.arange(window)
         hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)  # periodic: overlaps at a quarter sum to 2
@@ -212,17 +212,17 @@ class WienerHopModel:
 
 
 #: State keys of ``+wiener``'s running spatial covariances (per stem and bin): the averaged
-#: ``|Y_L|^2``, ``|Y_R|^2``, ``Y_L conj(Y_R)``, channel-mean power, and the frames averaged in
-#: which the stem sounded in that bin (silence does not count, so after a long silence, between
-#: two songs, the images start again from the identity as at a song's start).
-SPATIAL_KEYS = ("cov.ll", "cov.rr", "cov.lr", "cov.power", "cov.frames")
+#: ``|Y_L|^2``, ``|Y_R|^2``, ``Y_L conj(Y_R)`` (their channel mean is the averaged power), and the
+#: frames averaged in which the stem sounded in that bin (silence does not count, so after a long
+#: silence, between two songs, the images start again from the identity as at a song's start).
+SPATIAL_KEYS = ("cov.ll", "cov.rr", "cov.lr", "cov.frames")
 
 
 def init_spatial(stems: int, bins: int) -> State:
     """Fresh running covariances: nothing heard yet (each stem's image starts as the identity)."""
     zeros = np.zeros((stems, bins), np.float32)
     return {"cov.ll": zeros, "cov.rr": zeros.copy(), "cov.lr": np.zeros((stems, bins), np.complex64),
-            "cov.power": zeros.copy(), "cov.frames": zeros.copy()}
+            "cov.frames": zeros.copy()}
 
 
 def spatial_filter(stems_f: np.ndarray, mix_f: np.ndarray, mask: np.ndarray,
@@ -232,15 +232,15 @@ def spatial_filter(stems_f: np.ndarray, mix_f: np.ndarray, mask: np.ndarray,
     covariances ``cov`` (:data:`SPATIAL_KEYS`), frame by frame; returns them and the covariances
     after the last frame. What a bin's filter leaves over goes to the stems by ``mask``, so the
     stems sum to the mixture."""
-    ll, rr, lr, power, seen = (cov[k] for k in SPATIAL_KEYS)
+    ll, rr, lr, seen = (cov[k] for k in SPATIAL_KEYS)
     decay, prior = np.float32(SPATIAL_DECAY), np.float32(SPATIAL_PRIOR_FRAMES)
     out = np.empty_like(stems_f)
     for t in range(stems_f.shape[2]):
         left, right = stems_f[:, 0, t], stems_f[:, 1, t]  # (K, bins)
         p_l, p_r = left.real**2 + left.imag**2, right.real**2 + right.imag**2
         frame_power = 0.5 * (p_l + p_r)
-        ll, rr = decay * ll + p_l, decay * rr + p_r
-        lr, power = decay * lr + left * np.conj(right), decay * power + frame_power
+        ll, rr, lr = decay * ll + p_l, decay * rr + p_r, decay * lr + left * np.conj(right)
+        power = 0.5 * (ll + rr)  # the averaged channel-mean power
         seen = decay * seen + (frame_power > 0)
         heard = seen / (seen + prior)  # how far the image has left the identity
         gain = heard / (power + np.float32(1e-20))
@@ -257,7 +257,7 @@ def spatial_filter(stems_f: np.ndarray, mix_f: np.ndarray, mask: np.ndarray,
         out[:, 0, t] = y_l + mask[:, 0, t] * (x_l - y_l.sum(0))
         out[:, 1, t] = y_r + mask[:, 1, t] * (x_r - y_r.sum(0))
     state = {"cov.ll": ll.astype(np.float32), "cov.rr": rr.astype(np.float32), "cov.lr": lr.astype(np.complex64),
-             "cov.power": power.astype(np.float32), "cov.frames": np.asarray(seen, np.float32)}
+             "cov.frames": seen.astype(np.float32)}
     return out, state
 
 
