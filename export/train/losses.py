@@ -54,16 +54,15 @@ def si_sdri_per_stem(
 def band_limit(x: torch.Tensor, band_hz: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """``x`` ``(B, ..., T)`` with everything at or above ``band_hz[b]`` removed (a brick-wall mask
     on the excerpt's DFT); rows with ``band_hz[b] <= 0`` are returned unchanged."""
-    limited = band_hz > 0
-    if not bool(limited.any()):
+    rows = torch.nonzero(band_hz > 0).flatten()
+    if rows.numel() == 0:
         return x
     n = x.shape[-1]
     freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate, device=x.device)
-    keep = (freqs.view(1, -1) < band_hz.view(-1, 1)) | ~limited.view(-1, 1)  # (B, F)
-    spec = torch.fft.rfft(x, dim=-1)
-    keep = keep.view(x.shape[0], *([1] * (x.dim() - 2)), -1)
-    filtered = torch.fft.irfft(spec * keep, n=n, dim=-1)
-    return torch.where(limited.view(-1, *([1] * (x.dim() - 1))), filtered, x)  # others exactly as they were
+    keep = freqs.view(1, -1) < band_hz[rows].view(-1, 1)  # (limited rows, F)
+    keep = keep.view(len(rows), *([1] * (x.dim() - 2)), -1)
+    filtered = torch.fft.irfft(torch.fft.rfft(x[rows], dim=-1) * keep, n=n, dim=-1)
+    return x.index_copy(0, rows, filtered.to(x.dtype))  # only the limited rows go through the DFT; others exactly as they were
 
 
 def grouped_sdr_loss(
