@@ -99,22 +99,23 @@ def split_name(name: Any) -> tuple[Any, PostFilter | None]:
     base, sep, rest = name.rpartition(found)
     if not sep or not base:
         return name, None
-    if rest == "":
-        return base, PostFilter(found, DEFAULT_WINDOW)
-    if not rest.isdigit():
+    if rest and not rest.isdigit():
         raise bad_value("model", name, f"NAME{found} or NAME{found}WINDOW with WINDOW a power of two in samples, "
                         f"e.g. {base}{found}4096")
-    return base, PostFilter(found, int(rest))
+    return base, PostFilter(found, int(rest) if rest else DEFAULT_WINDOW)
 
 
 def parse_post_filter(text: str) -> PostFilter:
     """A post-filter from its suffix without the ``+`` (``wiener``, ``mask4096``) or a bare window
     (``8192``: ``+wiener`` at that window), as options take it; else a one-line error."""
-    text = str(text).strip()
-    _, spec = split_name("model" + (SUFFIX + text if text.isdigit() else "+" + text.lstrip("+")))
-    if spec is None:
-        raise bad_value("post-filter", text, "wiener, mask, or either followed by a window (wiener4096), or a window")
-    return spec
+    word = str(text).strip().lstrip("+")
+    if word.isdigit():
+        return PostFilter(SUFFIX, int(word))
+    for suffix in SUFFIXES:
+        rest = word.removeprefix(suffix[1:])
+        if rest != word and (rest == "" or rest.isdigit()):
+            return PostFilter(suffix, int(rest) if rest else DEFAULT_WINDOW)
+    raise bad_value("post-filter", text, "wiener, mask, or either followed by a window (wiener4096), or a window")
 
 
 def check_window(window: int, model_hop: int) -> int:
