@@ -72,6 +72,19 @@ def test_voice_variants_are_switched_per_run_for_the_dj_configs_only() -> None:
     assert main(["train", "--config", "diffusion-teacher", "--voice-variants"]) == 2
 
 
+def test_width_and_depth_reach_the_model_config() -> None:
+    cfg = apply_options(get_config("dj-live"), TrainOptions(width=320, lstm_layers=3))
+    assert (cfg.model.width, cfg.model.lstm_layers) == (320, 3)
+    assert cfg.model.stems == get_config("dj-live").model.stems  # the rest as the config has it
+    assert apply_options(get_config("dj-quality"), TrainOptions(width=320)).model.lookahead_frames == 12
+    with pytest.raises(ConfigError, match="prunes"):
+        apply_options(get_config("dj-live-pruned"), TrainOptions(width=320))
+    for bad in (dict(width=4), dict(lstm_layers=0)):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            TrainOptions(**bad)
+    assert main(["train", "--config", "diffusion-teacher", "--width", "64"]) == 2
+
+
 def test_cli_refuses_flags_of_another_family(capsys) -> None:
     assert main(["train", "--config", "diffusion-teacher", "--lr", "1e-3", "--ema", "0.9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--voice-variants", action=argparse.BooleanOptionalAction, default=None,
                         help="DJ configs: pitch-shift the real voices and add sung harmonies to some examples "
                              "(stemstream.export.data.voice_variants; default: the config's)")
+    parser.add_argument("--width", type=int, default=None, metavar="N",
+                        help="the separator's residual width (default: the config's); larger than --init-from's, "
+                             "it grows that model without changing what it separates, and training fills the rest")
+    parser.add_argument("--lstm-layers", type=int, default=None, metavar="N",
+                        help="the separator's LSTM layers (default: the config's); more than --init-from's "
+                             "appends layers that start silent")
     parser.add_argument("--limit-songs", type=int, default=None, metavar="N",
                         help="read at most N songs of each split (smoke runs)")
     parser.add_argument("--base", default=None, metavar="NAME",

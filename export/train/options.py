@@ -49,6 +49,10 @@ class TrainOptions:
         electronic: DJ configs: draw the LMMS songs and Sonic Pi beats too (None: the config's).
         electronic_share: DJ configs with the LMMS songs: a factor on their recipes' weights.
         voice_variants: DJ configs: pitch-shifted voices and sung harmonies (None: the config's).
+        width: the separator's residual width (None: the config's); larger than the model started
+            from, it grows that model without changing what it computes (``stemstream.export.grow``).
+        lstm_layers: the separator's LSTM layers (None: the config's); more than the model started
+            from appends layers that start silent.
         resume: continue from ``out/checkpoint.pt``.
         ship: copy the final weights into ``realtime/weights``.
         quiet: no progress bar.
@@ -75,6 +79,8 @@ class TrainOptions:
     electronic: bool | None = None
     electronic_share: float | None = None
     voice_variants: bool | None = None
+    width: int | None = None
+    lstm_layers: int | None = None
     resume: bool = False
     ship: bool = False
     quiet: bool = False
@@ -101,6 +107,10 @@ class TrainOptions:
             raise bad_value("threads", self.threads, "1 to 256 torch threads")
         if self.electronic_share is not None:
             check_electronic_share(self.electronic_share)
+        if self.width is not None and not 8 <= self.width <= 4096:
+            raise bad_value("width", self.width, "a residual width of 8 to 4096 units")
+        if self.lstm_layers is not None and not 1 <= self.lstm_layers <= 16:
+            raise bad_value("lstm_layers", self.lstm_layers, "1 to 16 LSTM layers")
         if self.limit_songs is not None and self.limit_songs < 1:
             raise bad_value("limit_songs", self.limit_songs, "a positive number of songs")
 
@@ -116,7 +126,7 @@ COMMON = {"steps", "time_budget", "out", "data", "runs", "threads", "resume", "s
 FAMILY_OPTIONS: dict[str, set[str]] = {
     "hybrid": COMMON | {"init_from", "distill", "teacher", "lr", "seed", "ema", "batch", "excerpt_seconds",
                         "device", "real_data", "limit_songs", "electronic",
-                        "electronic_share", "voice_variants"},
+                        "electronic_share", "voice_variants", "width", "lstm_layers"},
     "diffusion-teacher": COMMON,
     "diffusion-student": COMMON | {"init_from", "teacher"},
     "refiner-teacher": COMMON | {"init_from", "base", "lr", "seed", "batch", "limit_songs"},

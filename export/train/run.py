@@ -69,7 +69,13 @@ def _stem_rows(source: HybridSeparator, stems: tuple[str, ...]) -> list[int] | N
 
 def transfer(source: HybridSeparator, config: HybridConfig) -> HybridSeparator:
     """A model of ``config`` initialised from ``source`` (same sizes; heads may double for
-    look-ahead; other stems take their heads from the source's stems per :data:`STEM_SEEDS`)."""
+    look-ahead; other stems take their heads from the source's stems per :data:`STEM_SEEDS`; a
+    larger width or more LSTM layers grow the source without changing what it computes,
+    :mod:`stemstream.export.grow`)."""
+    from stemstream.export.grow import can_grow, grow
+
+    if can_grow(source.config, config):  # a wider / deeper model that starts as the source
+        return grow(source, config)
     target = HybridSeparator(config)
     src = dict(source.state_dict())
     rows = _stem_rows(source, config.stems)
@@ -184,6 +190,12 @@ def apply_options(cfg: TrainConfig, options: TrainOptions) -> TrainConfig:
         changes["voice_variants"] = bool(options.voice_variants)
     if options.init_from:
         changes["init_from"] = str(options.init_from)
+    sizes = {k: getattr(options, k) for k in ("width", "lstm_layers") if getattr(options, k) is not None}
+    if sizes:
+        if cfg.prune_macs > 0:
+            raise ConfigError(f"{cfg.name} prunes its starting model to a MAC budget, so it sets its own width; "
+                              "expected no --width / --lstm-layers")
+        changes["model"] = replace(cfg.model, **sizes)
     cfg = replace(cfg, **changes)
     if options.teacher:
         distill = options.distill if options.distill is not None else cfg.distill
