@@ -78,3 +78,14 @@ def test_growth_refuses_a_smaller_or_different_model() -> None:
     assert can_grow(TINY, replace(TINY, lstm_layers=3))
     with pytest.raises(ConfigError, match="larger width"):
         grow(_trained(TINY), replace(TINY, width=8, lstm_layers=3))
+
+
+def test_transfer_seeds_new_stems_then_grows() -> None:
+    """dj-live from the instrument model: the DJ heads seeded from the instrument heads at the
+    source's size, then grown; it separates as the seeded model of the source's size does."""
+    source = _trained(replace(TINY, stems=("bass", "drums", "guitar", "piano")))
+    audio = 0.3 * torch.randn(1, 2, 32 * 20)
+    seeded = transfer(source, TINY)
+    grown = transfer(source, replace(TINY, width=24, lstm_layers=3))
+    assert grown.config.stems == DJ_STEMS and grown.config.width == 24
+    assert torch.allclose(_separate(grown, audio), _separate(seeded, audio), atol=1e-6)

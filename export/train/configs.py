@@ -92,7 +92,11 @@ def _configs() -> dict[str, TrainConfig]:
     live = HybridConfig()
     dj_live = TrainConfig(
         name="dj-live",
-        model=HybridConfig(stems=DJ_STEMS),
+        # grown from width 256 and two LSTM layers (the shipped file until Dec 8) by `--width 320
+        # --lstm-layers 3` (stemstream.export.grow). dj-quality keeps the size its shipped file has (it
+        # continues from that file); dj-live-48k and dj-live-pruned follow dj-live (their shipped files,
+        # made from the 256-wide dj-live, carry their own config)
+        model=HybridConfig(stems=DJ_STEMS, width=320, lstm_layers=3),
         steps=100000,
         time_budget_s=7200.0,
         batch=6,
@@ -136,7 +140,7 @@ def _configs() -> dict[str, TrainConfig]:
         "dj-quality": replace(
             dj_live,
             name="dj-quality",
-            model=replace(dj_live.model, synthesis_samples=1024, lookahead_frames=12),
+            model=replace(dj_live.model, width=256, lstm_layers=2, synthesis_samples=1024, lookahead_frames=12),
             lr=2e-4,
             init_from="dj-live",
         ),

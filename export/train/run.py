@@ -72,10 +72,13 @@ def transfer(source: HybridSeparator, config: HybridConfig) -> HybridSeparator:
     look-ahead; other stems take their heads from the source's stems per :data:`STEM_SEEDS`; a
     larger width or more LSTM layers grow the source without changing what it computes,
     :mod:`stemstream.export.grow`)."""
-    from stemstream.export.grow import can_grow, grow
+    from stemstream.export.grow import grow
 
-    if can_grow(source.config, config):  # a wider / deeper model that starts as the source
-        return grow(source, config)
+    c = source.config
+    sizes = (config.width, config.lstm_layers)
+    if sizes != (c.width, c.lstm_layers) and config.width >= c.width and config.lstm_layers >= c.lstm_layers:
+        # wider / deeper: seed a model of the source's size, then grow it without changing what it computes
+        return grow(transfer(source, replace(config, width=c.width, lstm_layers=c.lstm_layers)), config)
     target = HybridSeparator(config)
     src = dict(source.state_dict())
     rows = _stem_rows(source, config.stems)
